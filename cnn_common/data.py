@@ -1,0 +1,438 @@
+"""Datasets: where the files are looked for, checksum-verified download, IDX parsing, the split.
+
+``load_dataset(name)`` looks, in order, in:
+
+1. ``root`` (``--data-dir``), then ``$CNN_DATA_DIR``, then the cache
+   (``$CNN_CACHE_DIR`` or ``~/.cache/cnn-rosetta``) — each as ``<dir>/<name>/<file>``;
+2. layouts other tools leave behind: torchvision's ``<dir>/MNIST/raw`` (or ``FashionMNIST/raw``)
+   under the same folders, and Keras's ``~/.keras/datasets/mnist.npz``;
+3. Debian's ``/usr/share/datasets/<name>`` (package ``dataset-fashion-mnist``);
+4. the standard mirrors (with pooch: temporary file, checksum, rename into the cache).
+
+Every file found is verified: its ``.gz`` md5 as published, or the md5 of its decompressed
+bytes (so a recompressed copy is accepted), and its IDX header against its length.
+
+Images come back ``uint8 (N, H, W, C)``, labels ``int64 (N,)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnn_common.errors import DataError
+
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registered dataset: its files, their checksums and where to download them."""
+
+    name: str
+    class_names: tuple[str, ...]
+    gz_md5: dict[str, str]  # file stem -> md5 of the published .gz
+    raw_md5: dict[str, str]  # file stem -> md5 of the decompressed IDX bytes
+    mirrors: tuple[str, ...]
+    torchvision_dir: str  # torchvision's folder name: <root>/<torchvision_dir>/raw
+    keras_npz: tuple[str, str] | None = None  # (file name, sha256) under ~/.keras/datasets
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(
+        name="mnist",
+        class_names=tuple(str(i) for i in range(10)),
+        gz_md5={
+            "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        raw_md5={
+            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+        },
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+        torchvision_dir="MNIST",
+        keras_npz=("mnist.npz", "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),
+    ),
+    "fashion-mnist": DatasetInfo(
+        name="fashion-mnist",
+        class_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        gz_md5={
+            "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+        raw_md5={
+            "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+            "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+            "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+        },
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        torchvision_dir="FashionMNIST",
+    ),
+}
+
+DEBIAN_DIR = Path("/usr/share/datasets")
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """A dataset as stored: uint8 images ``(N, H, W, C)``, int64 labels ``(N,)``."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str  # where the files were found
+
+
+@dataclass(frozen=True)
+class Data:
+    """What every trainer receives: float images in [0, 1] ``(N, H, W, C)``, int64 labels."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry for ``name``; an unknown name raises ``DataError`` listing the known."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(
+            f"unknown dataset {name!r}", f"choose one of: {', '.join(DATASETS)}"
+        ) from None
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$CNN_CACHE_DIR`` or ``~/.cache/cnn-rosetta``."""
+    env = os.environ.get("CNN_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "cnn-rosetta"
+
+
+# ----------------------------------------------------------------------------- IDX parsing
+
+_IDX_DTYPES = {0x08: np.uint8}
+
+
+def parse_idx(raw: bytes, source: str) -> np.ndarray:
+    """Parse IDX bytes; check the magic number, dimensions and length against the header.
+
+    Raises ``DataError`` naming ``source`` when the file is truncated or corrupt.
+    """
+    hint = f"delete {source} and fetch it again (or point --data-dir at a good copy)"
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{source} is not an IDX file (bad magic number)", hint)
+    dtype_code, ndim = raw[2], raw[3]
+    if dtype_code not in _IDX_DTYPES or ndim not in (1, 3):
+        raise DataError(
+            f"{source}: unexpected IDX magic number 0x{raw[:4].hex()} "
+            "(expected 0x00000801 for labels or 0x00000803 for images)",
+            hint,
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{source} is truncated: {len(raw)} bytes, shorter than its header", hint)
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        state = "truncated" if len(raw) < expected else "longer than its header says"
+        raise DataError(
+            f"{source} is {state}: {len(raw)} bytes, the header {dims} needs {expected}", hint
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _read_verified(path: Path, stem: str, info: DatasetInfo) -> bytes:
+    """Read a (possibly gzipped) IDX file, verify its checksum, return the IDX bytes."""
+    data = path.read_bytes()
+    gz_ok = hashlib.md5(data).hexdigest() == info.gz_md5[stem]
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataError(
+                f"{path} is not a readable gzip file ({exc})", f"delete {path} and fetch it again"
+            ) from None
+    if not gz_ok and hashlib.md5(data).hexdigest() != info.raw_md5[stem]:
+        parse_idx(data, str(path))  # a truncated file gets the more precise message
+        raise DataError(
+            f"{path} fails its checksum (md5 of neither the published .gz nor the "
+            f"{info.name} contents {info.raw_md5[stem]})",
+            f"delete {path} and fetch the official {info.name} file again",
+        )
+    return data
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _from_folder(folder: Path, info: DatasetInfo) -> dict[str, np.ndarray] | None:
+    paths = {stem: _find_file(folder, stem) for stem in FILES}
+    if not all(paths.values()):
+        return None
+    arrays = {stem: parse_idx(_read_verified(p, stem, info), str(p)) for stem, p in paths.items()}
+    return arrays
+
+
+def _from_keras_npz(path: Path, info: DatasetInfo) -> dict[str, np.ndarray] | None:
+    if info.keras_npz is None or not path.is_file():
+        return None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != info.keras_npz[1]:
+        raise DataError(
+            f"{path} fails its sha256 checksum",
+            f"delete {path} and let keras or this loader fetch it again",
+        )
+    with np.load(path) as npz:
+        return {
+            FILES[0]: npz["x_train"],
+            FILES[1]: npz["y_train"],
+            FILES[2]: npz["x_test"],
+            FILES[3]: npz["y_test"],
+        }
+
+
+def _candidate_folders(info: DatasetInfo, root: str | Path | None) -> list[tuple[str, Path]]:
+    bases: list[tuple[str, Path]] = []
+    if root is not None:
+        bases.append(("--data-dir", Path(root)))
+    if os.environ.get("CNN_DATA_DIR"):
+        bases.append(("$CNN_DATA_DIR", Path(os.environ["CNN_DATA_DIR"])))
+    bases.append(("cache", cache_dir()))
+    folders = [(label, base / info.name) for label, base in bases]
+    folders += [
+        (f"{label} (torchvision layout)", base / info.torchvision_dir / "raw")
+        for label, base in bases
+    ]
+    folders.append(("Debian dataset package", DEBIAN_DIR / info.name))
+    return folders
+
+
+def _download(info: DatasetInfo, mirrors: tuple[str, ...]) -> tuple[Path, list[str]]:
+    """Fetch the four .gz files into the cache with pooch; return the folder and failures."""
+    import pooch
+
+    target = cache_dir() / info.name
+    failures: list[str] = []
+    for stem in FILES:
+        fname = f"{stem}.gz"
+        for mirror in mirrors:
+            try:
+                pooch.retrieve(
+                    mirror + fname,
+                    known_hash=f"md5:{info.gz_md5[stem]}",
+                    fname=fname,
+                    path=target,
+                    progressbar=False,
+                )
+                break
+            except Exception as exc:  # noqa: BLE001 - network and checksum errors alike
+                failures.append(f"{mirror}{fname}: {type(exc).__name__}: {exc}".strip())
+        else:
+            return target, failures
+    return target, failures
+
+
+def load_dataset(
+    name: str = "mnist",
+    root: str | Path | None = None,
+    download: bool = True,
+    mirrors: tuple[str, ...] | None = None,
+) -> RawDataset:
+    """Find (or download) and parse dataset ``name``; see the module docstring for the order.
+
+    Args:
+        name: a key of ``DATASETS`` (``mnist``, ``fashion-mnist``).
+        root: an explicit folder holding ``<name>/<file>.gz`` (``--data-dir``).
+        download: fetch from the mirrors when no local copy is found.
+        mirrors: base URLs to download from instead of the registry's (``$CNN_DATA_MIRRORS``,
+            comma-separated, also overrides them).
+    """
+    info = dataset_info(name)
+    looked: list[str] = []
+    arrays = None
+    source = ""
+    for label, folder in _candidate_folders(info, root):
+        looked.append(f"{folder} ({label})")
+        arrays = _from_folder(folder, info)
+        if arrays is not None:
+            source = str(folder)
+            break
+    if arrays is None and info.keras_npz is not None:
+        npz = Path.home() / ".keras" / "datasets" / info.keras_npz[0]
+        looked.append(f"{npz} (Keras cache)")
+        arrays = _from_keras_npz(npz, info)
+        source = str(npz)
+    if arrays is None and download:
+        env_mirrors = os.environ.get("CNN_DATA_MIRRORS")
+        if mirrors is None and env_mirrors:
+            mirrors = tuple(m.strip() for m in env_mirrors.split(",") if m.strip())
+        urls = tuple(m if m.endswith("/") else m + "/" for m in (mirrors or info.mirrors))
+        folder, failures = _download(info, urls)
+        arrays = _from_folder(folder, info)
+        source = str(folder)
+        if arrays is None:
+            looked.append("download: " + "; ".join(failures[-len(urls) :] or ["failed"]))
+    if arrays is None:
+        places = "\n    ".join(looked)
+        raise DataError(
+            f"dataset {name!r} not found; looked in:\n    {places}",
+            f"put the four files ({', '.join(f + '.gz' for f in FILES)}) in DIR/{name}/ and "
+            f"pass --data-dir DIR or set CNN_DATA_DIR=DIR"
+            + ("" if download else ", or allow the download"),
+        )
+    x_train, y_train = arrays[FILES[0]], arrays[FILES[1]]
+    x_test, y_test = arrays[FILES[2]], arrays[FILES[3]]
+    for images, labels, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+        if len(images) != len(labels):
+            raise DataError(
+                f"{name} {part}: {len(images)} images but {len(labels)} labels",
+                f"replace the {part} files in {source} with a matching pair",
+            )
+    return RawDataset(
+        name=name,
+        x_train=x_train.reshape(*x_train.shape[:3], 1),  # (N, H, W) -> (N, H, W, 1)
+        y_train=y_train.astype(np.int64),
+        x_test=x_test.reshape(*x_test.shape[:3], 1),
+        y_test=y_test.astype(np.int64),
+        class_names=info.class_names,
+        source=source,
+    )
+
+
+# ----------------------------------------------------------------------------- split, scale
+
+
+def scale_images(x: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """uint8 ``(N, H, W, C)`` -> floats in [0, 1], same shape."""
+    return (x.astype(dtype) / np.asarray(255.0, dtype=dtype)).astype(dtype, copy=False)
+
+
+def train_val_split(n: int, validation_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, val)`` of a deterministic split of ``n`` items by ``seed``.
+
+    The validation indices are a seeded random subset; both index arrays are sorted so the
+    training set keeps the file's order (the batch order shuffles it each epoch).
+    """
+    if not 0 <= validation_size < n:
+        raise DataError(
+            f"validation_size {validation_size} must be below the {n} training images",
+            "lower validation_size in the train spec",
+        )
+    rng = np.random.default_rng([seed, 0x5EED])
+    perm = rng.permutation(n)
+    return np.sort(perm[validation_size:]), np.sort(perm[:validation_size])
+
+
+def prepare_data(
+    name: str = "mnist",
+    validation_size: int = 5000,
+    seed: int = 0,
+    root: str | Path | None = None,
+    dtype: str = "float32",
+    download: bool = True,
+) -> Data:
+    """Load, split and scale a dataset: the one entry point every trainer and test uses."""
+    raw = load_dataset(name, root=root, download=download)
+    train_idx, val_idx = train_val_split(len(raw.y_train), validation_size, seed)
+    return Data(
+        name=name,
+        x_train=scale_images(raw.x_train[train_idx], dtype),
+        y_train=raw.y_train[train_idx],
+        x_val=scale_images(raw.x_train[val_idx], dtype),
+        y_val=raw.y_train[val_idx],
+        x_test=scale_images(raw.x_test, dtype),
+        y_test=raw.y_test,
+        class_names=raw.class_names,
+    )
+
+
+def subset(data: Data, n_train: int, n_val: int | None = None, n_test: int | None = None) -> Data:
+    """The first items of each split: for quick runs and tests on real data."""
+    n_val = n_train // 10 if n_val is None else n_val
+    n_test = n_train // 5 if n_test is None else n_test
+    return Data(
+        data.name,
+        data.x_train[:n_train],
+        data.y_train[:n_train],
+        data.x_val[:n_val],
+        data.y_val[:n_val],
+        data.x_test[:n_test],
+        data.y_test[:n_test],
+        data.class_names,
+    )
+
+
+def check_images(x: object, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Return ``x`` as a float array ``(N, H, W, C)`` matching ``input_shape``, or raise.
+
+    Raises ``ImageError`` (a ``ValueError``) naming the expected and received shape/dtype.
+    """
+    from cnn_common.errors import ImageError
+
+    arr = np.asarray(x)
+    expected = f"(N, {', '.join(str(d) for d in input_shape)})"
+    if arr.ndim == len(input_shape) and tuple(arr.shape) == tuple(input_shape):
+        raise ImageError(
+            f"expected a batch of images of shape {expected}, received a single "
+            f"image of shape {arr.shape}",
+            "add a batch axis: x[None]",
+        )
+    if arr.ndim != len(input_shape) + 1 or tuple(arr.shape[1:]) != tuple(input_shape):
+        raise ImageError(
+            f"expected images of shape {expected} (NHWC), received {arr.shape}",
+            "reshape or resize the images to the spec's input_shape",
+        )
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ImageError(
+            f"expected float images scaled to [0, 1], received dtype {arr.dtype}",
+            "scale with cnn_common.data.scale_images(x) (x / 255 as float32)",
+        )
+    return arr

@@ -1,0 +1,57 @@
+"""Accuracy, confusion matrix and per-class report, computed once from predictions.
+
+Accuracy here is micro-averaged (correct / total), as Keras and NumPy report it; torchmetrics'
+``MulticlassAccuracy`` defaults to the macro average, which is a different number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction of ``y_pred`` equal to ``y_true`` (both ``(N,)`` class indices)."""
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred))) if len(y_true) else 0.0
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(K, K)`` int64 counts: row = true class, column = predicted class."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    flat = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)
+
+
+def classification_report(
+    cm: np.ndarray, class_names: list[str] | tuple[str, ...] | None = None
+) -> dict[str, dict[str, float]]:
+    """Per-class precision, recall, F1 and support from a confusion matrix, plus
+    ``macro avg`` and ``weighted avg`` rows (scikit-learn's definitions; 0 where undefined)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    predicted = cm.sum(axis=0)
+    support = cm.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(len(cm))]
+    report = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
+    }
+    total = support.sum()
+    report["macro avg"] = {
+        "precision": float(precision.mean()),
+        "recall": float(recall.mean()),
+        "f1": float(f1.mean()),
+        "support": int(total),
+    }
+    weights = support / total if total else support
+    report["weighted avg"] = {
+        "precision": float(precision @ weights),
+        "recall": float(recall @ weights),
+        "f1": float(f1 @ weights),
+        "support": int(total),
+    }
+    return report

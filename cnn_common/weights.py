@@ -1,0 +1,186 @@
+"""The canonical weight layout, its file format, initialisation and the PyTorch conversion.
+
+Canonical layout (also Keras's):
+
+- ``convK.kernel``: ``(KH, KW, C_in, F)``; ``convK.bias``: ``(F,)``
+- ``denseK.kernel`` / ``logits.kernel``: ``(in, out)``; biases ``(out,)``
+- flatten reads the last feature map in H, W, C order, so row ``(h*W + w)*C + c`` of the first
+  dense kernel belongs to pixel ``(h, w)``, channel ``c``.
+
+PyTorch stores conv weights ``(F, C_in, KH, KW)``, linear weights ``(out, in)``, and flattens
+``(C, H, W)``, so column ``(c*H + h)*W + w`` of its first linear weight belongs to that same
+pixel and channel. ``to_torch_layout`` / ``from_torch_layout`` are the only place that
+converts, so a forgotten transpose or permutation cannot hide anywhere else.
+
+Files are safetensors with the specs (JSON) in the metadata under ``"spec"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnn_common.errors import DataError
+from cnn_common.spec import ModelSpec, TrainSpec, layers, spec_from_dict, spec_to_dict
+
+Weights = dict[str, np.ndarray]
+
+
+def weight_names(spec: ModelSpec) -> list[str]:
+    """Canonical tensor names in layer order: conv1.kernel, conv1.bias, ..., logits.bias."""
+    return [name for layer in layers(spec) for name in layer.params]
+
+
+def glorot_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Glorot/Xavier-uniform in Keras's convention: limit ``sqrt(6 / (fan_in + fan_out))``.
+
+    For a conv kernel ``(KH, KW, C_in, F)``: fan_in = KH*KW*C_in, fan_out = KH*KW*F.
+    """
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def init_weights(spec: ModelSpec, seed: int = 0, dtype: str = "float32") -> Weights:
+    """Framework-neutral initial weights: Glorot-uniform kernels, zero biases (Keras's defaults).
+
+    Drawn in float64 from ``default_rng(seed)`` in layer order, then cast, so float32 and
+    float64 runs start from the same numbers.
+    """
+    rng = np.random.default_rng(seed)
+    weights: Weights = {}
+    for layer in layers(spec):
+        for name, shape in layer.params.items():
+            if name.endswith(".kernel"):
+                weights[name] = glorot_uniform(shape, rng).astype(dtype)
+            else:
+                weights[name] = np.zeros(shape, dtype=dtype)
+    return weights
+
+
+def check_weights(spec: ModelSpec, weights: Weights) -> None:
+    """Raise ``ValueError`` naming the tensor when ``weights`` does not fit ``spec``."""
+    expected = {name: shape for layer in layers(spec) for name, shape in layer.params.items()}
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        raise ValueError(f"weights do not match the spec: missing {missing}, unexpected {extra}")
+    for name, shape in expected.items():
+        if tuple(weights[name].shape) != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {tuple(weights[name].shape)}")
+
+
+# ----------------------------------------------------------------------------- PyTorch layout
+
+
+def _first_dense_input(spec: ModelSpec) -> tuple[str, tuple[int, int, int]] | None:
+    """Name of the layer right after flatten and the (H, W, C) map it reads, if spatial."""
+    all_layers = layers(spec)
+    flat = next(layer for layer in all_layers if layer.kind == "flatten")
+    after = next(layer for layer in all_layers[all_layers.index(flat) + 1 :] if layer.params)
+    return after.name, flat.input_shape  # type: ignore[return-value]
+
+
+def to_torch_layout(weights: Weights, spec: ModelSpec) -> Weights:
+    """Canonical -> PyTorch: conv ``(KH, KW, C, F) -> (F, C, KH, KW)``; dense ``(in, out) ->
+    (out, in)``; the first dense layer's inputs reordered from H, W, C to C, H, W."""
+    first, (h, w, c) = _first_dense_input(spec)
+    out: Weights = {}
+    for name, value in weights.items():
+        if name.endswith(".kernel") and value.ndim == 4:
+            out[name] = np.ascontiguousarray(value.transpose(3, 2, 0, 1))  # (F, C, KH, KW)
+        elif name == f"{first}.kernel":
+            units = value.shape[1]
+            chw = value.reshape(h, w, c, units).transpose(2, 0, 1, 3)  # (C, H, W, out)
+            out[name] = np.ascontiguousarray(chw.reshape(c * h * w, units).T)  # (out, C*H*W)
+        elif name.endswith(".kernel"):
+            out[name] = np.ascontiguousarray(value.T)  # (out, in)
+        else:
+            out[name] = value.copy()
+    return out
+
+
+def from_torch_layout(weights: Weights, spec: ModelSpec) -> Weights:
+    """PyTorch -> canonical: the exact inverse of ``to_torch_layout``."""
+    first, (h, w, c) = _first_dense_input(spec)
+    out: Weights = {}
+    for name, value in weights.items():
+        if name.endswith(".kernel") and value.ndim == 4:
+            out[name] = np.ascontiguousarray(value.transpose(2, 3, 1, 0))  # (KH, KW, C, F)
+        elif name == f"{first}.kernel":
+            units = value.shape[0]
+            hwc = value.T.reshape(c, h, w, units).transpose(1, 2, 0, 3)  # (H, W, C, out)
+            out[name] = np.ascontiguousarray(hwc.reshape(h * w * c, units))  # (H*W*C, out)
+        elif name.endswith(".kernel"):
+            out[name] = np.ascontiguousarray(value.T)  # (in, out)
+        else:
+            out[name] = value.copy()
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(
+    path: str | Path,
+    weights: Weights,
+    spec: ModelSpec,
+    train: TrainSpec | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Save canonical weights (safetensors) with the specs in the metadata; atomic."""
+    from safetensors.numpy import save
+
+    check_weights(spec, weights)
+    metadata = {"spec": json.dumps(spec_to_dict(spec, train)), "layout": "canonical-nhwc"}
+    if extra:
+        metadata.update({k: json.dumps(v) for k, v in extra.items()})
+    tensors = {k: np.ascontiguousarray(v) for k, v in weights.items()}
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
+
+
+def load_weights(path: str | Path) -> tuple[Weights, ModelSpec, TrainSpec]:
+    """Read a file written by ``save_weights``: ``(weights, model_spec, train_spec)``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"weight file {path} does not exist", "check the path")
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+            weights = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
+        raise DataError(
+            f"{path} is not a readable safetensors weight file ({exc})",
+            "write it again with save_weights",
+        ) from None
+    if "spec" not in metadata:
+        raise DataError(
+            f"{path} has no spec in its metadata", "write it with cnn_common.weights.save_weights"
+        )
+    model, train = spec_from_dict(json.loads(metadata["spec"]))
+    check_weights(model, weights)
+    return weights, model, train

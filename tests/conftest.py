@@ -1,0 +1,47 @@
+"""Shared fixtures: the real data (required in CI), a private KERAS_HOME, a temp cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cnn_common.data import Data, prepare_data
+from cnn_common.errors import DataError
+
+REQUIRE_DATA = bool(os.environ.get("CI") or os.environ.get("CNN_REQUIRE_DATA"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_homes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keras writes ~/.keras/keras.json on import: keep tests away from the user's home."""
+    keras_home = tmp_path_factory.mktemp("keras_home")
+    os.environ.setdefault("KERAS_HOME", str(keras_home))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _data_or_skip(name: str) -> Data:
+    try:
+        return prepare_data(name, download=False)
+    except DataError as exc:
+        if REQUIRE_DATA:
+            pytest.fail(f"real data needed in CI: {exc}")
+        pytest.skip(f"{name} not available: set CNN_DATA_DIR ({exc.message.splitlines()[0]})")
+
+
+@pytest.fixture(scope="session")
+def mnist() -> Data:
+    """MNIST split 55,000 / 5,000 / 10,000 (seed 0), float32 in [0, 1]."""
+    return _data_or_skip("mnist")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder holding ``mnist/`` and ``fashion-mnist/`` (``$CNN_DATA_DIR``)."""
+    value = os.environ.get("CNN_DATA_DIR")
+    if not value or not Path(value, "mnist").is_dir():
+        if REQUIRE_DATA:
+            pytest.fail("CNN_DATA_DIR must point at the offline data in CI")
+        pytest.skip("CNN_DATA_DIR not set")
+    return Path(value).resolve()
