@@ -1,0 +1,248 @@
+"""``cnn-compare parity``: one set of weights in every framework, the same batches, K steps.
+
+Each framework (in its own process) starts from ``init_weights(spec, seed)`` and, for step
+``k = 0..K``, records the weights after ``k`` optimiser steps and, for ``k < K``, the logits, the
+loss and the gradients of batch ``k`` at those weights. The parent compares every pair and
+names the first step and tensor where a pair departs beyond tolerance.
+
+Differences: ``max |a - b|`` and relative ``max |a - b| / max |b|`` (normwise, per tensor).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnn_common.batches import epoch_batches
+from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
+from cnn_common.weights import atomic_write_bytes, init_weights, weight_names
+
+PARITY_FILE = "parity.npz"
+
+# dtype -> quantity -> (metric, tolerance). float32: the kernels of each framework round
+# differently; float64 leaves only the order of summation.
+TOLERANCES: dict[str, dict[str, tuple[str, float]]] = {
+    "float32": {
+        "logits": ("abs", 1e-5),
+        "loss": ("abs", 1e-5),
+        "grad": ("rel", 1e-4),
+        "weights": ("abs", 1e-5),
+    },
+    "float64": {
+        "logits": ("abs", 1e-10),
+        "loss": ("abs", 1e-10),
+        "grad": ("rel", 1e-10),
+        "weights": ("abs", 1e-10),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ParityOptions:
+    frameworks: tuple[str, ...]
+    model_spec: ModelSpec
+    train_spec: TrainSpec
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    steps: int = 3
+    out: Path = Path("runs/parity")
+    in_process: bool = False
+
+
+def without_dropout(spec: ModelSpec) -> ModelSpec:
+    """Dropout masks come from each framework's own RNG: parity compares without them."""
+    dense = tuple(dataclasses.replace(d, dropout=0.0) for d in spec.dense)
+    return dataclasses.replace(spec, dense=dense)
+
+
+def run_parity_job(job: dict[str, Any]) -> None:
+    """In a worker: record logits, loss, gradients and weights step by step."""
+    from compare.frameworks import load
+    from compare.worker import data_for_job, job_specs, save_npz
+
+    model_spec, train_spec = job_specs(job)
+    framework = load(job["framework"])
+    data = data_for_job(job, train_spec)
+    steps = int(job["steps"])
+    index_batches = epoch_batches(len(data.x_train), train_spec.batch_size, train_spec.seed, 0)
+    batches = [(data.x_train[i], data.y_train[i]) for i in index_batches[:steps]]
+    start = init_weights(model_spec, train_spec.seed, train_spec.dtype)
+    arrays: dict[str, np.ndarray] = {}
+    for k in range(steps + 1):
+        # A fresh model and optimiser replayed over k batches: the optimiser state stays inside
+        # one train_steps call, as it does in training.
+        model = framework.build(model_spec, train_spec.dtype)
+        framework.set_weights(model, start)
+        if k:
+            framework.train_steps(model, train_spec, batches[:k])
+        for name, value in framework.get_weights(model).items():
+            arrays[f"step{k}/weights/{name}"] = np.asarray(value)
+        if k < steps:
+            x, y = batches[k]
+            arrays[f"step{k}/logits"] = np.asarray(framework.predict_logits(model, x))
+            loss, grads = framework.loss_and_grads(model, x, y)
+            arrays[f"step{k}/loss"] = np.asarray(loss, dtype=np.float64)
+            for name, value in grads.items():
+                arrays[f"step{k}/grad/{name}"] = np.asarray(value)
+    save_npz(Path(job["out"]) / PARITY_FILE, arrays)
+
+
+def compare_arrays(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """``(max |a - b|, max |a - b| / max |b|)`` in float64."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    diff = float(np.max(np.abs(a64 - b64))) if a64.size else 0.0
+    scale = float(np.max(np.abs(b64))) if b64.size else 0.0
+    return diff, diff / scale if scale > 0 else diff
+
+
+def _quantity(key: str) -> tuple[int, str, str]:
+    """``step2/grad/conv1.kernel`` -> (2, "grad", "conv1.kernel")."""
+    parts = key.split("/")
+    step = int(parts[0][4:])
+    return step, parts[1], parts[2] if len(parts) > 2 else parts[1]
+
+
+def compare_frameworks(
+    recorded: dict[str, dict[str, np.ndarray]], names: list[str], dtype: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Every pair, step and tensor: rows of differences, and the first row past tolerance."""
+    tolerances = TOLERANCES[dtype]
+    kind_order = {"logits": 0, "loss": 1, "grad": 2, "weights": 3}
+    rows: list[dict[str, Any]] = []
+    for a, b in itertools.combinations(recorded, 2):
+        keys = sorted(
+            recorded[a],
+            key=lambda k: (
+                _quantity(k)[0],
+                kind_order[_quantity(k)[1]],
+                _layer_pos(_quantity(k)[2], names),
+            ),
+        )
+        for key in keys:
+            step, kind, tensor = _quantity(key)
+            abs_diff, rel_diff = compare_arrays(recorded[a][key], recorded[b][key])
+            metric, tol = tolerances[kind]
+            value = abs_diff if metric == "abs" else rel_diff
+            rows.append(
+                {
+                    "pair": f"{a} vs {b}",
+                    "step": step,
+                    "quantity": kind,
+                    "tensor": tensor,
+                    "max_abs": abs_diff,
+                    "max_rel": rel_diff,
+                    "metric": metric,
+                    "tolerance": tol,
+                    "ok": value <= tol,
+                }
+            )
+    failing = [r for r in rows if not r["ok"]]
+    first = (
+        min(
+            failing,
+            key=lambda r: (r["step"], kind_order[r["quantity"]], _layer_pos(r["tensor"], names)),
+        )
+        if failing
+        else None
+    )
+    return rows, first
+
+
+def _layer_pos(tensor: str, names: list[str]) -> int:
+    return names.index(tensor) if tensor in names else -1
+
+
+def summary_table(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """Per pair and quantity: the worst difference over all steps and tensors."""
+    worst: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["pair"], row["quantity"])
+        if key not in worst or row["max_rel"] > worst[key]["max_rel"]:
+            worst[key] = row
+    table = []
+    for (pair, kind), row in worst.items():
+        table.append(
+            [
+                pair,
+                kind,
+                f"{row['max_abs']:.3g}",
+                f"{row['max_rel']:.3g}",
+                f"{row['metric']} <= {row['tolerance']:g}",
+                "ok"
+                if all(r["ok"] for r in rows if (r["pair"], r["quantity"]) == (pair, kind))
+                else "DEPARTS",
+            ]
+        )
+    return table
+
+
+def run_parity(options: ParityOptions) -> int:
+    """Run every framework's parity job, print the table; 0 within tolerance, else 1."""
+    from compare.report import _md_table
+    from compare.runner import _read_failure, _run_in_process, child_env, launch
+
+    model_spec = without_dropout(options.model_spec)
+    train = options.train_spec
+    recorded: dict[str, dict[str, np.ndarray]] = {}
+    for name in options.frameworks:
+        from compare.frameworks import check_installed
+
+        check_installed(name)
+        out = options.out / name
+        job = {
+            "kind": "parity",
+            "framework": name,
+            "dataset": options.dataset,
+            "data_dir": options.data_dir,
+            "steps": options.steps,
+            "out": str(out),
+            **{f"{k}_spec": v for k, v in spec_to_dict(model_spec, train).items()},
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        if options.in_process:
+            status = _run_in_process(job, out, lambda event: None)
+        else:
+            status = launch(job, out, child_env(None))
+        if status != 0:
+            failure = _read_failure(out, status)
+            from cnn_common.errors import UserError
+
+            raise UserError(
+                f"parity job of {name} failed: {failure['error']}", f"see {out / 'log.txt'}"
+            )
+        with np.load(out / PARITY_FILE) as npz:
+            recorded[name] = {k: npz[k] for k in npz.files}
+    names = weight_names(model_spec)
+    rows, first = compare_frameworks(recorded, names, train.dtype)
+    head = ["pair", "quantity", "max abs diff", "max rel diff", "tolerance", "verdict"]
+    table = summary_table(rows)
+    print(
+        f"parity: {', '.join(options.frameworks)}, {train.dtype}, {options.steps} step(s), "
+        f"batch {train.batch_size}, {train.optimizer} ({train.epsilon_convention} epsilon)"
+    )
+    print(_md_table(head, table))
+    if first is None:
+        verdict = "all pairs agree within tolerance"
+    else:
+        verdict = (
+            f"first departure: {first['pair']} at step {first['step']}, "
+            f"{first['quantity']} of {first['tensor']}: max abs {first['max_abs']:.3g},"
+            f" max rel {first['max_rel']:.3g} > {first['metric']} {first['tolerance']:g}"
+        )
+    print(verdict)
+    report = {
+        "dtype": train.dtype,
+        "steps": options.steps,
+        "frameworks": list(recorded),
+        "rows": rows,
+        "first_departure": first,
+        "verdict": verdict,
+    }
+    atomic_write_bytes(options.out / "parity.json", json.dumps(report, indent=1).encode())
+    return 0 if first is None else 1

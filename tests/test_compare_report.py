@@ -1,0 +1,207 @@
+"""The report from a results folder: every output written, the HTML self-contained.
+
+Uses synthetic run records (no training), so it checks the report machinery alone; the
+end-to-end run in test_compare_run.py checks the same properties on a real run.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn_common.results import EpochRecord, finish_result
+from cnn_common.spec import ModelSpec, TrainSpec, layer_shapes
+from cnn_common.weights import init_weights, save_weights
+from compare.report import write_outputs
+from compare.runner import CONFIG_FILE, RunOptions, run_dir
+from compare.worker import FAILED_FILE, FEATURES_FILE, save_npz, write_failure
+
+FRAMEWORKS = ("numpy", "keras", "lightning")
+EXPECTED_FIGURES = {
+    "curves.png",
+    "step_loss.png",
+    "confusion.png",
+    "class_f1.png",
+    "feature_maps.png",
+    "filters.png",
+    "misclassified.png",
+}
+
+
+def fake_run(out: Path, framework: str, seed: int, rng: np.random.Generator) -> None:
+    """A run folder as a trainer leaves it, with plausible made-up numbers."""
+    spec, train = ModelSpec(), TrainSpec(epochs=2, seed=seed)
+    path = run_dir(out, framework, seed)
+    y_test = rng.integers(0, 10, 200)
+    y_pred = np.where(rng.random(200) < 0.9, y_test, rng.integers(0, 10, 200))
+    history = [
+        EpochRecord(e, 0.5 / e, 0.8 + 0.05 * e, 0.4 / e, 0.85 + 0.04 * e, 3.0) for e in (1, 2)
+    ]
+    result = finish_result(
+        framework=framework,
+        backend=framework,
+        device="cpu",
+        versions={"numpy": "2"},
+        dataset="mnist",
+        class_names=[str(i) for i in range(10)],
+        model_spec=spec,
+        train_spec=train,
+        init="shared",
+        history=history,
+        step_losses=list(np.linspace(2.3, 0.1, 100)),
+        test_loss=0.3,
+        y_test=y_test,
+        y_pred=y_pred,
+        n_train=1000,
+        wall_time_s=7.0,
+    )
+    path.mkdir(parents=True)
+    result.to_json(path / "run.json")
+    save_weights(path / "weights.safetensors", init_weights(spec, seed), spec)
+    maps = {
+        f"map/{name}": rng.random((4, *shape)).astype(np.float32)
+        for name, shape in layer_shapes(spec).items()
+        if name.startswith(("conv", "pool"))
+    }
+    wrong = np.flatnonzero(y_pred != y_test)[:16]
+    save_npz(
+        path / FEATURES_FILE,
+        {
+            "images": rng.random((4, 28, 28, 1)).astype(np.float32),
+            **maps,
+            "wrong/index": wrong,
+            "wrong/images": rng.random((len(wrong), 28, 28, 1)),
+            "wrong/predicted": y_pred[wrong],
+            "wrong/true": y_test[wrong],
+        },
+    )
+
+
+def make_results(out: Path, seeds: int = 1, failed: str | None = None) -> None:
+    options = RunOptions(
+        frameworks=FRAMEWORKS,
+        dataset="mnist",
+        model_spec=ModelSpec(),
+        train_spec=TrainSpec(epochs=2),
+        seeds=seeds,
+        out=out,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILE).write_text(json.dumps(options.config()))
+    rng = np.random.default_rng(0)
+    for seed in range(seeds):
+        for framework in FRAMEWORKS:
+            if framework == failed:
+                path = run_dir(out, framework, seed)
+                path.mkdir(parents=True)
+                write_failure(path, "user", "framework 'keras' needs tensorflow\n  fix: pip")
+            else:
+                fake_run(out, framework, seed, rng)
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "img":
+            self.images.append(values.get("src") or "")
+        for key in ("href", "src"):
+            if values.get(key):
+                self.links.append(values[key] or "")
+
+
+def parse_html(path: Path) -> _Collector:
+    parser = _Collector()
+    parser.feed(path.read_text())
+    return parser
+
+
+def check_self_contained(out: Path) -> None:
+    """Every figure embedded as a PNG data URI; no external URL anywhere in the page."""
+    html_path = out / "report.html"
+    parsed = parse_html(html_path)
+    figures = sorted((out / "figures").glob("*.png"))
+    assert len(parsed.images) == len(figures) >= 1
+    for src in parsed.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(link.startswith("data:") for link in parsed.links)
+    text = html_path.read_text()
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE)
+    assert "@import" not in text and "url(" not in text
+
+
+def test_every_output_is_written(tmp_path: Path) -> None:
+    make_results(tmp_path)
+    lines = write_outputs(tmp_path)
+    for name in ("results.json", "history.csv", "report.md", "report.html"):
+        assert (tmp_path / name).is_file(), name
+    assert {p.name for p in (tmp_path / "figures").glob("*.png")} == EXPECTED_FIGURES
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["framework"] for r in results["summary"]] == list(FRAMEWORKS)
+    assert len(results["runs"]) == 3 and results["failures"] == []
+    with open(tmp_path / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 * 2 and {r["framework"] for r in rows} == set(FRAMEWORKS)
+    markdown = (tmp_path / "report.md").read_text()
+    for figure in EXPECTED_FIGURES:
+        assert f"figures/{figure}" in markdown
+    assert "Framework differences" in markdown and "Adam epsilon" in markdown
+    assert any("report.html" in line for line in lines)
+
+
+def test_html_is_self_contained(tmp_path: Path) -> None:
+    make_results(tmp_path)
+    write_outputs(tmp_path)
+    check_self_contained(tmp_path)
+
+
+def test_failed_framework_is_reported_and_others_kept(tmp_path: Path) -> None:
+    make_results(tmp_path, failed="keras")
+    lines = write_outputs(tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["framework"] for r in results["summary"]] == ["numpy", "lightning"]
+    assert results["failures"][0]["framework"] == "keras"
+    assert "needs tensorflow" in (tmp_path / "report.html").read_text()
+    assert any("keras" in line and "FAILED" in line for line in lines)
+    assert (run_dir(tmp_path, "keras", 0) / FAILED_FILE).is_file()
+
+
+def test_seeds_are_aggregated_as_mean_and_std(tmp_path: Path) -> None:
+    make_results(tmp_path, seeds=3)
+    write_outputs(tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    for row in results["summary"]:
+        runs = [r for r in results["runs"] if r["framework"] == row["framework"]]
+        accs = [r["test_accuracy"] for r in runs]
+        assert row["seeds"] == 3
+        assert row["test_accuracy"] == pytest.approx(np.mean(accs))
+        assert row["test_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    assert "±" in (tmp_path / "report.md").read_text()
+
+
+def test_interrupted_run_is_listed_as_killed(tmp_path: Path) -> None:
+    make_results(tmp_path)
+    (run_dir(tmp_path, "lightning", 0) / "run.json").unlink()
+    write_outputs(tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["failures"] == [
+        {
+            "framework": "lightning",
+            "seed": 0,
+            "kind": "killed",
+            "error": results["failures"][0]["error"],
+        }
+    ]
+    assert "--resume" in results["failures"][0]["error"]
