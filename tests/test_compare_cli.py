@@ -1,0 +1,135 @@
+"""Bad input to ``cnn-compare``: a clear message, exit status 2, no traceback, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import compare.frameworks
+from compare.__main__ import main
+from compare.runner import run_dir
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "compare", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "cnn-compare: error:" in result.stderr or "usage:" in result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, (phrase, result.stderr)
+
+
+def test_unknown_framework(tmp_path: Path) -> None:
+    result = cli("run", "--frameworks", "numpy,caffe", "--out", str(tmp_path / "o"))
+    assert_user_error(result, "unknown framework", "caffe", "numpy, keras, lightning")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_dataset(tmp_path: Path) -> None:
+    result = cli("run", "--dataset", "cifar-11", "--out", str(tmp_path / "o"))
+    assert_user_error(result, "unknown dataset 'cifar-11'", "mnist, fashion-mnist")
+
+
+def test_unreadable_spec(tmp_path: Path) -> None:
+    result = cli("run", "--spec", str(tmp_path / "missing.yaml"))
+    assert_user_error(result, "cannot read spec file", "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: {conv: [filters: 3\n")
+    assert_user_error(cli("run", "--spec", str(broken)), "not valid", "broken.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "phrases"),
+    [
+        ("model: {conv: [{kernel_size: 30}]}", ("conv1", "does not fit")),
+        ("model: {conv: [{filters: 0}]}", ("conv[0].filters",)),
+        ("train: {optimizer: adagrad}", ("optimizer", "adam, sgd")),
+        ("model: {colour: red}", ("unknown field", "colour")),
+    ],
+)
+def test_impossible_spec(tmp_path: Path, text: str, phrases: tuple[str, ...]) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    assert_user_error(cli("run", "--spec", str(spec)), *phrases)
+
+
+def test_missing_data_offline(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {
+        "CNN_DATA_DIR": str(empty),
+        "CNN_CACHE_DIR": str(tmp_path / "cache"),
+        "HOME": str(tmp_path),
+        "CNN_DATA_MIRRORS": "http://127.0.0.1:9/",
+    }
+    result = cli("run", "--out", str(tmp_path / "o"), env=env)
+    assert_user_error(result, "dataset 'mnist' not found", str(empty), "CNN_DATA_DIR")
+    assert not list((tmp_path / "cache").rglob("*.gz"))
+
+
+def test_report_of_a_folder_without_results(tmp_path: Path) -> None:
+    assert_user_error(cli("report", str(tmp_path)), "not a results folder")
+
+
+def test_bad_flag_value() -> None:
+    result = cli("run", "--init", "random")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+@pytest.mark.slow
+def test_framework_not_installed_loses_nothing_else(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    data_dir: Path,
+) -> None:
+    """keras reported missing: numpy still trains, the report names keras and the fix."""
+    real = compare.frameworks.missing_modules
+    monkeypatch.setattr(
+        compare.frameworks,
+        "missing_modules",
+        lambda name: ["tensorflow"] if name == "keras" else real(name),
+    )
+    out = tmp_path / "o"
+    status = main(
+        [
+            "run",
+            "--frameworks",
+            "keras,numpy",
+            "--subset",
+            "600",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--data-dir",
+            str(data_dir),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "Traceback" not in err
+    failed = json.loads((run_dir(out, "keras", 0) / "failed.json").read_text())
+    assert "tensorflow" in failed["error"] and 'pip install -e ".[keras]"' in failed["error"]
+    assert (run_dir(out, "numpy", 0) / "run.json").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert [r["framework"] for r in results["summary"]] == ["numpy"]
+    assert "tensorflow" in (out / "report.html").read_text()

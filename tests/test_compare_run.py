@@ -1,0 +1,139 @@
+"""The main job end to end: the README's `cnn-compare run` on MNIST, and kill + --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnn_common.results import RunResult
+from compare.runner import run_dir
+from tests.test_compare_report import EXPECTED_FIGURES, check_self_contained
+
+FRAMEWORKS = ("numpy", "keras", "lightning")
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, float]:
+    """`cnn-compare run` with every default (all three, MNIST, 5 epochs, shared init)."""
+    out = tmp_path_factory.mktemp("compare") / "out"
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "compare", "run", "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CNN_DATA_DIR": str(data_dir)},
+        timeout=1200,
+    )
+    wall = time.perf_counter() - start
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(f"\ncnn-compare run wall time: {wall:.0f} s\n{result.stdout}")
+    return out, wall
+
+
+@pytest.mark.slow
+def test_default_run_writes_every_output(default_run: tuple[Path, float]) -> None:
+    out, _ = default_run
+    for name in ("results.json", "history.csv", "report.md", "report.html", "config.json"):
+        assert (out / name).is_file(), name
+    assert {p.name for p in (out / "figures").glob("*.png")} == EXPECTED_FIGURES
+    check_self_contained(out)
+
+
+@pytest.mark.slow
+def test_default_run_accuracy(default_run: tuple[Path, float]) -> None:
+    out, _ = default_run
+    runs = {fw: RunResult.from_json(run_dir(out, fw, 0) / "run.json") for fw in FRAMEWORKS}
+    accuracies = {fw: run.test_accuracy for fw, run in runs.items()}
+    for fw, run in runs.items():
+        assert run.init == "shared"
+        assert len(run.history) == 5
+        assert len(run.step_losses) == 5 * 430  # ceil(55,000 / 128) steps a epoch
+        assert accuracies[fw] >= 0.985, accuracies
+    # Shared initial weights and one batch order: the three land close together.
+    assert max(accuracies.values()) - min(accuracies.values()) <= 0.003, accuracies
+
+
+@pytest.mark.slow
+def test_kill_during_second_framework_then_resume(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "out"
+    args = [
+        sys.executable,
+        "-m",
+        "compare",
+        "run",
+        "--frameworks",
+        "numpy,lightning",
+        "--subset",
+        "3000",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--data-dir",
+        str(data_dir),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = run_dir(out, "lightning", 0) / "events.jsonl"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if second.exists() and '"step"' in second.read_text():
+            break
+        assert proc.poll() is None, "the run ended before the second framework trained"
+        time.sleep(0.2)
+    else:
+        pytest.fail("the second framework never started")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)  # the worker gets SIGTERM when its parent dies
+    first = run_dir(out, "numpy", 0)
+    assert (first / "run.json").is_file()
+    assert not (run_dir(out, "lightning", 0) / "run.json").exists()
+    record_mtime = (first / "run.json").stat().st_mtime_ns
+    events_size = (first / "events.jsonl").stat().st_size
+
+    result = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The first framework was not trained again: its record and its event log are untouched.
+    assert (first / "run.json").stat().st_mtime_ns == record_mtime
+    assert (first / "events.jsonl").stat().st_size == events_size
+    results = json.loads((out / "results.json").read_text())
+    assert [r["framework"] for r in results["summary"]] == ["numpy", "lightning"]
+    assert results["failures"] == []
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_different_configuration(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "out"
+    base = [
+        sys.executable,
+        "-m",
+        "compare",
+        "run",
+        "--frameworks",
+        "numpy",
+        "--subset",
+        "300",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--data-dir",
+        str(data_dir),
+    ]
+    assert subprocess.run(base, capture_output=True, timeout=300).returncode == 0
+    again = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already holds results" in again.stderr
+    other = subprocess.run(
+        [*base, "--resume", "--epochs", "2"], capture_output=True, text=True, timeout=300
+    )
+    assert other.returncode == 2 and "different configuration" in other.stderr
+    assert "Traceback" not in again.stderr + other.stderr
