@@ -37,8 +37,11 @@ def shard_batches(batches: list[np.ndarray], rank: int, world_size: int) -> list
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in [0, {world_size})")
+    if not batches:
+        return []
     total = -(-len(batches) // world_size) * world_size
-    padded = batches + batches[: total - len(batches)]
+    # Cycle through the list as often as needed: with more ranks than batches, one wrap is short.
+    padded = [batches[i % len(batches)] for i in range(total)]
     return padded[rank::world_size]
 
 

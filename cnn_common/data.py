@@ -192,7 +192,12 @@ def _read_verified(path: Path, stem: str, info: DatasetInfo) -> bytes:
     if path.suffix == ".gz":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except EOFError:
+            raise DataError(
+                f"{path} is truncated (its gzip stream ends early)",
+                f"delete {path} and fetch it again",
+            ) from None
+        except OSError as exc:
             raise DataError(
                 f"{path} is not a readable gzip file ({exc})", f"delete {path} and fetch it again"
             ) from None
@@ -219,6 +224,14 @@ def _from_folder(folder: Path, info: DatasetInfo) -> dict[str, np.ndarray] | Non
         return None
     arrays = {stem: parse_idx(_read_verified(p, stem, info), str(p)) for stem, p in paths.items()}
     return arrays
+
+
+def _missing_note(folder: Path) -> str:
+    """``": missing <files>"`` for a folder holding some but not all of the four files, else ""."""
+    missing = [stem for stem in FILES if _find_file(folder, stem) is None]
+    if not missing or len(missing) == len(FILES):
+        return ""
+    return ": missing " + ", ".join(f"{stem}[.gz]" for stem in missing)
 
 
 def _from_keras_npz(path: Path, info: DatasetInfo) -> dict[str, np.ndarray] | None:
@@ -300,11 +313,11 @@ def load_dataset(
     arrays = None
     source = ""
     for label, folder in _candidate_folders(info, root):
-        looked.append(f"{folder} ({label})")
         arrays = _from_folder(folder, info)
         if arrays is not None:
             source = str(folder)
             break
+        looked.append(f"{folder} ({label}){_missing_note(folder)}")
     if arrays is None and info.keras_npz is not None:
         npz = Path.home() / ".keras" / "datasets" / info.keras_npz[0]
         looked.append(f"{npz} (Keras cache)")

@@ -17,8 +17,10 @@ Shapes: H, W spatial, C channels; image shapes are ``(H, W, C)`` (NHWC without t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,8 +342,9 @@ def param_count(spec: ModelSpec) -> int:
 def flops(spec: ModelSpec) -> int:
     """Forward-pass floating-point operations for one image (a multiply-add counts as 2).
 
-    Counts convolutions and dense layers (2 * MACs + bias adds); activations and pooling are
-    counted as one operation per output element per window element they read.
+    Convolutions and dense layers count 2 per weight an output reads (a multiply and an add;
+    the bias add takes the place of the first sum's add); a non-linear activation counts 1 per
+    output element and max-pooling 1 per window element it reads.
     """
     total = 0
     for layer in layers(spec):
@@ -359,6 +362,29 @@ def flops(spec: ModelSpec) -> int:
 
 
 # ----------------------------------------------------------------------------- loading
+
+
+# YAML 1.1 (PyYAML's dialect) reads ``1e-3`` as a string because its floats need a dot; YAML 1.2
+# and JSON read it as a number, and it is how learning rates and epsilons are written.
+_FLOAT_1_2 = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+@functools.cache
+def _yaml_loader() -> type:
+    import yaml  # imported on first use: loading a spec is rare, importing cnn_common is not
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789"))
+    return Loader
+
+
+def _yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` that also reads exponent floats without a dot (``1e-3``) as floats."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass: no arbitrary objects
 
 
 def spec_to_dict(model: ModelSpec, train: TrainSpec | None = None) -> dict[str, Any]:
@@ -421,12 +447,7 @@ def load_spec(path: str | Path) -> tuple[ModelSpec, TrainSpec]:
             f"cannot read spec file {path}: {exc.strerror or exc}", "check the path given to --spec"
         ) from None
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else _yaml_load(text)
     except Exception as exc:  # noqa: BLE001 - any parse error is a user error here
         raise SpecError(
             f"spec file {path} is not valid {path.suffix or 'YAML'}: {exc}",
@@ -469,7 +490,7 @@ def apply_overrides(
         if parts[0] not in ("model", "train"):
             parts.insert(0, "train" if parts[0] in train_fields else "model")
         try:
-            value = yaml.safe_load(raw)
+            value = _yaml_load(raw)
         except yaml.YAMLError:
             value = raw
         node: Any = data

@@ -1,0 +1,139 @@
+"""cnn_common.cli and cnn_common.errors: the shared flags and the user-error exit."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn_common.cli import add_train_arguments, data_from_args, init_from_args, specs_from_args
+from cnn_common.errors import EXIT_USER_ERROR, DataError, SpecError, run_cli
+from cnn_common.spec import ConvBlock, ModelSpec, TrainSpec, save_spec
+from cnn_common.weights import init_weights
+
+
+def parse(argv: list[str], default_init: str = "native") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="test-cnn")
+    add_train_arguments(parser, default_init=default_init)
+    return parser.parse_args(argv)
+
+
+def test_no_flags_give_the_default_specs() -> None:
+    args = parse([])
+    assert specs_from_args(args) == (ModelSpec(), TrainSpec())
+    assert (args.dataset, args.data_dir, args.subset, args.out, args.resume) == (
+        "mnist",
+        None,
+        None,
+        None,
+        False,
+    )
+    assert init_from_args(args, ModelSpec(), TrainSpec()) is None
+
+
+def test_spec_file_then_set_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    save_spec(path, ModelSpec(conv=(ConvBlock(filters=4),)), TrainSpec(epochs=7, seed=3))
+    args = parse(
+        [
+            "--spec",
+            str(path),
+            "--set",
+            "epochs=4",
+            "--set",
+            "conv.0.filters=6",
+            "--set",
+            "learning_rate=2e-3",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--dtype",
+            "float64",
+        ]
+    )
+    model, train = specs_from_args(args)
+    assert model.conv == (ConvBlock(filters=6),)  # --set over the file
+    assert train.epochs == 2  # --epochs over --set over the file
+    assert (train.seed, train.learning_rate, train.batch_size, train.dtype) == (
+        3,  # from the file
+        2e-3,
+        64,
+        "float64",
+    )
+
+
+def test_bad_flags_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="'filterz'"):
+        specs_from_args(parse(["--set", "conv.0.filterz=2"]))
+    with pytest.raises(SpecError, match="epochs must be"):
+        specs_from_args(parse(["--epochs", "0"]))
+    with pytest.raises(SpecError, match="cannot read spec file"):
+        specs_from_args(parse(["--spec", str(tmp_path / "missing.yaml")]))
+    with pytest.raises(SystemExit):  # argparse's own choice check
+        parse(["--dtype", "float16"])
+
+
+def test_init_from_args_shared(tmp_path: Path) -> None:
+    args = parse(["--seed", "5", "--dtype", "float64"], default_init="shared")
+    model, train = specs_from_args(args)
+    weights = init_from_args(args, model, train)
+    expected = init_weights(model, 5, "float64")
+    assert weights is not None and list(weights) == list(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(weights[name], value)
+
+
+def test_data_from_args_subset(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CNN_DATA_DIR", raising=False)
+    args = parse(["--data-dir", str(data_dir), "--subset", "200", "--set", "validation_size=100"])
+    _, train = specs_from_args(args)
+    data = data_from_args(args, train)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (200, 20, 40)
+    assert data.x_train.dtype == np.float32 and data.name == "mnist"
+
+
+def test_data_from_args_missing_data_is_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CNN_DATA_MIRRORS", "http://127.0.0.1:9/")  # discard port: refused
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("CNN_DATA_DIR", raising=False)
+    monkeypatch.setattr("cnn_common.data.DEBIAN_DIR", tmp_path / "debian")
+    args = parse(["--data-dir", str(tmp_path / "empty")])
+    with pytest.raises(DataError, match="dataset 'mnist' not found"):
+        data_from_args(args, TrainSpec())
+
+
+def test_run_cli_turns_user_errors_into_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    def fails() -> int:
+        raise SpecError("conv[0].filters must be an integer >= 1, got 0", "set it to 1 or more")
+
+    assert run_cli(fails, "numpy-cnn") == EXIT_USER_ERROR == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "numpy-cnn: error: conv[0].filters must be an integer >= 1, got 0\n"
+        "  fix: set it to 1 or more\n"
+    )
+    assert "Traceback" not in err
+    assert run_cli(lambda: None, "numpy-cnn") == 0
+    assert run_cli(lambda: 3, "numpy-cnn") == 3
+
+
+def test_run_cli_keeps_bugs_and_handles_interrupts(capsys: pytest.CaptureFixture[str]) -> None:
+    def bug() -> int:
+        raise KeyError("a bug keeps its traceback")
+
+    with pytest.raises(KeyError):
+        run_cli(bug, "numpy-cnn")
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert run_cli(interrupted, "numpy-cnn") == 130
+    assert "numpy-cnn: interrupted" in capsys.readouterr().err

@@ -1,0 +1,107 @@
+"""cnn_common stays framework-free: importing or using it loads neither torch, TensorFlow nor
+keras, and a plain install of the project pulls none of them in."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import json
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cnn_common
+
+FORBIDDEN = {"torch", "tensorflow", "tensorflow-cpu", "keras", "lightning", "jax"}
+FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "lightning", "pytorch_lightning")
+SUBMODULES = sorted(f"cnn_common.{m.name}" for m in pkgutil.iter_modules(cnn_common.__path__))
+REPORT = (
+    "import json, sys\n"
+    f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(FRAMEWORKS)!r})))"
+)
+
+
+def frameworks_loaded_by(code: str, cwd: Path) -> list[str]:
+    """Run ``code`` in a fresh interpreter; the framework packages it left in sys.modules."""
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{REPORT}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_submodules_are_all_listed() -> None:
+    expected = {"batches", "cli", "data", "errors", "metrics", "results", "spec", "weights"}
+    assert {m.rsplit(".", 1)[1] for m in SUBMODULES} >= expected
+
+
+def test_importing_cnn_common_loads_no_framework(tmp_path: Path) -> None:
+    imports = "\n".join(["import cnn_common"] + [f"import {m}" for m in SUBMODULES])
+    assert frameworks_loaded_by(imports, tmp_path) == []
+
+
+def test_using_cnn_common_loads_no_framework(tmp_path: Path) -> None:
+    # The lazy imports (PyYAML, safetensors, pooch) must not drag a framework in either.
+    code = f"""
+import numpy as np, pooch
+from cnn_common.spec import ModelSpec, TrainSpec, save_spec, load_spec, apply_overrides
+from cnn_common.weights import init_weights, save_weights, load_weights, to_torch_layout
+from cnn_common.batches import epoch_batches, augment_batch
+from cnn_common.results import finish_result, package_versions
+spec = ModelSpec()
+save_spec({str(tmp_path / "s.yaml")!r}, spec, TrainSpec())
+load_spec({str(tmp_path / "s.yaml")!r})
+apply_overrides(spec, TrainSpec(), ["learning_rate=1e-3"])
+w = init_weights(spec)
+save_weights({str(tmp_path / "w.safetensors")!r}, w, spec)
+load_weights({str(tmp_path / "w.safetensors")!r})
+to_torch_layout(w, spec)
+augment_batch(np.zeros((2, 28, 28, 1)), 2, 0, 0, 0)
+package_versions(["numpy"])
+"""
+    assert frameworks_loaded_by(code, tmp_path) == []
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[ ;<>=!~\[(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _base_requirements(requirements: list[str]) -> list[str]:
+    """Requirements that apply without any extra (markers evaluated for this machine)."""
+    from packaging.requirements import Requirement
+
+    base = []
+    for text in requirements:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            base.append(text)
+    return base
+
+
+def test_plain_install_pulls_in_no_framework() -> None:
+    # The installed metadata of the project: what `pip install .` (no extras) would resolve.
+    requires = metadata.requires("cnn-rosetta") or []
+    direct = {_name(r) for r in _base_requirements(requires)}
+    assert {"numpy", "pyyaml", "pooch", "safetensors"} <= direct
+    assert not direct & FORBIDDEN
+    under_extras = {_name(r) for r in requires} - direct
+    assert {"torch", "lightning", "keras", "tensorflow-cpu"} <= under_extras
+    # ... followed transitively through the installed dependencies
+    seen: set[str] = set()
+    todo = sorted(direct)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            todo.extend(_name(r) for r in _base_requirements(metadata.requires(name) or []))
+        except metadata.PackageNotFoundError:
+            pytest.fail(f"{name}, a dependency of a plain install, is not installed")
+    assert not seen & FORBIDDEN
