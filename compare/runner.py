@@ -183,9 +183,15 @@ class Progress:
             bar.set_postfix_str(text)
             bar.refresh()
 
-    def close(self) -> None:
-        for bar in self.bars.values():
+    def finish(self, label: str) -> None:
+        """Close a finished run's bar now, so its elapsed time stops with its run."""
+        bar = self.bars.pop(label, None)
+        if bar is not None:
             bar.close()
+
+    def close(self) -> None:
+        for label in list(self.bars):
+            self.finish(label)
 
 
 def launch(
@@ -285,6 +291,7 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
                 failure = _read_failure(path, status)
                 progress.note(label, f"failed: {failure['error'].splitlines()[0][:60]}")
                 worst = max(worst, EXIT_USER_ERROR if failure["kind"] == "user" else 1)
+            progress.finish(label)
     finally:
         progress.close()
     summary = write_outputs(options.out)
