@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,10 @@ from cnn_common.errors import DataError
 
 REQUIRE_DATA = bool(os.environ.get("CI") or os.environ.get("CNN_REQUIRE_DATA"))
 
-
-@pytest.fixture(autouse=True, scope="session")
-def _private_homes(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keras writes ~/.keras/keras.json on import: keep tests away from the user's home."""
-    keras_home = tmp_path_factory.mktemp("keras_home")
-    os.environ.setdefault("KERAS_HOME", str(keras_home))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras writes ~/.keras/keras.json when it is first imported, which may happen while test
+# modules are collected: point it at a private folder before anything can import it.
+os.environ.setdefault("KERAS_HOME", tempfile.mkdtemp(prefix="cnn-rosetta-keras-"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _data_or_skip(name: str) -> Data:

@@ -1,0 +1,336 @@
+"""keras_cnn.model: layer names and shapes, the canonical layout, padding placement, the
+optimisers' update rules, predict/evaluate/feature maps and save/load (TensorFlow backend)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from cnn_common.data import check_images
+from cnn_common.errors import ImageError
+from cnn_common.spec import ConvBlock, DenseLayer, ModelSpec, TrainSpec, layers, param_count
+from cnn_common.weights import init_weights
+
+
+# keras is imported by fixtures, not at collection: conftest points KERAS_HOME at a temporary
+# folder first (importing keras writes keras.json there).
+@pytest.fixture(scope="module")
+def keras() -> ModuleType:
+    return pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def km(keras: ModuleType) -> ModuleType:
+    from keras_cnn import model
+
+    return model
+
+
+SPECS = {
+    "seed": ModelSpec(),
+    "same-stride2-even-kernel": ModelSpec(
+        input_shape=(13, 12, 2),
+        conv=(
+            ConvBlock(filters=4, kernel_size=4, stride=2, padding="same", pool_size=0),
+            ConvBlock(filters=3, kernel_size=3, padding="same", activation="tanh", pool_size=2),
+        ),
+        dense=(DenseLayer(units=7, activation="sigmoid"),),
+        num_classes=5,
+    ),
+    "strided-pool-deep-dense": ModelSpec(
+        input_shape=(16, 16, 3),
+        conv=(ConvBlock(filters=5, kernel_size=3, stride=2, pool_size=3, pool_stride=2),),
+        dense=(DenseLayer(units=9, dropout=0.5), DenseLayer(units=6, activation="linear")),
+        num_classes=4,
+    ),
+    "dense-only": ModelSpec(
+        input_shape=(5, 5, 2), conv=(), dense=(DenseLayer(units=6, activation="tanh"),)
+    ),
+    "no-conv-pooling": ModelSpec(
+        input_shape=(9, 9, 1),
+        conv=(ConvBlock(filters=2, kernel_size=2, padding="same", pool_size=0),),
+        dense=(),
+        num_classes=3,
+    ),
+}
+
+ACT = {
+    "relu": lambda z: np.maximum(z, 0.0),
+    "tanh": np.tanh,
+    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+    "linear": lambda z: z,
+}
+
+
+def reference_forward(spec: ModelSpec, weights: dict, x: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Plain float64 NumPy forward in the canonical layout, padding from ``Layer.pad``.
+
+    ``x: (N, H, W, C)`` -> logits ``(N, K)`` and the conv/pool maps.
+    """
+    out, maps = x.astype(np.float64), {}
+    for layer in layers(spec):
+        if layer.kind == "conv":
+            k, s = layer.kernel_size, layer.stride
+            (top, bottom), (left, right) = layer.pad
+            xp = np.pad(out, ((0, 0), (top, bottom), (left, right), (0, 0)))
+            ho, wo, f = layer.output_shape
+            z = np.zeros((len(x), ho, wo, f))
+            for i in range(ho):
+                for j in range(wo):
+                    patch = xp[:, i * s : i * s + k, j * s : j * s + k, :]  # (N, KH, KW, C)
+                    z[:, i, j, :] = np.einsum(
+                        "nhwc,hwcf->nf", patch, weights[f"{layer.name}.kernel"]
+                    )
+            out = ACT[layer.activation](z + weights[f"{layer.name}.bias"])
+            maps[layer.name] = out
+        elif layer.kind == "pool":
+            p, s = layer.kernel_size, layer.stride
+            ho, wo, c = layer.output_shape
+            pooled = np.empty((len(x), ho, wo, c))
+            for i in range(ho):
+                for j in range(wo):
+                    pooled[:, i, j, :] = out[:, i * s : i * s + p, j * s : j * s + p, :].max((1, 2))
+            out = pooled
+            maps[layer.name] = out
+        elif layer.kind == "flatten":
+            out = out.reshape(len(x), -1)  # H, W, C order
+        elif layer.kind in ("dense", "logits"):
+            z = out @ weights[f"{layer.name}.kernel"] + weights[f"{layer.name}.bias"]
+            out = ACT[layer.activation](z)
+    return out, maps
+
+
+def images(spec: ModelSpec, n: int = 6, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, *spec.input_shape), dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_build_follows_the_spec(name: str, km: ModuleType) -> None:
+    spec = SPECS[name]
+    model = km.build(spec)
+    expected = layers(spec)
+    assert [layer.name for layer in model.layers] == [layer.name for layer in expected]
+    for built, layer in zip(model.layers, expected, strict=True):
+        assert tuple(built.output.shape[1:]) == layer.output_shape
+    assert model.count_params() == param_count(spec)
+    assert tuple(model.layers[-1].output.shape) == (None, spec.num_classes)
+
+
+def test_seed_model_matches_the_design(km: ModuleType) -> None:
+    model = km.build(ModelSpec())
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ]
+    assert model.count_params() == 46_730
+    assert model.layers[-1].activation.__name__ == "linear"  # logits, no softmax
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_forward_matches_plain_numpy_in_the_canonical_layout(name: str, km: ModuleType) -> None:
+    """Same canonical weights -> same logits and maps as an independent NumPy forward: this
+    pins the kernel layout, the flatten order and TensorFlow's 'same' placement at once."""
+    spec = SPECS[name]
+    weights = init_weights(spec, seed=3)
+    weights = {k: v + 0.05 for k, v in weights.items()}  # non-zero biases
+    model = km.build(spec)
+    km.set_weights(model, weights)
+    x = images(spec)
+    expected_logits, expected_maps = reference_forward(spec, weights, x)
+    np.testing.assert_allclose(km.predict_logits(model, x), expected_logits, rtol=1e-5, atol=1e-5)
+    maps = km.feature_maps(model, x)
+    assert list(maps) == list(expected_maps)
+    for key, value in maps.items():
+        assert value.dtype == np.float32
+        np.testing.assert_allclose(value, expected_maps[key], rtol=1e-5, atol=1e-5)
+
+
+def test_weights_round_trip_without_transposes(km: ModuleType) -> None:
+    spec = SPECS["same-stride2-even-kernel"]
+    weights = init_weights(spec, seed=5)
+    model = km.build(spec)
+    km.set_weights(model, weights)
+    got = km.get_weights(model)
+    assert list(got) == list(weights)
+    for key in weights:
+        assert got[key].shape == weights[key].shape
+        np.testing.assert_array_equal(got[key], weights[key])
+    # Keras's own variables hold the very same arrays: its layout is the canonical one.
+    np.testing.assert_array_equal(
+        model.get_layer("conv1").get_weights()[0], weights["conv1.kernel"]
+    )
+
+
+def test_set_weights_rejects_a_mismatch(km: ModuleType) -> None:
+    model = km.build(ModelSpec())
+    weights = init_weights(ModelSpec())
+    with pytest.raises(ValueError, match="missing"):
+        km.set_weights(model, {k: v for k, v in weights.items() if k != "logits.bias"})
+    weights["dense1.kernel"] = weights["dense1.kernel"].T
+    with pytest.raises(ValueError, match="dense1.kernel"):
+        km.set_weights(model, weights)
+
+
+def test_build_with_a_seed_is_repeatable_and_float64_works(km: ModuleType) -> None:
+    spec = SPECS["strided-pool-deep-dense"]
+    a, b = km.build(spec, seed=7), km.build(spec, seed=7)
+    for key, value in km.get_weights(a).items():
+        np.testing.assert_array_equal(value, km.get_weights(b)[key])
+    model = km.build(spec, "float64")
+    assert km.predict_logits(model, images(spec).astype(np.float64)).dtype == np.float64
+
+
+def test_predict_evaluate_and_bad_images(km: ModuleType) -> None:
+    spec = ModelSpec()
+    model = km.build(spec, seed=0)
+    x = images(spec, n=20)
+    y = np.arange(20) % 10
+    probs = km.predict(model, x)
+    assert probs.shape == (20, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    loss, accuracy, predictions = km.evaluate(model, x, y)
+    logits = km.predict_logits(model, x).astype(np.float64)
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    assert loss == pytest.approx(-log_softmax[np.arange(20), y].mean(), rel=1e-6)
+    assert predictions.dtype == np.int64
+    np.testing.assert_array_equal(predictions, probs.argmax(axis=1))
+    assert accuracy == pytest.approx(np.mean(predictions == y))
+    with pytest.raises(ImageError, match="single image"):
+        km.predict(model, x[0])
+    with pytest.raises(ImageError, match="NHWC"):
+        km.predict(model, x.transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match="float"):
+        km.predict_logits(model, (x * 255).astype(np.uint8))
+    assert check_images(x, spec.input_shape) is not None
+
+
+def _adam_reference(w, grads, spec: TrainSpec):
+    """Adam in float64 NumPy, both epsilon conventions of ``TrainSpec``."""
+    lr = float(np.float32(spec.learning_rate))  # Keras keeps the learning rate in float32
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        m = spec.beta_1 * m + (1 - spec.beta_1) * g
+        v = spec.beta_2 * v + (1 - spec.beta_2) * g * g
+        if spec.epsilon_convention == "torch":
+            m_hat, v_hat = m / (1 - spec.beta_1**t), v / (1 - spec.beta_2**t)
+            w = w - lr * m_hat / (np.sqrt(v_hat) + spec.epsilon)
+        else:  # Keras's Adam takes its powers of float32-rounded betas
+            b1, b2 = float(np.float32(spec.beta_1)), float(np.float32(spec.beta_2))
+            alpha = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+            w = w - alpha * m / (np.sqrt(v) + spec.epsilon)
+    return w
+
+
+def _sgd_reference(w, grads, spec: TrainSpec):
+    """PyTorch's SGD with momentum: v = mu*v + g; w -= lr*v."""
+    lr = float(np.float32(spec.learning_rate))  # Keras keeps the learning rate in float32
+    buf = np.zeros_like(w)
+    for g in grads:
+        buf = spec.momentum * buf + g
+        w = w - lr * buf
+    return w
+
+
+@pytest.mark.parametrize(
+    "train_spec",
+    [
+        TrainSpec(),  # torch convention, eps 1e-8
+        TrainSpec(epsilon=1e-3, learning_rate=0.05),  # large eps: the conventions differ
+        TrainSpec(epsilon=1e-3, learning_rate=0.05, epsilon_convention="keras"),
+        TrainSpec(optimizer="sgd", learning_rate=0.1, momentum=0.9),
+        TrainSpec(optimizer="sgd", learning_rate=0.1, momentum=0.0),
+    ],
+    ids=["adam-torch", "adam-torch-big-eps", "adam-keras-big-eps", "sgd-momentum", "sgd-plain"],
+)
+def test_optimizers_follow_the_spec_formula(
+    train_spec: TrainSpec, km: ModuleType, keras: ModuleType
+) -> None:
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(4, 3))
+    grads = [rng.normal(size=(4, 3)) * 10.0**-k for k in range(6)]  # shrinking: eps matters
+    variable = keras.Variable(w0, dtype="float64")
+    optimizer = km.make_optimizer(train_spec)
+    for g in grads:
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor(g), variable)])
+    reference = _adam_reference if train_spec.optimizer == "adam" else _sgd_reference
+    np.testing.assert_allclose(km.to_numpy(variable), reference(w0, grads, train_spec), rtol=1e-12)
+
+
+def test_epsilon_conventions_give_different_steps(km: ModuleType, keras: ModuleType) -> None:
+    """The point of implementing both: with a large eps the two rules differ measurably."""
+    torch_spec = TrainSpec(epsilon=1e-3, learning_rate=0.05)
+    keras_spec = TrainSpec(epsilon=1e-3, learning_rate=0.05, epsilon_convention="keras")
+    w0, grads = np.ones(3), [np.full(3, 1e-3)]
+    assert not np.allclose(
+        _adam_reference(w0, grads, torch_spec), _adam_reference(w0, grads, keras_spec), rtol=1e-6
+    )
+    assert type(km.make_optimizer(torch_spec)).__name__ == "TorchAdam"
+    assert type(km.make_optimizer(keras_spec)) is keras.optimizers.Adam
+
+
+def test_train_steps_is_gradient_descent_on_loss_and_grads(km: ModuleType) -> None:
+    spec = SPECS["strided-pool-deep-dense"]
+    model = km.build(spec, "float64", seed=1)
+    x = images(spec, n=8).astype(np.float64)
+    y = np.arange(8) % spec.num_classes
+    before = km.get_weights(model)
+    loss, grads = km.loss_and_grads(model, x, y)
+    sgd = TrainSpec(optimizer="sgd", learning_rate=0.5, momentum=0.0)
+    # dropout is active in a training step: switch it off to compare with loss_and_grads
+    model.get_layer("dropout1").rate = 0.0
+    losses = km.train_steps(model, sgd, [(x, y)])
+    assert losses[0] == pytest.approx(loss, rel=1e-12)
+    after = km.get_weights(model)
+    for key in before:
+        np.testing.assert_allclose(
+            after[key], before[key] - 0.5 * grads[key], rtol=1e-10, atol=1e-14
+        )
+    more = km.train_steps(model, TrainSpec(learning_rate=1e-2), [(x, y)] * 5)
+    assert len(more) == 5 and more[-1] < more[0]
+
+
+def test_loss_and_grads_match_finite_differences(km: ModuleType) -> None:
+    spec = SPECS["same-stride2-even-kernel"]
+    model = km.build(spec, "float64", seed=2)
+    x = images(spec, n=4).astype(np.float64)
+    y = np.array([0, 1, 2, 3])
+    loss, grads = km.loss_and_grads(model, x, y)
+    weights = km.get_weights(model)
+    rng = np.random.default_rng(0)
+    for key in ("conv1.kernel", "conv2.bias", "dense1.kernel", "logits.bias"):
+        index = tuple(rng.integers(0, d) for d in weights[key].shape)
+        shifted = {k: v.copy() for k, v in weights.items()}
+        h = 1e-6
+        shifted[key][index] += h
+        km.set_weights(model, shifted)
+        plus = km.loss_and_grads(model, x, y)[0]
+        shifted[key][index] -= 2 * h
+        km.set_weights(model, shifted)
+        minus = km.loss_and_grads(model, x, y)[0]
+        assert grads[key][index] == pytest.approx((plus - minus) / (2 * h), rel=1e-5, abs=1e-9)
+    assert np.isfinite(loss)
+
+
+def test_save_and_load_round_trip(tmp_path, km: ModuleType) -> None:
+    spec = SPECS["strided-pool-deep-dense"]
+    model = km.build(spec, seed=3)
+    km.compile_model(model, TrainSpec())
+    x = images(spec)
+    km.train_steps(model, TrainSpec(), [(x, np.arange(6) % 4)])
+    path = tmp_path / "cnn.keras"
+    km.save(model, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.keras"]  # no temporary left
+    loaded = km.load(path)
+    np.testing.assert_array_equal(km.predict_logits(loaded, x), km.predict_logits(model, x))
+    assert type(loaded.optimizer).__name__ == "TorchAdam"
+    assert int(loaded.optimizer.iterations) == 1
+    with pytest.raises(ValueError, match="Received: path="):
+        km.save(model, tmp_path / "cnn.h5")

@@ -1,0 +1,320 @@
+"""keras_cnn.train and the CLI: the run record, the shared batch order, per-step losses, NaN,
+kill and resume, backends in their own processes, and the MNIST accuracy of the default run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from cnn_common.batches import augment_batch, epoch_batches
+from cnn_common.data import Data, subset
+from cnn_common.errors import NonFiniteLossError, UserError
+from cnn_common.results import RESULT_FILE, WEIGHTS_FILE, RunResult
+from cnn_common.spec import ModelSpec, TrainSpec
+from cnn_common.weights import init_weights, load_weights
+from keras_cnn.__main__ import main  # imports no keras: the CLI picks the backend first
+
+SMALL = ModelSpec(dense=({"units": 32},))
+
+
+# keras is imported by fixtures, not at collection: conftest points KERAS_HOME at a temporary
+# folder first (importing keras writes keras.json there).
+@pytest.fixture(scope="module")
+def km() -> ModuleType:
+    pytest.importorskip("keras")
+    from keras_cnn import model
+
+    return model
+
+
+@pytest.fixture(scope="module")
+def kt(km: ModuleType) -> ModuleType:
+    from keras_cnn import train
+
+    return train
+
+
+def run_python(code: str, env_extra: dict[str, str] | None = None, timeout: float = 300):
+    """Run ``code`` in a fresh interpreter (a process of its own per Keras backend)."""
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "keras_cnn", "train", "--quiet", *args]
+
+
+@pytest.fixture(scope="module")
+def small(mnist: Data) -> Data:
+    return subset(mnist, 640, 128, 256)
+
+
+def test_train_writes_the_run_record(
+    small: Data, tmp_path: Path, capsys, km: ModuleType, kt: ModuleType
+) -> None:
+    train_spec = TrainSpec(epochs=2, batch_size=64)
+    weights = init_weights(SMALL, seed=0)
+    events: list[dict] = []
+    result = kt.train(SMALL, train_spec, small, tmp_path, weights, events.append, progress=False)
+    assert capsys.readouterr().out == ""  # progress=False prints nothing
+    assert (result.framework, result.backend, result.init) == ("keras", "tensorflow", "shared")
+    assert result.device == "cpu" and "keras" in result.versions
+    steps = 10
+    assert len(result.step_losses) == 2 * steps
+    for i, record in enumerate(result.history):
+        assert record.epoch == i + 1
+        epoch_losses = result.step_losses[i * steps : (i + 1) * steps]
+        assert record.train_loss == pytest.approx(np.mean(epoch_losses), rel=1e-12)
+        assert 0 <= record.val_accuracy <= 1 and record.time_s > 0
+    assert len(result.predictions) == 256
+    assert result.test_accuracy == pytest.approx(
+        np.mean(np.array(result.predictions) == small.y_test)
+    )
+    assert RunResult.from_json(tmp_path / RESULT_FILE) == result
+    saved, spec, _ = load_weights(tmp_path / WEIGHTS_FILE)
+    assert spec == SMALL and not np.array_equal(saved["conv1.kernel"], weights["conv1.kernel"])
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch-001.npz",
+        "epoch-002.npz",
+    ]
+    kinds = [e["event"] for e in events]
+    assert kinds == ["start"] + (["step"] * steps + ["epoch"]) * 2 + ["end"]
+    assert events[1] == {**events[1], "epoch": 1, "step": 1, "steps": steps}
+    assert events[-1]["test_accuracy"] == result.test_accuracy
+
+    # The first recorded loss is the real loss of the first shared batch under the initial
+    # weights (not a running mean, not another batch).
+    model = km.build(SMALL)
+    km.set_weights(model, weights)
+    idx = epoch_batches(640, 64, seed=0, epoch=0)[0]
+    first_loss, _ = km.loss_and_grads(model, small.x_train[idx], small.y_train[idx])
+    assert result.step_losses[0] == pytest.approx(first_loss, rel=1e-6)
+
+
+def test_fit_follows_the_shared_batch_order_unshuffled(
+    small: Data, km: ModuleType, kt: ModuleType
+) -> None:
+    class RecordingBatches(kt.EpochBatches):
+        """Logs which (epoch, step) fit asks for, in order."""
+
+        calls: list[tuple[int, int]]
+
+        def __getitem__(self, step: int):
+            self.calls.append((self.epoch, step))
+            return super().__getitem__(step)
+
+    train_spec = TrainSpec(epochs=3, batch_size=64, augment_shift=2, seed=4)
+    dataset = RecordingBatches(small.x_train, small.y_train, train_spec)
+    dataset.calls = []
+    model = km.build(SMALL, seed=0)
+    km.compile_model(model, train_spec)
+    recorder = kt.RunRecorder(dataset, Path("unused"), {"history": [], "step_losses": []}, None)
+    recorder.on_epoch_end = lambda epoch, logs=None: None  # no checkpoints here
+    kt._fit(model, dataset, small, train_spec, 0, False, [recorder])
+    calls = dataset.calls[2:]  # Keras reads the first two batches once to infer the signature
+    assert calls == [(epoch, step) for epoch in range(3) for step in range(10)]
+    for epoch, step in [(0, 0), (2, 9)]:
+        dataset.set_epoch(epoch)
+        xb, yb = dataset[step]
+        idx = epoch_batches(640, 64, seed=4, epoch=epoch)[step]
+        np.testing.assert_array_equal(yb, small.y_train[idx])
+        expected = augment_batch(small.x_train[idx], 2, 4, epoch, step)
+        np.testing.assert_array_equal(xb, expected)
+        assert not np.array_equal(xb, small.x_train[idx])  # the augmentation did something
+
+
+def test_a_nan_loss_stops_training_with_a_clear_error(
+    small: Data, tmp_path: Path, kt: ModuleType
+) -> None:
+    diverging = TrainSpec(epochs=1, batch_size=64, optimizer="sgd", learning_rate=1e5)
+    with pytest.raises(NonFiniteLossError, match=r"became (nan|inf) at epoch 1, step \d+"):
+        kt.train(SMALL, diverging, small, tmp_path, progress=False)
+
+
+def test_cli_reports_user_errors(capsys, monkeypatch, kt: ModuleType) -> None:
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)  # restored afterwards: main() sets it
+    assert main(["train", "--backend", "jax"]) == 2
+    assert "needs the 'jax' package" in capsys.readouterr().err
+    assert main(["train", "--backend", "torch"]) == 2  # keras already runs TensorFlow here
+    assert "fresh process" in capsys.readouterr().err
+    assert main(["train", "--set", "conv.0.kernel_size=40"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-cnn: error: layer conv1") and "Traceback" not in err
+    monkeypatch.setenv("KERAS_BACKEND", "numpy")  # a Keras backend this package does not run on
+    assert main(["train"]) == 2
+    assert "unsupported Keras backend 'numpy'" in capsys.readouterr().err
+
+
+def test_resume_checks_the_spec_and_skips_finished_epochs(
+    small: Data, tmp_path: Path, kt: ModuleType
+) -> None:
+    train_spec = TrainSpec(epochs=1, batch_size=64)
+    first = kt.train(SMALL, train_spec, small, tmp_path, progress=False)
+    other = TrainSpec(epochs=1, batch_size=64, learning_rate=0.01)
+    with pytest.raises(UserError, match="another spec"):
+        kt.train(SMALL, other, small, tmp_path, resume=True, progress=False)
+    again = kt.train(SMALL, train_spec, small, tmp_path, resume=True, progress=False)
+    assert again.extra["resumed_from_epoch"] == 1  # nothing left to train
+    assert again.step_losses == first.step_losses and again.history == first.history
+    assert again.test_loss == first.test_loss
+
+
+def test_a_missing_gpu_is_a_user_error(kt: ModuleType) -> None:
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible")
+    with pytest.raises(UserError, match="no GPU"):
+        kt.device_scope("gpu")
+    assert kt.device_scope("auto")[0] == "cpu"
+
+
+def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(data_dir, tmp_path) -> None:
+    args = ["--subset", "3000", "--epochs", "4", "--batch-size", "100", "--init", "shared"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("KERAS_BACKEND", None)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    subprocess.run(cli(*args, "--out", str(full)), env=env, check=True, timeout=300)
+
+    victim = subprocess.Popen(cli(*args, "--out", str(cut)), env=env)
+    deadline = time.monotonic() + 240
+    while not (cut / "checkpoints" / "epoch-002.npz").exists() and victim.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    assert not (cut / RESULT_FILE).exists()
+    subprocess.run(cli(*args, "--out", str(cut), "--resume"), env=env, check=True, timeout=300)
+
+    a, b = RunResult.from_json(full / RESULT_FILE), RunResult.from_json(cut / RESULT_FILE)
+    assert b.extra["resumed_from_epoch"] >= 2
+    assert [h.epoch for h in b.history] == [1, 2, 3, 4]
+    for ha, hb in zip(a.history, b.history, strict=True):
+        assert (ha.train_loss, ha.train_accuracy) == (hb.train_loss, hb.train_accuracy)
+        assert (ha.val_loss, ha.val_accuracy) == (hb.val_loss, hb.val_accuracy)
+    assert a.step_losses == b.step_losses
+    assert (a.test_loss, a.test_accuracy, a.predictions) == (
+        b.test_loss,
+        b.test_accuracy,
+        b.predictions,
+    )
+
+
+def test_the_default_path_never_imports_torch(data_dir, tmp_path) -> None:
+    done = run_python(
+        f"""
+        import json, sys
+        import keras_cnn
+        lazy = "keras" not in sys.modules and "tensorflow" not in sys.modules
+        from keras_cnn.__main__ import main
+        rc = main(["train", "--quiet", "--subset", "300", "--epochs", "1",
+                   "--out", {str(tmp_path)!r}])
+        print(json.dumps({{"rc": rc, "lazy": lazy, "torch": "torch" in sys.modules,
+                          "tf": "tensorflow" in sys.modules}}))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"rc": 0, "lazy": True, "torch": False, "tf": True}
+
+
+def test_the_torch_backend_trains_and_predicts(data_dir, tmp_path) -> None:
+    pytest.importorskip("torch")
+    done = run_python(
+        f"""
+        import json, sys
+        import numpy as np
+        from keras_cnn.__main__ import main
+        rc = main(["train", "--quiet", "--backend", "torch", "--subset", "1000", "--epochs", "2",
+                   "--init", "shared", "--out", {str(tmp_path)!r}])
+        import keras, keras_cnn, numpy_cnn
+        from cnn_common.data import prepare_data
+        from cnn_common.results import RunResult
+        from cnn_common.weights import load_weights
+        weights, spec, _ = load_weights({str(tmp_path / WEIGHTS_FILE)!r})
+        record = RunResult.from_json({str(tmp_path / RESULT_FILE)!r})
+        data = prepare_data("mnist", download=False)
+        x, y = data.x_test[:200], data.y_test[:200]
+        model = keras_cnn.build(spec)
+        keras_cnn.set_weights(model, weights)
+        probs = keras_cnn.predict(model, x)
+        loss, grads = keras_cnn.loss_and_grads(model, x[:64], y[:64])
+        reference = numpy_cnn.build(spec)
+        numpy_cnn.set_weights(reference, weights)
+        ref_loss, ref_grads = numpy_cnn.loss_and_grads(reference, x[:64], y[:64])
+        worst = max(np.linalg.norm(grads[k] - g) / np.linalg.norm(g) for k, g in ref_grads.items())
+        # 'same' padding with an even kernel and stride 2: the odd pixel must go last here too
+        from cnn_common.spec import ConvBlock, ModelSpec
+        from cnn_common.weights import init_weights
+        same = ModelSpec(input_shape=(13, 12, 1), conv=(ConvBlock(filters=3, kernel_size=4,
+                         stride=2, padding="same"),), num_classes=4)
+        same_weights = {{k: v + 0.01 for k, v in init_weights(same, seed=1).items()}}
+        keras_same, numpy_same = keras_cnn.build(same), numpy_cnn.build(same)
+        keras_cnn.set_weights(keras_same, same_weights)
+        numpy_cnn.set_weights(numpy_same, same_weights)
+        xs = np.random.default_rng(0).random((8, 13, 12, 1), dtype=np.float32)
+        same_gap = np.abs(keras_cnn.predict_logits(keras_same, xs)
+                          - numpy_cnn.predict_logits(numpy_same, xs)).max()
+        # TorchAdam's update rule on this backend, in float64: three steps against numpy_cnn
+        from cnn_common.spec import TrainSpec
+        steps_spec = TrainSpec(dtype="float64")
+        w64 = {{k: v.astype("float64") for k, v in same_weights.items()}}
+        keras_steps = keras_cnn.build(same, "float64")
+        numpy_steps = numpy_cnn.build(same, "float64")
+        keras_cnn.set_weights(keras_steps, w64)
+        numpy_cnn.set_weights(numpy_steps, w64)
+        batches = [(xs.astype("float64"), np.arange(8) % 4)] * 3
+        keras_cnn.train_steps(keras_steps, steps_spec, batches)
+        numpy_cnn.train_steps(numpy_steps, steps_spec, batches)
+        after = numpy_cnn.get_weights(numpy_steps)
+        adam_gap = max(
+            np.abs(v - after[k]).max() for k, v in keras_cnn.get_weights(keras_steps).items()
+        )
+        print(json.dumps({{
+            "rc": rc, "backend": keras.backend.backend(), "record_backend": record.backend,
+            "tf": "tensorflow" in sys.modules, "accuracy": record.test_accuracy,
+            "same_predictions": probs.argmax(1).tolist() == record.predictions,
+            "steps": len(record.step_losses), "loss_gap": abs(loss - ref_loss),
+            "worst_grad": float(worst), "same_gap": float(same_gap),
+            "optimizer": record.extra["optimizer"], "adam_gap": float(adam_gap)}}))
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["rc"] == 0 and report["backend"] == report["record_backend"] == "torch"
+    assert report["tf"] is False  # TensorFlow stays out of a torch-backend process
+    assert report["accuracy"] > 0.5 and report["same_predictions"]  # 16 steps; chance is 0.1
+    assert report["steps"] == 2 * 8
+    assert report["loss_gap"] < 1e-5 and report["worst_grad"] < 1e-4
+    assert report["same_gap"] < 1e-5
+    assert report["optimizer"] == "TorchAdam" and report["adam_gap"] < 1e-7
+
+
+@pytest.mark.slow
+def test_default_run_reaches_98_5_percent_on_mnist(data_dir, tmp_path) -> None:
+    """The seed model, 5 epochs, the full training set, through the CLI."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("KERAS_BACKEND", None)
+    subprocess.run(cli("--out", str(tmp_path)), env=env, check=True, timeout=900)
+    result = RunResult.from_json(tmp_path / RESULT_FILE)
+    assert result.test_accuracy >= 0.985
+    assert len(result.history) == 5 and len(result.step_losses) == 5 * 430
+    assert result.backend == "tensorflow" and result.param_count == 46_730
+    assert result.history[-1].val_accuracy >= 0.98
