@@ -1,0 +1,66 @@
+"""Training batches as tensors: the shared batch order and augmentation, NCHW, built once.
+
+Both the Lightning data module and the plain PyTorch reference loop take their batches from
+``BatchSource.batch``, so they feed the model bit-identical tensors: the parity test then
+compares the frameworks' training, not two ways of slicing arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cnn_common.batches import augment_batch
+from cnn_common.spec import TrainSpec
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def to_nchw(x: np.ndarray, dtype: str | torch.dtype = "float32") -> torch.Tensor:
+    """Images ``(N, H, W, C)`` (NumPy) -> a contiguous tensor ``(N, C, H, W)`` of ``dtype``."""
+    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (N, C, H, W)
+    return torch.from_numpy(nchw).to(TORCH_DTYPES.get(dtype, dtype))
+
+
+def dropout_seed(seed: int, epoch: int) -> int:
+    """The torch seed set at the start of ``epoch`` when the model has dropout.
+
+    Seeding per epoch makes dropout masks depend on (seed, epoch) only, so a run resumed from
+    an epoch's checkpoint draws the same masks as an uninterrupted one.
+    """
+    return int(np.random.SeedSequence([seed, epoch, 0xD80]).generate_state(1)[0])
+
+
+class BatchSource:
+    """A training set cut into the shared batches.
+
+    Args:
+        x: training images ``(N, H, W, C)``, floats in [0, 1].
+        y: labels ``(N,)``, class indices.
+        train_spec: supplies ``dtype``, ``seed`` and ``augment_shift``.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, train_spec: TrainSpec) -> None:
+        self.train_spec = train_spec
+        # The augmentation works on NHWC NumPy batches; without it, slicing the tensor
+        # converted once is all a batch costs.
+        self.x_nhwc = x if train_spec.augment_shift else None
+        self.x = to_nchw(x, train_spec.dtype)  # (N, C, H, W)
+        self.y = torch.from_numpy(np.asarray(y, dtype=np.int64))  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batch(self, epoch: int, step: int, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``step`` of ``epoch`` (0-based, its place in the epoch's global list).
+
+        Returns ``x: (B, C, H, W)`` and ``y: (B,)`` for the indices ``idx: (B,)``.
+        """
+        rows = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        spec = self.train_spec
+        if self.x_nhwc is None:
+            xb = self.x[rows]  # (B, C, H, W), contiguous
+        else:
+            shifted = augment_batch(self.x_nhwc[idx], spec.augment_shift, spec.seed, epoch, step)
+            xb = to_nchw(shifted, spec.dtype)
+        return xb, self.y[rows]

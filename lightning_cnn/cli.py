@@ -1,0 +1,104 @@
+"""The ``lightning-cnn`` LightningCLI: ``fit``, ``validate``, ``test``, ``predict``.
+
+``lightning-cnn fit`` with no options trains the seed run (the seed model, Adam 1e-3, 5 epochs,
+batch 128, seed 0) on MNIST. Settings come from ``--config FILE`` and ``--section.key value``
+options; ``--print_config`` shows them all. The training settings live in one place,
+``model.train_spec``; the data module's batch size, seed, split, augmentation and dtype and
+the Trainer's ``max_epochs`` are linked to it. Checkpoints go to
+``<trainer.default_root_dir>/checkpoints`` (``last.ckpt`` included), so ``--ckpt_path last``
+resumes a killed ``fit``; logs to ``csv_logs/`` and ``tensorboard/`` beside it, and
+``predict`` writes ``predictions.npz`` (probabilities and classes of the test images) there.
+
+Several processes: ``--trainer.devices 2 --trainer.strategy ddp`` (each takes its share of
+the shared batch order; the sampler is ours, hence ``use_distributed_sampler=False``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from jsonargparse.typing import register_type
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from cnn_common.results import CHECKPOINT_DIR
+from cnn_common.spec import ConvBlock, DenseLayer, TrainSpec
+from lightning_cnn.callbacks import PredictionWriter, make_loggers
+from lightning_cnn.datamodule import MNISTDataModule
+from lightning_cnn.module import LitCNN
+
+PROG = "lightning-cnn"
+DEFAULT_ROOT = "runs/lightning"
+DESCRIPTION = (
+    "Train and evaluate the cnn-rosetta CNN with Lightning. `lightning-cnn fit` trains the seed "
+    "run; see `lightning-cnn fit --print_config` for every setting. `lightning-cnn train` "
+    "(not listed below) takes the flags all cnn-rosetta trainers share and writes the run "
+    "record that cnn-compare reads."
+)
+LINKED_TRAIN_FIELDS = ("batch_size", "seed", "validation_size", "augment_shift", "dtype")
+
+
+def _register_spec_blocks() -> None:
+    """Let jsonargparse print and read the nested spec blocks (tuples of frozen dataclasses)
+    as plain mappings; without this ``--print_config`` cannot serialise the defaults."""
+    for cls in (ConvBlock, DenseLayer):
+        register_type(
+            cls,
+            serializer=dataclasses.asdict,
+            deserializer=lambda value, cls=cls: value if isinstance(value, cls) else cls(**value),
+        )
+
+
+def checkpoint_dir(root: str | None) -> str:
+    """Where the CLI's checkpoints go: ``<default_root_dir>/checkpoints``."""
+    return str(Path(root or ".") / CHECKPOINT_DIR)
+
+
+class CNNLightningCLI(LightningCLI):
+    """LightningCLI with the spec linked to the data module and Trainer, a per-epoch
+    checkpoint with ``last.ckpt``, and CSV (plus TensorBoard) loggers."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+            }
+        )
+        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", checkpoint_dir)
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.link_arguments(
+            "trainer.default_root_dir", "prediction_writer.output_dir", lambda root: root or "."
+        )
+        for name in LINKED_TRAIN_FIELDS:
+            parser.link_arguments(f"model.train_spec.{name}", f"data.{name}")
+        parser.link_arguments("model.train_spec.epochs", "trainer.max_epochs")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # logger: true (the default) -> our CSV (+ TensorBoard) loggers in default_root_dir.
+        config = self._get(self.config_init, "trainer", default={})
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = make_loggers(config.get("default_root_dir") or ".")
+        return super().instantiate_trainer(**kwargs)
+
+
+def cli_main(args: list[str] | None = None) -> CNNLightningCLI:
+    """Run the LightningCLI on ``args`` (None: the command line)."""
+    _register_spec_blocks()
+    return CNNLightningCLI(
+        LitCNN,
+        MNISTDataModule,
+        seed_everything_default=TrainSpec().seed,
+        trainer_defaults={
+            "default_root_dir": DEFAULT_ROOT,
+            "use_distributed_sampler": False,  # MNISTDataModule shards the shared batch order
+        },
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,  # the optimiser comes from model.train_spec alone
+        parser_kwargs={"prog": PROG, "description": DESCRIPTION},
+        args=args,
+    )
