@@ -8,7 +8,11 @@ batches in NumPy, Keras and Lightning, in any process, on any machine.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
+
+T = TypeVar("T")  # a batch of indices, or anything that stands for one (a step number)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -28,7 +32,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
-def shard_batches(batches: list[np.ndarray], rank: int, world_size: int) -> list[np.ndarray]:
+def shard_batches(batches: list[T], rank: int, world_size: int) -> list[T]:
     """This process's share of an epoch's batches under data parallelism.
 
     Rank ``r`` takes batches ``r, r + world, ...``. When the count does not divide evenly the
