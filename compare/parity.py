@@ -1,11 +1,17 @@
 """``cnn-compare parity``: one set of weights in every framework, the same batches, K steps.
 
-Each framework (in its own process) starts from ``init_weights(spec, seed)`` and, for step
-``k = 0..K``, records the weights after ``k`` optimiser steps and, for ``k < K``, the logits, the
-loss and the gradients of batch ``k`` at those weights. The parent compares every pair and
-names the first step and tensor where a pair departs beyond tolerance.
+Each framework (in its own process) loads ``init_weights(spec, seed)`` and records, for each
+of the first K batches of the shared batch order, the logits, the loss and the gradients at
+those shared weights — a like-for-like comparison of forward and backward. It then records its
+own weights after ``k = 1..K`` optimiser steps, which compares the optimisers (and the drift
+that rounding adds step by step).
 
-Differences: ``max |a - b|`` and relative ``max |a - b| / max |b|`` (normwise, per tensor).
+Metrics: logits and loss by ``max |a - b|``; gradients by ``max |a - b| / max |b|`` (per
+tensor); weights by the relative difference of the update, ``||(a - w0) - (b - w0)|| /
+||b - w0||``, so that one entry whose float32 gradient took the other side of a max-pooling
+near-tie (it happens: the frameworks' kernels round differently) does not hide, or fake, a
+difference of the optimisers. The parent names the first batch or step, and the tensor, where
+a pair departs beyond tolerance.
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ TOLERANCES: dict[str, dict[str, tuple[str, float]]] = {
         "logits": ("abs", 1e-5),
         "loss": ("abs", 1e-5),
         "grad": ("rel", 1e-4),
-        "weights": ("abs", 1e-5),
+        # Updates drift apart step by step as rounding differs; 1e-3 after a few steps, while
+        # a wrong epsilon convention or bias correction shows at 1e-4..1 from step 1.
+        "weights": ("update", 1e-3),
     },
     "float64": {
         "logits": ("abs", 1e-10),
         "loss": ("abs", 1e-10),
         "grad": ("rel", 1e-10),
-        "weights": ("abs", 1e-10),
+        "weights": ("update", 1e-9),
     },
 }
 
@@ -74,31 +82,34 @@ def run_parity_job(job: dict[str, Any]) -> None:
     batches = [(data.x_train[i], data.y_train[i]) for i in index_batches[:steps]]
     start = init_weights(model_spec, train_spec.seed, train_spec.dtype)
     arrays: dict[str, np.ndarray] = {}
-    for k in range(steps + 1):
+    model = framework.build(model_spec, train_spec.dtype)
+    framework.set_weights(model, start)
+    for k, (x, y) in enumerate(batches):  # forward and backward at the shared weights
+        arrays[f"step{k}/logits"] = np.asarray(framework.predict_logits(model, x))
+        loss, grads = framework.loss_and_grads(model, x, y)
+        arrays[f"step{k}/loss"] = np.asarray(loss, dtype=np.float64)
+        for name, value in grads.items():
+            arrays[f"step{k}/grad/{name}"] = np.asarray(value)
+    for k in range(1, steps + 1):
         # A fresh model and optimiser replayed over k batches: the optimiser state stays inside
         # one train_steps call, as it does in training.
         model = framework.build(model_spec, train_spec.dtype)
         framework.set_weights(model, start)
-        if k:
-            framework.train_steps(model, train_spec, batches[:k])
+        framework.train_steps(model, train_spec, batches[:k])
         for name, value in framework.get_weights(model).items():
-            arrays[f"step{k}/weights/{name}"] = np.asarray(value)
-        if k < steps:
-            x, y = batches[k]
-            arrays[f"step{k}/logits"] = np.asarray(framework.predict_logits(model, x))
-            loss, grads = framework.loss_and_grads(model, x, y)
-            arrays[f"step{k}/loss"] = np.asarray(loss, dtype=np.float64)
-            for name, value in grads.items():
-                arrays[f"step{k}/grad/{name}"] = np.asarray(value)
+            arrays[f"step{k}/weights/{name}"] = np.asarray(value) - start[name]  # the update
     save_npz(Path(job["out"]) / PARITY_FILE, arrays)
 
 
-def compare_arrays(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """``(max |a - b|, max |a - b| / max |b|)`` in float64."""
+def compare_arrays(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """``(max |a - b|, max |a - b| / max |b|, ||a - b|| / ||b||)`` in float64."""
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    diff = float(np.max(np.abs(a64 - b64))) if a64.size else 0.0
-    scale = float(np.max(np.abs(b64))) if b64.size else 0.0
-    return diff, diff / scale if scale > 0 else diff
+    if not a64.size:
+        return 0.0, 0.0, 0.0
+    diff = float(np.max(np.abs(a64 - b64)))
+    scale = float(np.max(np.abs(b64)))
+    norm_diff, norm = float(np.linalg.norm(a64 - b64)), float(np.linalg.norm(b64))
+    return diff, diff / scale if scale > 0 else diff, norm_diff / norm if norm > 0 else norm_diff
 
 
 def _quantity(key: str) -> tuple[int, str, str]:
@@ -126,9 +137,9 @@ def compare_frameworks(
         )
         for key in keys:
             step, kind, tensor = _quantity(key)
-            abs_diff, rel_diff = compare_arrays(recorded[a][key], recorded[b][key])
+            abs_diff, rel_diff, norm_rel = compare_arrays(recorded[a][key], recorded[b][key])
             metric, tol = tolerances[kind]
-            value = abs_diff if metric == "abs" else rel_diff
+            value = {"abs": abs_diff, "rel": rel_diff, "update": norm_rel}[metric]
             rows.append(
                 {
                     "pair": f"{a} vs {b}",
@@ -137,7 +148,9 @@ def compare_frameworks(
                     "tensor": tensor,
                     "max_abs": abs_diff,
                     "max_rel": rel_diff,
+                    "norm_rel": norm_rel,
                     "metric": metric,
+                    "value": value,
                     "tolerance": tol,
                     "ok": value <= tol,
                 }
@@ -158,28 +171,43 @@ def _layer_pos(tensor: str, names: list[str]) -> int:
     return names.index(tensor) if tensor in names else -1
 
 
+QUANTITY_LABELS = {
+    "logits": "logits (shared weights)",
+    "loss": "loss (shared weights)",
+    "grad": "gradients (shared weights)",
+    "weights": "update after k steps",
+}
+
+
+def describe(row: dict[str, Any]) -> str:
+    """Where a row stands: 'batch 2, grad of conv1.kernel' or 'after step 3, weights of ...'."""
+    if row["quantity"] == "weights":
+        return f"after step {row['step']}, update of {row['tensor']}"
+    what = row["tensor"] if row["quantity"] == "grad" else ""
+    return f"batch {row['step']}, {row['quantity']}" + (f" of {what}" if what else "")
+
+
 def summary_table(rows: list[dict[str, Any]]) -> list[list[str]]:
-    """Per pair and quantity: the worst difference over all steps and tensors."""
+    """Per pair and quantity: the row closest to (or furthest past) its tolerance."""
     worst: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         key = (row["pair"], row["quantity"])
-        if key not in worst or row["max_rel"] > worst[key]["max_rel"]:
+        if key not in worst or row["value"] / row["tolerance"] > (
+            worst[key]["value"] / worst[key]["tolerance"]
+        ):
             worst[key] = row
-    table = []
-    for (pair, kind), row in worst.items():
-        table.append(
-            [
-                pair,
-                kind,
-                f"{row['max_abs']:.3g}",
-                f"{row['max_rel']:.3g}",
-                f"{row['metric']} <= {row['tolerance']:g}",
-                "ok"
-                if all(r["ok"] for r in rows if (r["pair"], r["quantity"]) == (pair, kind))
-                else "DEPARTS",
-            ]
-        )
-    return table
+    return [
+        [
+            pair,
+            QUANTITY_LABELS[kind],
+            f"{row['max_abs']:.3g}",
+            f"{row['max_rel']:.3g}",
+            f"{row['value']:.3g}",
+            f"{row['metric']} <= {row['tolerance']:g}",
+            "ok" if row["ok"] else f"DEPARTS ({describe(row)})",
+        ]
+        for (pair, kind), row in worst.items()
+    ]
 
 
 def run_parity(options: ParityOptions) -> int:
@@ -220,7 +248,7 @@ def run_parity(options: ParityOptions) -> int:
             recorded[name] = {k: npz[k] for k in npz.files}
     names = weight_names(model_spec)
     rows, first = compare_frameworks(recorded, names, train.dtype)
-    head = ["pair", "quantity", "max abs diff", "max rel diff", "tolerance", "verdict"]
+    head = ["pair", "quantity", "max abs diff", "max rel diff", "measured", "tolerance", "verdict"]
     table = summary_table(rows)
     print(
         f"parity: {', '.join(options.frameworks)}, {train.dtype}, {options.steps} step(s), "
@@ -231,9 +259,9 @@ def run_parity(options: ParityOptions) -> int:
         verdict = "all pairs agree within tolerance"
     else:
         verdict = (
-            f"first departure: {first['pair']} at step {first['step']}, "
-            f"{first['quantity']} of {first['tensor']}: max abs {first['max_abs']:.3g},"
-            f" max rel {first['max_rel']:.3g} > {first['metric']} {first['tolerance']:g}"
+            f"first departure: {first['pair']} at {describe(first)}: "
+            f"{first['metric']} {first['value']:.3g} > {first['tolerance']:g} "
+            f"(max abs {first['max_abs']:.3g})"
         )
     print(verdict)
     report = {

@@ -19,8 +19,10 @@ Shapes: N batch, H, W, C channels, KH, KW kernel, F filters, K classes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -164,6 +166,21 @@ def build(spec: ModelSpec, dtype: str = "float32", *, seed: int | None = None) -
     return model
 
 
+@contextlib.contextmanager
+def floatx(dtype: str) -> Iterator[None]:
+    """Run Keras work under ``keras.config.floatx() == dtype``.
+
+    ``fit``, ``predict`` and ``train_on_batch`` cast float arrays to floatx, and optimisers keep
+    their learning rate in floatx: a float64 model would otherwise see float32 inputs.
+    """
+    old = keras.config.floatx()
+    keras.config.set_floatx(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(old)
+
+
 def make_optimizer(train_spec: TrainSpec) -> keras.optimizers.Optimizer:
     """A fresh optimiser for ``train_spec`` (see the module docstring for the conventions)."""
     if train_spec.optimizer == "sgd":
@@ -216,8 +233,10 @@ def model_dtype(model: keras.Model) -> str:
 
 def predict_logits(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Raw logits. ``x: (N, H, W, C)`` floats in [0, 1] -> ``(N, K)`` in the model's dtype."""
-    x = check_images(x, _input_shape(model)).astype(model_dtype(model), copy=False)
-    return np.asarray(model.predict(x, batch_size=PREDICT_BATCH, verbose=0))
+    dtype = model_dtype(model)
+    x = check_images(x, _input_shape(model)).astype(dtype, copy=False)
+    with floatx(dtype):
+        return np.asarray(model.predict(x, batch_size=PREDICT_BATCH, verbose=0))
 
 
 def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -322,12 +341,14 @@ def train_steps(
 
     ``x: (N, H, W, C)``, ``y: (N,)``. Updates ``model`` in place (recompiles it).
     """
-    compile_model(model, train_spec)
+    dtype = model_dtype(model)
     losses = []
-    for x, y in batches:
-        x = check_images(x, _input_shape(model)).astype(model_dtype(model), copy=False)
-        logs = model.train_on_batch(x, np.asarray(y, dtype=np.int64), return_dict=True)
-        losses.append(float(logs["step_loss"]))
+    with floatx(dtype):
+        compile_model(model, train_spec)
+        for x, y in batches:
+            x = check_images(x, _input_shape(model)).astype(dtype, copy=False)
+            logs = model.train_on_batch(x, np.asarray(y, dtype=np.int64), return_dict=True)
+            losses.append(float(logs["step_loss"]))
     return losses
 
 

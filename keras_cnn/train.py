@@ -52,6 +52,7 @@ from keras_cnn.model import (
     build,
     compile_model,
     evaluate,
+    floatx,
     get_weights,
     set_weights,
     to_numpy,
@@ -264,7 +265,7 @@ def train(
     checkpoints = out_dir / CHECKPOINT_DIR
     used_device, scope = device_scope(device)
     backend = keras.backend.backend()
-    with scope:
+    with scope, floatx(train_spec.dtype):
         model, state, start_epoch = _start(spec, train_spec, init_weights, checkpoints, resume)
         dataset = EpochBatches(data.x_train, data.y_train, train_spec, start_epoch)
         if on_event:
