@@ -245,6 +245,11 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+# Three frameworks trained from shared weights often draw the same line: give each its own
+# marker and width, widest first, so that lines lying on top of each other stay visible.
+STYLES = {"numpy": ("o", 3.5), "keras": ("s", 2.2), "lightning": ("^", 1.0)}
+
+
 def fig_curves(found: Collected, path: Path) -> Path:
     """Training and validation loss and accuracy per epoch, every framework on one axes."""
     plt = _plt()
@@ -252,32 +257,32 @@ def fig_curves(found: Collected, path: Path) -> Path:
     for run in found.runs:
         epochs = [h.epoch for h in run.history]
         color = COLORS.get(run.framework)
+        marker, width = STYLES.get(run.framework, ("o", 1.5))
         label = run.framework + (
             "" if found.config.get("seeds", 1) == 1 else f" s{run.train_spec['seed']}"
         )
-        axes[0].plot(
-            epochs, [h.train_loss for h in run.history], "-o", color=color, label=f"{label} train"
-        )
-        axes[0].plot(
-            epochs, [h.val_loss for h in run.history], "--s", color=color, label=f"{label} val"
-        )
-        axes[1].plot(
-            epochs,
-            [100 * h.train_accuracy for h in run.history],
-            "-o",
-            color=color,
-            label=f"{label} train",
-        )
-        axes[1].plot(
-            epochs,
-            [100 * h.val_accuracy for h in run.history],
-            "--s",
-            color=color,
-            label=f"{label} val",
-        )
+        series = [
+            (axes[0], [h.train_loss for h in run.history], "-", "train"),
+            (axes[0], [h.val_loss for h in run.history], "--", "val"),
+            (axes[1], [100 * h.train_accuracy for h in run.history], "-", "train"),
+            (axes[1], [100 * h.val_accuracy for h in run.history], "--", "val"),
+        ]
+        for ax, values, line, part in series:
+            ax.plot(
+                epochs,
+                values,
+                line,
+                marker=marker,
+                color=color,
+                linewidth=width,
+                markersize=2 + 2 * width,
+                alpha=0.8,
+                label=f"{label} {part}",
+            )
     for ax, title in zip(axes, ["loss per epoch", "accuracy per epoch (%)"], strict=True):
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, path)
@@ -286,22 +291,45 @@ def fig_curves(found: Collected, path: Path) -> Path:
 def fig_step_loss(found: Collected, path: Path) -> Path:
     """Every training step's loss, overlaid, with a 50-step moving average."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(11, 4))
-    for run in _first_seed_runs(found):
+    runs = _first_seed_runs(found)
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6.5), height_ratios=[2, 1], sharex=True)
+    for run in runs:
         losses = np.asarray(run.step_losses)
         color = COLORS.get(run.framework)
-        ax.plot(losses, color=color, alpha=0.25, linewidth=0.6)
-        if len(losses) >= 50:
-            smooth = np.convolve(losses, np.ones(50) / 50, mode="valid")
-            ax.plot(np.arange(49, len(losses)), smooth, color=color, label=run.framework)
-        else:
-            ax.plot(losses, color=color, label=run.framework)
-    ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("loss (log scale)")
-    ax.set_title("per-step training loss (faint: every step; solid: 50-step mean)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+        _, width = STYLES.get(run.framework, ("o", 1.5))
+        axes[0].plot(losses, color=color, alpha=0.2, linewidth=0.5)
+        window = min(50, len(losses))
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        axes[0].plot(
+            np.arange(window - 1, len(losses)),
+            smooth,
+            color=color,
+            linewidth=width,
+            alpha=0.8,
+            label=run.framework,
+        )
+    # Lines on top of each other say "equal" only to the eye: plot the gaps too.
+    if len(runs) > 1:
+        ref = np.asarray(runs[0].step_losses)
+        for run in runs[1:]:
+            other = np.asarray(run.step_losses)
+            n = min(len(ref), len(other))
+            axes[1].plot(
+                np.abs(other[:n] - ref[:n]) + 1e-12,
+                color=COLORS.get(run.framework),
+                linewidth=0.6,
+                label=f"|{run.framework} - {runs[0].framework}|",
+            )
+        axes[1].set_yscale("log")
+        axes[1].set_ylabel("|loss difference|")
+        axes[1].legend(fontsize=8)
+        axes[1].grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("loss (log scale)")
+    axes[0].set_title("per-step training loss (faint: every step; solid: 50-step mean)")
+    axes[0].grid(alpha=0.3)
+    axes[0].legend()
+    axes[-1].set_xlabel("training step")
     return _save(fig, path)
 
 
@@ -623,6 +651,10 @@ figcaption { font-size: 0.9em; color: #555; }
 """
 
 
+def _anchor(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+
+
 def write_html(path: Path, found: Collected, figures: dict[str, Path]) -> None:
     """A self-contained page: inline CSS, figures as base64 data URIs, no external URL."""
     parts = [
@@ -635,7 +667,7 @@ def write_html(path: Path, found: Collected, figures: dict[str, Path]) -> None:
     ]
     for title, text, head, rows in _sections(found):
         parts += [
-            f"<h2>{html.escape(title)}</h2>",
+            f"<h2 id='{_anchor(title)}'>{html.escape(title)}</h2>",
             f"<p>{html.escape(text)}</p>",
             _html_table(head, rows),
         ]
@@ -643,7 +675,7 @@ def write_html(path: Path, found: Collected, figures: dict[str, Path]) -> None:
         data = base64.b64encode(fig_path.read_bytes()).decode()
         caption = html.escape(CAPTIONS[name])
         parts += [
-            f"<h2>{caption}</h2>",
+            f"<h2 id='{name}'>{caption}</h2>",
             "<figure>",
             f"<img alt='{caption}' src='data:image/png;base64,{data}'>",
             f"<figcaption>{caption}</figcaption></figure>",
