@@ -137,3 +137,39 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path, data_dir: Path
     )
     assert other.returncode == 2 and "different configuration" in other.stderr
     assert "Traceback" not in again.stderr + other.stderr
+
+
+@pytest.mark.slow
+def test_in_process_run_over_two_seeds(tmp_path: Path, data_dir: Path) -> None:
+    """--in-process trains in this process; --seeds 2 gives two records and a mean ± std."""
+    from compare.__main__ import main
+
+    out = tmp_path / "out"
+    status = main(
+        [
+            "run",
+            "--frameworks",
+            "numpy",
+            "--subset",
+            "500",
+            "--epochs",
+            "1",
+            "--seeds",
+            "2",
+            "--in-process",
+            "--no-progress",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data_dir),
+        ]
+    )
+    assert status == 0
+    runs = [RunResult.from_json(run_dir(out, "numpy", seed) / "run.json") for seed in (0, 1)]
+    assert [run.train_spec["seed"] for run in runs] == [0, 1]
+    assert runs[0].step_losses != runs[1].step_losses  # another seed: other weights and order
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    assert summary[0]["seeds"] == 2
+    accuracies = [run.test_accuracy for run in runs]
+    assert summary[0]["test_accuracy"] == pytest.approx(sum(accuracies) / 2)
+    assert "±" in (out / "report.md").read_text()
