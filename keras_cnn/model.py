@@ -98,7 +98,8 @@ class StepLoss(keras.metrics.Metric):
         self.value.assign(ops.cast(self._loss(y_true, y_pred, sample_weight), self.dtype))
 
     def result(self):
-        return self.value
+        # A tensor, not the variable itself: jax refuses variables as outputs of a traced step.
+        return ops.convert_to_tensor(self.value)
 
 
 def cross_entropy(dtype: str) -> keras.losses.Loss:
@@ -307,7 +308,8 @@ def loss_and_grads(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[fl
     """Mean softmax cross-entropy of ``(x, y)`` and its gradients in the canonical layout.
 
     ``x: (N, H, W, C)``, ``y: (N,)``. Dropout is off (``training=False``). TensorFlow records
-    with ``GradientTape``; the torch backend differentiates with ``torch.autograd.grad``.
+    with ``GradientTape``; the torch backend differentiates with ``torch.autograd.grad``; jax
+    with ``jax.value_and_grad`` over ``stateless_call``.
     """
     x = check_images(x, _input_shape(model)).astype(model_dtype(model), copy=False)
     y = np.asarray(y, dtype=np.int64)
@@ -325,10 +327,19 @@ def loss_and_grads(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[fl
 
         loss = loss_fn(ops.convert_to_tensor(y), model(ops.convert_to_tensor(x), training=False))
         grads = torch.autograd.grad(loss, [variable.value for _, variable in named])
-    else:
-        raise NotImplementedError(
-            f"loss_and_grads supports the tensorflow and torch backends. Received: {backend}"
-        )
+    else:  # jax: differentiate a pure function of the trainable values
+        import jax
+
+        trainable = model.trainable_variables
+        non_trainable = [variable.value for variable in model.non_trainable_variables]
+
+        def compute(values: list) -> object:
+            logits, _ = model.stateless_call(values, non_trainable, x, training=False)
+            return loss_fn(y, logits)
+
+        loss, all_grads = jax.value_and_grad(compute)([variable.value for variable in trainable])
+        position = {id(variable): i for i, variable in enumerate(trainable)}
+        grads = [all_grads[position[id(variable)]] for _, variable in named]
     return float(ops.convert_to_numpy(loss)), {
         name: ops.convert_to_numpy(grad) for (name, _), grad in zip(named, grads, strict=True)
     }

@@ -22,7 +22,7 @@ from cnn_common.errors import NonFiniteLossError, UserError
 from cnn_common.results import RESULT_FILE, WEIGHTS_FILE, RunResult
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.weights import init_weights, load_weights
-from keras_cnn.__main__ import main  # imports no keras: the CLI picks the backend first
+from keras_cnn.__main__ import BACKENDS, main  # imports no keras: the CLI picks the backend first
 
 SMALL = ModelSpec(dense=({"units": 32},))
 
@@ -150,8 +150,9 @@ def test_a_nan_loss_stops_training_with_a_clear_error(
 
 def test_cli_reports_user_errors(capsys, monkeypatch, kt: ModuleType) -> None:
     monkeypatch.delenv("KERAS_BACKEND", raising=False)  # restored afterwards: main() sets it
+    monkeypatch.setitem(BACKENDS, "jax", "jax_is_not_installed_here")  # a missing backend
     assert main(["train", "--backend", "jax"]) == 2
-    assert "needs the 'jax' package" in capsys.readouterr().err
+    assert "needs the 'jax_is_not_installed_here' package" in capsys.readouterr().err
     assert main(["train", "--backend", "torch"]) == 2  # keras already runs TensorFlow here
     assert "fresh process" in capsys.readouterr().err
     assert main(["train", "--set", "conv.0.kernel_size=40"]) == 2
@@ -235,15 +236,16 @@ def test_the_default_path_never_imports_torch(data_dir, tmp_path) -> None:
     assert report == {"rc": 0, "lazy": True, "torch": False, "tf": True}
 
 
-def test_the_torch_backend_trains_and_predicts(data_dir, tmp_path) -> None:
-    pytest.importorskip("torch")
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_another_backend_trains_and_predicts(backend, data_dir, tmp_path) -> None:
+    pytest.importorskip(backend)
     done = run_python(
         f"""
         import json, sys
         import numpy as np
         from keras_cnn.__main__ import main
-        rc = main(["train", "--quiet", "--backend", "torch", "--subset", "1000", "--epochs", "2",
-                   "--init", "shared", "--out", {str(tmp_path)!r}])
+        rc = main(["train", "--quiet", "--backend", {backend!r}, "--subset", "1000",
+                   "--epochs", "2", "--init", "shared", "--out", {str(tmp_path)!r}])
         import keras, keras_cnn, numpy_cnn
         from cnn_common.data import prepare_data
         from cnn_common.results import RunResult
@@ -298,8 +300,8 @@ def test_the_torch_backend_trains_and_predicts(data_dir, tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["rc"] == 0 and report["backend"] == report["record_backend"] == "torch"
-    assert report["tf"] is False  # TensorFlow stays out of a torch-backend process
+    assert report["rc"] == 0 and report["backend"] == report["record_backend"] == backend
+    assert report["tf"] is False  # TensorFlow stays out of a process on another backend
     assert report["accuracy"] > 0.5 and report["same_predictions"]  # 16 steps; chance is 0.1
     assert report["steps"] == 2 * 8
     assert report["loss_gap"] < 1e-5 and report["worst_grad"] < 1e-4
