@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from cnn_common.data import Data, prepare_data, subset
+from cnn_common.data import Data, training_data
 from cnn_common.spec import ModelSpec, TrainSpec, apply_overrides, load_spec
 from cnn_common.weights import Weights, init_weights
 
@@ -73,14 +73,7 @@ def specs_from_args(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec]:
 
 def data_from_args(args: argparse.Namespace, train: TrainSpec) -> Data:
     """Load, split and scale the dataset the flags name (a subset with --subset)."""
-    data = prepare_data(
-        args.dataset,
-        validation_size=train.validation_size,
-        seed=train.seed,
-        root=args.data_dir,
-        dtype=train.dtype,
-    )
-    return subset(data, args.subset) if args.subset else data
+    return training_data(args.dataset, train, root=args.data_dir, subset_size=args.subset)
 
 
 def init_from_args(args: argparse.Namespace, model: ModelSpec, train: TrainSpec) -> Weights | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn_common.errors import DataError
+from cnn_common.spec import TrainSpec
 
 FILES = (
     "train-images-idx3-ubyte",
@@ -405,6 +406,26 @@ def prepare_data(
         y_test=raw.y_test,
         class_names=raw.class_names,
     )
+
+
+def training_data(
+    name: str,
+    train_spec: TrainSpec,
+    root: str | Path | None = None,
+    subset_size: int | None = None,
+    download: bool = True,
+) -> Data:
+    """The data a training run of ``train_spec`` uses: ``prepare_data`` with its split seed,
+    validation size and dtype, cut to the first ``subset_size`` training images if given."""
+    data = prepare_data(
+        name,
+        validation_size=train_spec.validation_size,
+        seed=train_spec.seed,
+        root=root,
+        dtype=train_spec.dtype,
+        download=download,
+    )
+    return subset(data, subset_size) if subset_size else data
 
 
 def subset(data: Data, n_train: int, n_val: int | None = None, n_test: int | None = None) -> Data:

@@ -89,34 +89,26 @@ def _main(argv: list[str] | None) -> int:
     model, train = specs_from_args(args)
     if args.command == "run":
         return _run(args, names, model, train)
+    # What every subcommand's options share.
+    common = {
+        "frameworks": tuple(names),
+        "model_spec": model,
+        "train_spec": train,
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "out": args.out,
+    }
     if args.command == "parity":
         from compare.parity import ParityOptions, run_parity
 
-        options = ParityOptions(
-            frameworks=tuple(names),
-            model_spec=model,
-            train_spec=train,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            steps=args.steps,
-            out=args.out,
-            in_process=args.in_process,
-        )
-        return run_parity(options)
+        return run_parity(ParityOptions(**common, steps=args.steps, in_process=args.in_process))
     from compare.bench import BenchOptions, run_bench
 
-    options = BenchOptions(
-        frameworks=tuple(names),
-        model_spec=model,
-        train_spec=train,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        train_images=args.train_images,
-        repeats=args.repeats,
-        threads=args.threads,
-        out=args.out,
+    return run_bench(
+        BenchOptions(
+            **common, train_images=args.train_images, repeats=args.repeats, threads=args.threads
+        )
     )
-    return run_bench(options)
 
 
 def _run(args: argparse.Namespace, names: list[str], model, train) -> int:  # noqa: ANN001

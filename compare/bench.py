@@ -24,9 +24,12 @@ from typing import Any
 import numpy as np
 
 from cnn_common.data import subset
-from cnn_common.errors import UserError
-from cnn_common.spec import ModelSpec, TrainSpec, flops, spec_to_dict
+from cnn_common.spec import ModelSpec, TrainSpec, flops
 from cnn_common.weights import atomic_write_bytes, init_weights
+from compare.frameworks import check_installed
+from compare.report import md_table
+from compare.runner import child_env, run_checked
+from compare.worker import make_job
 
 BENCH_FILE = "bench.json"
 REFERENCE = "torch"  # the plain PyTorch loop
@@ -112,17 +115,12 @@ def _bench_reference(
 ) -> tuple[list[float], float]:
     import torch
 
-    from cnn_common.weights import to_torch_layout
-    from lightning_cnn.model import CNN
+    from lightning_cnn.model import CNN, set_weights
     from lightning_cnn.reference import plain_torch_train
 
     run = plain_torch_train(model_spec, train_spec, x, y, init_weights=start)
     net = CNN(model_spec)
-    state = {
-        name.replace(".kernel", ".weight"): torch.from_numpy(value)
-        for name, value in to_torch_layout(start, model_spec).items()
-    }
-    net.load_state_dict(state)
+    set_weights(net, start)
     net.eval()
     images = torch.from_numpy(np.ascontiguousarray(x_test.transpose(0, 3, 1, 2)))  # NCHW
 
@@ -136,35 +134,24 @@ def _bench_reference(
 
 def run_bench(options: BenchOptions) -> int:
     """Run the reference and every framework, print the throughput table with ratios."""
-    from compare.frameworks import check_installed
-    from compare.report import _md_table
-    from compare.runner import _read_failure, child_env, launch
-
     check_installed("lightning")  # the reference loop is PyTorch
     records: dict[str, dict[str, Any]] = {}
     for name in (REFERENCE, *options.frameworks):
         if name != REFERENCE:
             check_installed(name)
         out = options.out / name
-        job = {
-            "kind": "bench",
-            "framework": name,
-            "dataset": options.dataset,
-            "data_dir": options.data_dir,
-            "train_images": options.train_images,
-            "repeats": options.repeats,
-            "out": str(out),
-            **{
-                f"{k}_spec": v
-                for k, v in spec_to_dict(options.model_spec, options.train_spec).items()
-            },
-        }
-        status = launch(job, out, child_env(options.threads))
-        if status != 0:
-            failure = _read_failure(out, status)
-            raise UserError(
-                f"bench job of {name} failed: {failure['error']}", f"see {out / 'log.txt'}"
-            )
+        job = make_job(
+            "bench",
+            name,
+            options.model_spec,
+            options.train_spec,
+            out,
+            dataset=options.dataset,
+            data_dir=options.data_dir,
+            train_images=options.train_images,
+            repeats=options.repeats,
+        )
+        run_checked(job, out, child_env(options.threads), in_process=False)
         records[name] = json.loads((out / BENCH_FILE).read_text())
     forward = flops(options.model_spec)
     ref = records[REFERENCE]
@@ -208,7 +195,7 @@ def run_bench(options: BenchOptions) -> int:
         f"bench: {options.train_images} training images per epoch, median of "
         f"{options.repeats} after warm-up; forward {forward / 1e6:.2f} MFLOP/image"
     )
-    print(_md_table(head, table))
+    print(md_table(head, table))
     atomic_write_bytes(
         options.out / "bench.json",
         json.dumps({"rows": rows, "records": records}, indent=1).encode(),

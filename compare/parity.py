@@ -26,8 +26,12 @@ from typing import Any
 import numpy as np
 
 from cnn_common.batches import epoch_batches
-from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
+from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.weights import atomic_write_bytes, init_weights, weight_names
+from compare.frameworks import check_installed
+from compare.report import md_table
+from compare.runner import child_env, run_checked
+from compare.worker import make_job
 
 PARITY_FILE = "parity.npz"
 
@@ -212,38 +216,23 @@ def summary_table(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 def run_parity(options: ParityOptions) -> int:
     """Run every framework's parity job, print the table; 0 within tolerance, else 1."""
-    from compare.report import _md_table
-    from compare.runner import _read_failure, _run_in_process, child_env, launch
-
     model_spec = without_dropout(options.model_spec)
     train = options.train_spec
     recorded: dict[str, dict[str, np.ndarray]] = {}
     for name in options.frameworks:
-        from compare.frameworks import check_installed
-
         check_installed(name)
         out = options.out / name
-        job = {
-            "kind": "parity",
-            "framework": name,
-            "dataset": options.dataset,
-            "data_dir": options.data_dir,
-            "steps": options.steps,
-            "out": str(out),
-            **{f"{k}_spec": v for k, v in spec_to_dict(model_spec, train).items()},
-        }
-        out.mkdir(parents=True, exist_ok=True)
-        if options.in_process:
-            status = _run_in_process(job, out, lambda event: None)
-        else:
-            status = launch(job, out, child_env(None))
-        if status != 0:
-            failure = _read_failure(out, status)
-            from cnn_common.errors import UserError
-
-            raise UserError(
-                f"parity job of {name} failed: {failure['error']}", f"see {out / 'log.txt'}"
-            )
+        job = make_job(
+            "parity",
+            name,
+            model_spec,
+            train,
+            out,
+            dataset=options.dataset,
+            data_dir=options.data_dir,
+            steps=options.steps,
+        )
+        run_checked(job, out, child_env(None), options.in_process)
         with np.load(out / PARITY_FILE) as npz:
             recorded[name] = {k: npz[k] for k in npz.files}
     names = weight_names(model_spec)
@@ -254,7 +243,7 @@ def run_parity(options: ParityOptions) -> int:
         f"parity: {', '.join(options.frameworks)}, {train.dtype}, {options.steps} step(s), "
         f"batch {train.batch_size}, {train.optimizer} ({train.epsilon_convention} epsilon)"
     )
-    print(_md_table(head, table))
+    print(md_table(head, table))
     if first is None:
         verdict = "all pairs agree within tolerance"
     else:

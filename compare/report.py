@@ -24,7 +24,7 @@ import numpy as np
 from cnn_common.errors import UserError
 from cnn_common.results import RESULT_FILE, WEIGHTS_FILE, RunResult
 from cnn_common.weights import atomic_write_bytes
-from compare.differences import differences
+from compare.differences import Difference, differences
 from compare.frameworks import FRAMEWORKS
 
 FIGURES_DIR = "figures"
@@ -178,18 +178,16 @@ def class_report_table(found: Collected) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def _first_seed_runs(found: Collected) -> list[RunResult]:
-    seen: dict[str, RunResult] = {}
-    for run in found.runs:
-        seen.setdefault(run.framework, run)
-    return list(seen.values())
-
-
 def _first_seed_dirs(found: Collected) -> list[tuple[RunResult, Path]]:
+    """Each framework's first run (lowest seed) and its folder: what per-run figures show."""
     seen: dict[str, tuple[RunResult, Path]] = {}
     for run, path in zip(found.runs, found.run_dirs, strict=True):
         seen.setdefault(run.framework, (run, path))
     return list(seen.values())
+
+
+def _first_seed_runs(found: Collected) -> list[RunResult]:
+    return [run for run, _ in _first_seed_dirs(found)]
 
 
 def write_history_csv(path: Path, found: Collected) -> None:
@@ -402,7 +400,10 @@ def _mosaic(maps: np.ndarray) -> np.ndarray:
     return tile
 
 
-def load_feature_maps(found: Collected) -> list[tuple[str, dict[str, np.ndarray]]]:
+FeatureMaps = list[tuple[str, dict[str, np.ndarray]]]  # (framework, feature_maps.npz arrays)
+
+
+def load_feature_maps(found: Collected) -> FeatureMaps:
     from compare.worker import FEATURES_FILE
 
     loaded = []
@@ -413,11 +414,10 @@ def load_feature_maps(found: Collected) -> list[tuple[str, dict[str, np.ndarray]
     return loaded
 
 
-def fig_feature_maps(found: Collected, path: Path, shared: bool) -> Path | None:
+def fig_feature_maps(loaded: FeatureMaps, path: Path, shared: bool) -> Path | None:
     """Every conv and pool layer's maps of test image 0: one column per framework, and the
     largest pairwise difference as a heatmap when the run started from shared weights."""
     plt = _plt()
-    loaded = load_feature_maps(found)
     if not loaded:
         return None
     layer_names = [k.split("/", 1)[1] for k in loaded[0][1] if k.startswith("map/")]
@@ -480,12 +480,14 @@ def fig_filters(found: Collected, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def fig_misclassified(found: Collected, path: Path, per_framework: int = 8) -> Path | None:
+def fig_misclassified(
+    found: Collected, maps: FeatureMaps, path: Path, per_framework: int = 8
+) -> Path | None:
     plt = _plt()
-    loaded = [(fw, a) for fw, a in load_feature_maps(found) if len(a.get("wrong/index", []))]
+    loaded = [(fw, a) for fw, a in maps if len(a.get("wrong/index", []))]
     if not loaded:
         return None
-    names = _first_seed_runs(found)[0].class_names
+    names = found.runs[0].class_names
     fig, axes = plt.subplots(
         len(loaded), per_framework, figsize=(1.6 * per_framework, 2.0 * len(loaded)), squeeze=False
     )
@@ -514,14 +516,15 @@ def make_figures(out: Path, found: Collected) -> dict[str, Path]:
     if not found.runs:
         return {}
     shared = found.config.get("init") == "shared"
+    maps = load_feature_maps(found)  # read once: two figures use it
     made = {
         "curves": fig_curves(found, figures_dir / "curves.png"),
         "step_loss": fig_step_loss(found, figures_dir / "step_loss.png"),
         "confusion": fig_confusion(found, figures_dir / "confusion.png"),
         "class_f1": fig_class_f1(found, figures_dir / "class_f1.png"),
-        "feature_maps": fig_feature_maps(found, figures_dir / "feature_maps.png", shared),
+        "feature_maps": fig_feature_maps(maps, figures_dir / "feature_maps.png", shared),
         "filters": fig_filters(found, figures_dir / "filters.png"),
-        "misclassified": fig_misclassified(found, figures_dir / "misclassified.png"),
+        "misclassified": fig_misclassified(found, maps, figures_dir / "misclassified.png"),
     }
     return {name: p for name, p in made.items() if p is not None}
 
@@ -539,7 +542,7 @@ CAPTIONS = {
 }
 
 
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
+def md_table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -553,9 +556,13 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _sections(found: Collected) -> list[tuple[str, str, list[str], list[list[str]]]]:
-    """(title, text, table head, table rows) of every table section, in report order."""
-    rows = summary_rows(found)
+Section = tuple[str, str, list[str], list[list[str]]]  # title, text, table head, table rows
+
+
+def _sections(
+    found: Collected, rows: list[dict[str, Any]], diffs: list[Difference]
+) -> list[Section]:
+    """Every table section of the report, in order, from the summary rows and differences."""
     sections = [
         (
             "Results",
@@ -594,7 +601,7 @@ def _sections(found: Collected) -> list[tuple[str, str, list[str], list[list[str
             d.this_run,
             d.neutralised,
         ]
-        for d in differences(found.config)
+        for d in diffs
     ]
     sections.append(
         (
@@ -626,10 +633,12 @@ def _config_line(config: dict[str, Any]) -> str:
     )
 
 
-def write_markdown(path: Path, found: Collected, figures: dict[str, Path]) -> None:
-    parts = ["# cnn-rosetta comparison", "", _config_line(found.config), ""]
-    for title, text, head, rows in _sections(found):
-        parts += [f"## {title}", "", text, "", _md_table(head, rows), ""]
+def write_markdown(
+    path: Path, config: dict[str, Any], sections: list[Section], figures: dict[str, Path]
+) -> None:
+    parts = ["# cnn-rosetta comparison", "", _config_line(config), ""]
+    for title, text, head, rows in sections:
+        parts += [f"## {title}", "", text, "", md_table(head, rows), ""]
     for name, fig_path in figures.items():
         parts += [
             f"## {CAPTIONS[name]}",
@@ -655,7 +664,9 @@ def _anchor(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
 
 
-def write_html(path: Path, found: Collected, figures: dict[str, Path]) -> None:
+def write_html(
+    path: Path, config: dict[str, Any], sections: list[Section], figures: dict[str, Path]
+) -> None:
     """A self-contained page: inline CSS, figures as base64 data URIs, no external URL."""
     parts = [
         "<!DOCTYPE html>",
@@ -663,9 +674,9 @@ def write_html(path: Path, found: Collected, figures: dict[str, Path]) -> None:
         "<title>cnn-rosetta comparison</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>cnn-rosetta comparison</h1>",
-        f"<p>{html.escape(_config_line(found.config))}</p>",
+        f"<p>{html.escape(_config_line(config))}</p>",
     ]
-    for title, text, head, rows in _sections(found):
+    for title, text, head, rows in sections:
         parts += [
             f"<h2 id='{_anchor(title)}'>{html.escape(title)}</h2>",
             f"<p>{html.escape(text)}</p>",
@@ -688,18 +699,20 @@ def write_outputs(out: Path) -> list[str]:
     """Write results.json, history.csv, figures, report.md and report.html; return a summary."""
     found = collect(out)
     rows = summary_rows(found)
+    diffs = differences(found.config)
     results = {
         "config": found.config,
         "summary": rows,
         "runs": [run.to_dict() for run in found.runs],
         "failures": found.failures,
-        "differences": [d.__dict__ for d in differences(found.config)],
+        "differences": [d.__dict__ for d in diffs],
     }
     atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
     write_history_csv(out / "history.csv", found)
     figures = make_figures(out, found)
-    write_markdown(out / "report.md", found, figures)
-    write_html(out / "report.html", found, figures)
+    sections = _sections(found, rows, diffs)
+    write_markdown(out / "report.md", found.config, sections, figures)
+    write_html(out / "report.html", found.config, sections, figures)
     lines = [
         f"{r['framework']:<10} test accuracy {100 * r['test_accuracy']:.2f} %  "
         f"loss {r['test_loss']:.4f}  epoch {r['epoch_time_s']:.1f} s"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,13 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnn_common.batches import steps_per_epoch
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.results import RESULT_FILE, RunResult
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
 from cnn_common.weights import atomic_write_bytes
 from compare import frameworks
-from compare.worker import EVENTS_FILE, FAILED_FILE, run_job, write_failure
+from compare.worker import EVENTS_FILE, FAILED_FILE, make_job, run_job, write_failure
 
 CONFIG_FILE = "config.json"
 RUNS_DIR = "runs"
@@ -134,7 +134,7 @@ def _die_with_parent() -> None:
 class Progress:
     """One tqdm bar per (framework, seed), fed by the trainers' events."""
 
-    def __init__(self, labels: list[str], total: int, enabled: bool) -> None:
+    def __init__(self, labels: list[str], enabled: bool) -> None:
         self.bars: dict[str, Any] = {}
         if not enabled:
             return
@@ -143,7 +143,7 @@ class Progress:
         width = max(len(label) for label in labels)
         for i, label in enumerate(labels):
             self.bars[label] = tqdm(
-                total=total,
+                total=None,  # set by the trainer's "start" event
                 desc=label.ljust(width),
                 position=i,
                 leave=True,
@@ -235,18 +235,31 @@ def launch(
 
 def train_job(options: RunOptions, framework: str, seed: int) -> dict[str, Any]:
     train = dataclasses.replace(options.train_spec, seed=seed)
-    return {
-        "kind": "train",
-        "framework": framework,
-        "dataset": options.dataset,
-        "data_dir": options.data_dir,
-        "subset": options.subset,
-        "init": options.init,
-        "device": options.device,
-        "resume": True,  # continue from checkpoints if any
-        "out": str(run_dir(options.out, framework, seed)),
-        **{f"{k}_spec": v for k, v in spec_to_dict(options.model_spec, train).items()},
-    }
+    return make_job(
+        "train",
+        framework,
+        options.model_spec,
+        train,
+        run_dir(options.out, framework, seed),
+        dataset=options.dataset,
+        data_dir=options.data_dir,
+        subset=options.subset,
+        init=options.init,
+        device=options.device,
+        resume=True,  # continue from checkpoints if any
+    )
+
+
+def run_checked(job: dict[str, Any], out: Path, env: dict[str, str], in_process: bool) -> None:
+    """Run a parity or bench job to completion; a failure raises ``UserError`` naming the
+    framework, why it failed and where its log is."""
+    status = _run_in_process(job, out, None) if in_process else launch(job, out, env)
+    if status != 0:
+        failure = _read_failure(out, status)
+        raise UserError(
+            f"the {job['kind']} job of {job['framework']} failed: {failure['error']}",
+            f"see {out / 'log.txt'}",
+        )
 
 
 def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
@@ -261,9 +274,7 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
     seeds = [options.train_spec.seed + i for i in range(options.seeds)]
     jobs = [(fw, seed) for seed in seeds for fw in options.frameworks]
     labels = [f"{fw}" if options.seeds == 1 else f"{fw} seed {seed}" for fw, seed in jobs]
-    n_train = options.subset or 60000 - options.train_spec.validation_size
-    total = options.train_spec.epochs * steps_per_epoch(n_train, options.train_spec.batch_size)
-    progress = Progress(labels, total, options.progress)
+    progress = Progress(labels, options.progress)
     env = child_env(options.threads)
     worst = 0
     try:
@@ -273,7 +284,7 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
                 progress.note(label, "kept (finished earlier)")
                 continue
             if not options.resume and path.exists():
-                _clear_run(path)
+                shutil.rmtree(path)
             try:
                 frameworks.check_installed(fw)
             except FrameworkMissingError as exc:
@@ -300,13 +311,7 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
     return worst
 
 
-def _clear_run(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path)
-
-
-def _run_in_process(job: dict[str, Any], path: Path, on_event: Callable) -> int:
+def _run_in_process(job: dict[str, Any], path: Path, on_event: Callable | None) -> int:
     path.mkdir(parents=True, exist_ok=True)
     (path / FAILED_FILE).unlink(missing_ok=True)
     try:

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from cnn_common.data import Data, prepare_data, subset
+from cnn_common.data import Data, training_data
 from cnn_common.errors import EXIT_USER_ERROR, UserError
 from cnn_common.results import RESULT_FILE, WEIGHTS_FILE, RunResult
-from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict
+from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
 from cnn_common.weights import atomic_write_bytes, init_weights, load_weights
 
 EVENTS_FILE = "events.jsonl"
@@ -36,20 +36,36 @@ Event = dict[str, Any]
 EventSink = Callable[[Event], None]
 
 
+def make_job(
+    kind: str,
+    framework: str,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    out: Path,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A job for ``main``: its kind, framework, output folder, specs (as plain data) and the
+    kind's own fields. ``job_specs`` reads the specs back."""
+    specs = spec_to_dict(model_spec, train_spec)
+    return {
+        "kind": kind,
+        "framework": framework,
+        "out": str(out),
+        "model_spec": specs["model"],
+        "train_spec": specs["train"],
+        **fields,
+    }
+
+
 def job_specs(job: dict[str, Any]) -> tuple[ModelSpec, TrainSpec]:
     return spec_from_dict({"model": job["model_spec"], "train": job["train_spec"]})
 
 
 def data_for_job(job: dict[str, Any], train: TrainSpec) -> Data:
     """The dataset the job names, split and scaled as its train spec says."""
-    data = prepare_data(
-        job["dataset"],
-        validation_size=train.validation_size,
-        seed=train.seed,
-        root=job.get("data_dir"),
-        dtype=train.dtype,
+    return training_data(
+        job["dataset"], train, root=job.get("data_dir"), subset_size=job.get("subset")
     )
-    return subset(data, job["subset"]) if job.get("subset") else data
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

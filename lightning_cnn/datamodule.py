@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cnn_common.batches import epoch_batches, shard_batches, steps_per_epoch
-from cnn_common.data import Data, load_dataset, prepare_data, subset
+from cnn_common.data import Data, load_dataset, training_data
 from cnn_common.spec import TrainSpec
 from lightning_cnn.batching import BatchSource
 
@@ -167,16 +167,9 @@ class MNISTDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         """Load, split and scale the dataset (never downloads)."""
         if self.data is None:
-            spec = self.train_spec
-            data = prepare_data(
-                self.dataset,
-                validation_size=spec.validation_size,
-                seed=spec.seed,
-                root=self.data_dir,
-                dtype=spec.dtype,
-                download=False,
+            self.data = training_data(
+                self.dataset, self.train_spec, self.data_dir, self.subset, download=False
             )
-            self.data = subset(data, self.subset) if self.subset else data
 
     def _source(self, split: str) -> BatchSource:
         """The ``BatchSource`` of ``split`` (train, val, test), built on first use."""

@@ -110,7 +110,7 @@ def test_setup_never_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append({"name": name, **kwargs})
         return tiny_data(200)
 
-    monkeypatch.setattr("lightning_cnn.datamodule.prepare_data", fake_prepare_data)
+    monkeypatch.setattr("cnn_common.data.prepare_data", fake_prepare_data)
     module = MNISTDataModule(dataset="fashion-mnist", data_dir="/nowhere", subset=100, seed=3)
     module.setup("fit")
     assert calls == [
