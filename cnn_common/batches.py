@@ -1,9 +1,9 @@
 """THE batch order, and the shared augmentation.
 
 Every framework trains on ``epoch_batches(n, batch_size, seed, epoch)``: a permutation of
-``range(n)`` drawn from ``numpy.random.default_rng([seed, epoch])``, cut into batches with the
-last partial batch kept. No framework shuffles on its own, so the same arguments give the same
-batches in NumPy, Keras and Lightning, in any process, on any machine.
+``range(n)`` drawn from the ``order`` seed stream of the epoch (``cnn_common.seeds``), cut into
+batches with the last partial batch kept. No framework shuffles on its own, so the same
+arguments give the same batches in every framework, in any process, on any machine.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TypeVar
 
 import numpy as np
+
+from cnn_common.seeds import generator
 
 T = TypeVar("T")  # a batch of indices, or anything that stands for one (a step number)
 
@@ -23,7 +25,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.nda
     """
     if n < 1 or batch_size < 1:
         raise ValueError(f"n and batch_size must be positive, got n={n}, batch_size={batch_size}")
-    order = np.random.default_rng([seed, epoch]).permutation(n)  # (n,)
+    order = generator(seed, "order", epoch).permutation(n)  # (n,)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
@@ -51,7 +53,7 @@ def shard_batches(batches: list[T], rank: int, world_size: int) -> list[T]:
 
 def augment_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
     """The generator for the augmentation of batch ``step`` of ``epoch``."""
-    return np.random.default_rng([seed, epoch, step, 0xA06])
+    return generator(seed, "augment", epoch, step)
 
 
 def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,43 +1,71 @@
-"""Command-line options every trainer shares, so ``numpy-cnn``, ``keras-cnn`` and ``compare``
-accept the same flags with the same meaning."""
+"""The command line every trainer shares: the same ``train`` flags with the same meaning in
+``numpy-cnn``, ``keras-cnn``, ``pytorch-cnn``, ``lightning-cnn`` and ``cnn-compare``."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
-from cnn_common.data import Data, training_data
-from cnn_common.spec import ModelSpec, TrainSpec, apply_overrides, load_spec
+from cnn_common.data import DATASETS, Data, training_data
+from cnn_common.results import RESULT_FILE, RunResult
+from cnn_common.spec import ModelSpec, TrainSpec
+from cnn_common.spec_files import apply_overrides, load_spec
 from cnn_common.weights import Weights, init_weights
+
+DEVICES = ("auto", "cpu", "gpu")
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """--spec, --set, --epochs, --batch-size, --seed, --dtype."""
-    parser.add_argument("--spec", type=Path, help="YAML/JSON spec file (model and train parts)")
+    defaults = TrainSpec()
+    parser.add_argument(
+        "--spec", type=Path, help="YAML/JSON spec file with model: and train: sections"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a spec field, e.g. conv.0.filters=8",
+        help="override one spec field, e.g. conv.0.filters=8 or learning_rate=3e-4 (repeatable)",
     )
-    parser.add_argument("--epochs", type=int, help="training epochs (default 5)")
-    parser.add_argument("--batch-size", type=int, help="batch size (default 128)")
-    parser.add_argument("--seed", type=int, help="seed of init, batch order, split (default 0)")
-    parser.add_argument("--dtype", choices=["float32", "float64"], help="compute dtype")
+    parser.add_argument("--epochs", type=int, help=f"training epochs (default: {defaults.epochs})")
+    parser.add_argument(
+        "--batch-size", type=int, help=f"images per batch (default: {defaults.batch_size})"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help=f"seed of the initial weights, batch order and split (default: {defaults.seed})",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        help=f"compute dtype (default: {defaults.dtype})",
+    )
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """--dataset, --data-dir, --subset."""
-    parser.add_argument("--dataset", default="mnist", help="mnist | fashion-mnist")
     parser.add_argument(
-        "--data-dir",
-        help="folder holding <dataset>/<idx files> (default: $CNN_DATA_DIR, cache, download)",
+        "--dataset",
+        default="mnist",
+        choices=sorted(DATASETS),
+        help="dataset to train on (default: mnist)",
     )
     parser.add_argument(
-        "--subset", type=int, metavar="N", help="use only the first N training images (quick runs)"
+        "--data-dir",
+        help="folder holding <dataset>/<idx files> "
+        "(default: $CNN_DATA_DIR, then the cache, then download)",
+    )
+    parser.add_argument(
+        "--subset",
+        type=int,
+        metavar="N",
+        help="train on the first N training images only (quick runs); "
+        "validation and test sets stay whole (default: all)",
     )
 
 
@@ -45,18 +73,45 @@ def add_train_arguments(parser: argparse.ArgumentParser, default_init: str = "na
     """Everything a ``train`` command takes: spec, data, --out, --resume, --init."""
     add_spec_arguments(parser)
     add_data_arguments(parser)
-    parser.add_argument("--out", type=Path, help="output folder (default runs/<framework>)")
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue a killed run from its last checkpoint in --out",
+        help="continue a killed run from its newest checkpoint in --out",
     )
     parser.add_argument(
         "--init",
         choices=["shared", "native"],
         default=default_init,
-        help="shared: cnn_common's Glorot init; native: the framework's own",
+        help="initial weights: shared = cnn_common's canonical Glorot-uniform set, "
+        f"native = the framework's own initialisers (default: {default_init})",
     )
+
+
+def add_trainer_command(
+    commands: argparse._SubParsersAction, framework: str, description: str
+) -> argparse.ArgumentParser:
+    """The ``train`` subcommand of a framework's command line, with the shared flags."""
+    parser = commands.add_parser(
+        "train",
+        help="train, evaluate on the test set and write the run record",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_train_arguments(parser)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs") / framework,
+        help="output folder: run.json, weights.safetensors, checkpoints/",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run already in --out",
+    )
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
+    parser.add_argument("--quiet", action="store_true", help="print no progress")
+    return parser
 
 
 def specs_from_args(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec]:
@@ -72,7 +127,7 @@ def specs_from_args(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec]:
 
 
 def data_from_args(args: argparse.Namespace, train: TrainSpec) -> Data:
-    """Load, split and scale the dataset the flags name (a subset with --subset)."""
+    """Load, split and scale the dataset the flags name (a training subset with --subset)."""
     return training_data(args.dataset, train, root=args.data_dir, subset_size=args.subset)
 
 
@@ -81,3 +136,34 @@ def init_from_args(args: argparse.Namespace, model: ModelSpec, train: TrainSpec)
     if args.init == "shared":
         return init_weights(model, train.seed, train.dtype)
     return None
+
+
+def train_from_args(args: argparse.Namespace, train: Callable[..., RunResult]) -> RunResult:
+    """Run a framework's ``train`` as a ``train`` subcommand's flags say; print where it went."""
+    from cnn_common.errors import UserError
+
+    model_spec, train_spec = specs_from_args(args)
+    out = Path(args.out)
+    if (out / RESULT_FILE).is_file() and not (args.resume or args.overwrite):
+        raise UserError(
+            f"{out} already holds a finished run ({RESULT_FILE})",
+            "pass --resume to extend it (e.g. with more --epochs), --overwrite to replace it, "
+            "or choose another --out",
+        )
+    data = data_from_args(args, train_spec)
+    result = train(
+        model_spec,
+        train_spec,
+        data,
+        out,
+        init_weights=init_from_args(args, model_spec, train_spec),
+        resume=args.resume,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"{result.framework} ({result.backend}): test accuracy {result.test_accuracy:.4f}, "
+            f"test loss {result.test_loss:.4f}, {result.wall_time_s:.1f} s -> {out}"
+        )
+    return result

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn_common.errors import DataError
+from cnn_common.errors import DataError, UserError
+from cnn_common.seeds import generator
 from cnn_common.spec import TrainSpec
 
 FILES = (
@@ -380,7 +381,7 @@ def train_val_split(n: int, validation_size: int, seed: int) -> tuple[np.ndarray
             f"validation_size {validation_size} must be below the {n} training images",
             "lower validation_size in the train spec",
         )
-    rng = np.random.default_rng([seed, 0x5EED])
+    rng = generator(seed, "split")
     perm = rng.permutation(n)
     return np.sort(perm[validation_size:]), np.sort(perm[:validation_size])
 
@@ -414,9 +415,18 @@ def training_data(
     root: str | Path | None = None,
     subset_size: int | None = None,
     download: bool = True,
+    eval_size: int | None = None,
 ) -> Data:
     """The data a training run of ``train_spec`` uses: ``prepare_data`` with its split seed,
-    validation size and dtype, cut to the first ``subset_size`` training images if given."""
+    validation size and dtype.
+
+    ``subset_size`` keeps only the first N training images; the validation and test sets stay
+    whole unless ``eval_size`` cuts each of them to its first N images as well.
+    """
+    if subset_size is not None:
+        _check_size("--subset", subset_size)
+    if eval_size is not None:
+        _check_size("--eval-subset", eval_size)
     data = prepare_data(
         name,
         validation_size=train_spec.validation_size,
@@ -425,13 +435,27 @@ def training_data(
         dtype=train_spec.dtype,
         download=download,
     )
-    return subset(data, subset_size) if subset_size else data
+    if subset_size is not None and subset_size > len(data.x_train):
+        raise DataError(
+            f"--subset {subset_size} asks for more than the {len(data.x_train):,} training "
+            f"images of {name} (after holding out {train_spec.validation_size:,} for validation)",
+            f"use --subset {len(data.x_train)} or less, or leave it out for all of them",
+        )
+    return subset(data, subset_size, eval_size, eval_size)
 
 
-def subset(data: Data, n_train: int, n_val: int | None = None, n_test: int | None = None) -> Data:
-    """The first items of each split: for quick runs and tests on real data."""
-    n_val = n_train // 10 if n_val is None else n_val
-    n_test = n_train // 5 if n_test is None else n_test
+def _check_size(flag: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(
+            f"{flag} must be a positive number of images, got {value!r}",
+            f"use {flag} N with N >= 1, or leave it out for all images",
+        )
+
+
+def subset(
+    data: Data, n_train: int | None, n_val: int | None = None, n_test: int | None = None
+) -> Data:
+    """The first items of each split (None keeps a split whole): quick runs and tests."""
     return Data(
         data.name,
         data.x_train[:n_train],

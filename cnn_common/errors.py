@@ -36,6 +36,10 @@ class ImageError(UserError, ValueError):
     """Images of the wrong shape or dtype for the model."""
 
 
+class WeightsError(UserError, ValueError):
+    """Weights that do not fit the model: missing or extra tensors, wrong shapes."""
+
+
 class NonFiniteLossError(UserError):
     """Training produced a NaN or infinite loss."""
 

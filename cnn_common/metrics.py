@@ -1,4 +1,7 @@
-"""Accuracy, confusion matrix and per-class report, computed once from predictions.
+"""Loss, accuracy and predictions from logits; confusion matrix and per-class report.
+
+Every framework's ``evaluate`` is its own ``predict_logits`` followed by ``evaluate_logits``
+here, so the test loss is computed one way everywhere: a float64 log-softmax of the logits.
 
 Accuracy here is micro-averaged (correct / total), as Keras and NumPy report it; torchmetrics'
 ``MulticlassAccuracy`` defaults to the macro average, which is a different number.
@@ -7,6 +10,44 @@ Accuracy here is micro-averaged (correct / total), as Keras and NumPy report it;
 from __future__ import annotations
 
 import numpy as np
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """``logits - logsumexp(logits)`` per row in float64, stable for large logits.
+
+    ``(N, K) -> (N, K)`` float64: the row maximum is subtracted before ``exp``.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(N, K)`` from logits, in the logits' dtype; rows sum to 1."""
+    logits = np.asarray(logits)
+    dtype = logits.dtype if np.issubdtype(logits.dtype, np.floating) else np.float64
+    return np.exp(log_softmax(logits)).astype(dtype)
+
+
+def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
+    """Mean softmax cross-entropy of ``logits (N, K)`` against labels ``y (N,)``, in float64;
+    NaN for an empty set."""
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) == 0:
+        return float("nan")
+    return -float(log_softmax(logits)[np.arange(len(y)), y].mean())
+
+
+def evaluate_logits(logits: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """``(loss, accuracy, predictions)`` of ``logits (N, K)`` against labels ``y (N,)``.
+
+    The loss is ``cross_entropy`` (float64), the accuracy micro-averaged and the predictions
+    ``(N,)`` int64 (the first maximum of each row). NaN loss and accuracy for an empty set.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    predictions = np.asarray(logits).argmax(axis=1).astype(np.int64)
+    acc = accuracy(y, predictions) if len(y) else float("nan")
+    return cross_entropy(logits, y), acc, predictions
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

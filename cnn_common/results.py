@@ -1,21 +1,14 @@
-"""The run record every trainer writes and ``compare`` reads, and the progress events.
+"""The run record every trainer writes and ``compare`` reads.
 
 A trainer's ``out_dir`` holds:
 
 - ``run.json`` (``RESULT_FILE``): the ``RunResult`` below;
 - ``weights.safetensors`` (``WEIGHTS_FILE``): the final weights in the canonical layout;
-- ``checkpoints/`` (``CHECKPOINT_DIR``): the framework's own per-epoch checkpoints, for resume.
-
-``on_event`` callbacks receive plain dicts (JSON-safe, so they can cross a process boundary):
-
-- ``{"event": "start", "framework", "epochs", "steps_per_epoch", "start_epoch"}``
-- ``{"event": "step", "epoch", "step", "steps", "loss", "accuracy"}`` (running epoch means)
-- ``{"event": "epoch", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-  "time_s"}``
-- ``{"event": "end", "test_loss", "test_accuracy"}``
+- ``checkpoints/`` (``cnn_common.files.CHECKPOINT_DIR``): the framework's own per-epoch
+  checkpoints, for resume.
 
 Epochs are 0-based in the batch order and 1-based in ``history`` and events (epoch 1 is the
-first), as every framework prints them.
+first), as every framework prints them. The progress events are in ``cnn_common.events``.
 """
 
 from __future__ import annotations
@@ -26,7 +19,7 @@ import math
 import platform
 import resource
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -34,16 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from cnn_common.files import atomic_write_bytes
 from cnn_common.metrics import accuracy, classification_report, confusion_matrix
 from cnn_common.spec import ModelSpec, TrainSpec, param_count, spec_to_dict
-from cnn_common.weights import atomic_write_bytes
 
 RESULT_FILE = "run.json"
 WEIGHTS_FILE = "weights.safetensors"
-CHECKPOINT_DIR = "checkpoints"
 SCHEMA_VERSION = 1
-
-EventCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -83,6 +73,7 @@ class RunResult:
     samples_per_s: float = 0.0  # training images per second (median epoch)
     peak_memory_mb: float = 0.0  # peak resident set size of the training process
     wall_time_s: float = 0.0
+    sizes: dict[str, int] = field(default_factory=dict)  # images used: train, val, test
     status: str = "ok"  # ok | failed
     error: str = ""
     schema: int = SCHEMA_VERSION
@@ -143,6 +134,7 @@ def finish_result(
     y_pred: np.ndarray,
     n_train: int,
     wall_time_s: float,
+    n_val: int = 0,
     extra: dict[str, Any] | None = None,
 ) -> RunResult:
     """Assemble a ``RunResult``: confusion matrix, report and throughput computed here, once."""
@@ -170,6 +162,7 @@ def finish_result(
         class_names=names,
         epoch_times=times,
         samples_per_s=n_train / median_time if median_time else 0.0,
+        sizes={"train": n_train, "val": n_val, "test": len(y_test)},
         peak_memory_mb=peak_memory_mb(),
         wall_time_s=wall_time_s,
         extra=extra or {},

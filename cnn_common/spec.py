@@ -17,13 +17,9 @@ Shapes: H, W spatial, C channels; image shapes are ``(H, W, C)`` (NHWC without t
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cnn_common.errors import SpecError
@@ -361,30 +357,7 @@ def flops(spec: ModelSpec) -> int:
     return total
 
 
-# ----------------------------------------------------------------------------- loading
-
-
-# YAML 1.1 (PyYAML's dialect) reads ``1e-3`` as a string because its floats need a dot; YAML 1.2
-# and JSON read it as a number, and it is how learning rates and epsilons are written.
-_FLOAT_1_2 = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
-
-
-@functools.cache
-def _yaml_loader() -> type:
-    import yaml  # imported on first use: loading a spec is rare, importing cnn_common is not
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789"))
-    return Loader
-
-
-def _yaml_load(text: str) -> Any:
-    """``yaml.safe_load`` that also reads exponent floats without a dot (``1e-3``) as floats."""
-    import yaml
-
-    return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass: no arbitrary objects
+# ----------------------------------------------------------------------------- plain data
 
 
 def spec_to_dict(model: ModelSpec, train: TrainSpec | None = None) -> dict[str, Any]:
@@ -435,95 +408,3 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
         return cls(**values)
     except TypeError as exc:  # e.g. a block given as a number
         raise SpecError(f"bad value in '{section}': {exc}", "check the spec's types") from None
-
-
-def load_spec(path: str | Path) -> tuple[ModelSpec, TrainSpec]:
-    """Read a YAML (.yaml/.yml) or JSON spec file; unreadable files raise ``SpecError``."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(
-            f"cannot read spec file {path}: {exc.strerror or exc}", "check the path given to --spec"
-        ) from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else _yaml_load(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error is a user error here
-        raise SpecError(
-            f"spec file {path} is not valid {path.suffix or 'YAML'}: {exc}",
-            "fix the syntax; see README for an example spec",
-        ) from None
-    if data is None:
-        data = {}
-    return spec_from_dict(data)
-
-
-def save_spec(path: str | Path, model: ModelSpec, train: TrainSpec | None = None) -> None:
-    """Write the specs as YAML or JSON (by suffix); ``load_spec`` reads it back unchanged."""
-    path = Path(path)
-    data = spec_to_dict(model, train)
-    if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(data, indent=2) + "\n")
-    else:
-        import yaml
-
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def apply_overrides(
-    model: ModelSpec, train: TrainSpec, overrides: Iterable[str]
-) -> tuple[ModelSpec, TrainSpec]:
-    """Apply ``key=value`` overrides: ``epochs=3``, ``train.seed=1``, ``conv.0.filters=8``,
-    ``model.dense.0.units=128``, ``input_shape=[32,32,3]``. Values are parsed as YAML scalars.
-
-    A key without a section is looked up in TrainSpec first, then ModelSpec.
-    """
-    import yaml
-
-    data = spec_to_dict(model, train)
-    train_fields = {f.name for f in dataclasses.fields(TrainSpec)}
-    for item in overrides:
-        if "=" not in item:
-            raise SpecError(f"override {item!r} is not key=value", "write e.g. epochs=3")
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        if parts[0] not in ("model", "train"):
-            parts.insert(0, "train" if parts[0] in train_fields else "model")
-        try:
-            value = _yaml_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        node: Any = data
-        for part in parts[:-1]:
-            node = _child(node, part, key)
-        last = parts[-1]
-        if isinstance(node, list):
-            node[_index(node, last, key)] = value
-        elif isinstance(node, dict) and last in node:
-            node[last] = value
-        else:
-            raise SpecError(
-                f"override {key!r}: no field {last!r} there",
-                "see `spec_to_dict(ModelSpec(), TrainSpec())` for the field names",
-            )
-    return spec_from_dict(data)
-
-
-def _child(node: Any, part: str, key: str) -> Any:
-    if isinstance(node, list):
-        return node[_index(node, part, key)]
-    if isinstance(node, dict) and part in node:
-        return node[part]
-    raise SpecError(
-        f"override {key!r}: no field {part!r} there",
-        "see `spec_to_dict(ModelSpec(), TrainSpec())` for the field names",
-    )
-
-
-def _index(node: list, part: str, key: str) -> int:
-    if not part.isdigit() or int(part) >= len(node):
-        raise SpecError(
-            f"override {key!r}: {part!r} is not an index below {len(node)}",
-            "count blocks from 0, e.g. conv.0.filters=8",
-        )
-    return int(part)

@@ -18,14 +18,14 @@ Files are safetensors with the specs (JSON) in the metadata under ``"spec"``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnn_common.errors import DataError
+from cnn_common.errors import DataError, WeightsError
+from cnn_common.files import atomic_write_bytes
+from cnn_common.seeds import generator
 from cnn_common.spec import ModelSpec, TrainSpec, layers, spec_from_dict, spec_to_dict
 
 Weights = dict[str, np.ndarray]
@@ -50,10 +50,10 @@ def glorot_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarr
 def init_weights(spec: ModelSpec, seed: int = 0, dtype: str = "float32") -> Weights:
     """Framework-neutral initial weights: Glorot-uniform kernels, zero biases (Keras's defaults).
 
-    Drawn in float64 from ``default_rng(seed)`` in layer order, then cast, so float32 and
-    float64 runs start from the same numbers.
+    Drawn in float64 from the ``init`` seed stream of ``seed`` in layer order, then cast, so
+    float32 and float64 runs start from the same numbers.
     """
-    rng = np.random.default_rng(seed)
+    rng = generator(seed, "init")
     weights: Weights = {}
     for layer in layers(spec):
         for name, shape in layer.params.items():
@@ -65,15 +65,27 @@ def init_weights(spec: ModelSpec, seed: int = 0, dtype: str = "float32") -> Weig
 
 
 def check_weights(spec: ModelSpec, weights: Weights) -> None:
-    """Raise ``ValueError`` naming the tensor when ``weights`` does not fit ``spec``."""
-    expected = {name: shape for layer in layers(spec) for name, shape in layer.params.items()}
+    """Raise ``WeightsError`` (a ``ValueError``) naming the tensor when ``weights`` does not
+    fit ``spec``."""
+    check_weight_shapes(
+        {name: shape for layer in layers(spec) for name, shape in layer.params.items()}, weights
+    )
+
+
+def check_weight_shapes(expected: dict[str, tuple[int, ...]], weights: Weights) -> None:
+    """Raise ``WeightsError`` naming the tensor when ``weights`` has other names or shapes
+    than ``expected`` (canonical name -> shape)."""
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
+    hint = "use weights saved for this spec (the spec is in the weight file's metadata)"
     if missing or extra:
-        raise ValueError(f"weights do not match the spec: missing {missing}, unexpected {extra}")
+        raise WeightsError(
+            f"weights do not match the spec: missing {missing}, unexpected {extra}", hint
+        )
     for name, shape in expected.items():
-        if tuple(weights[name].shape) != shape:
-            raise ValueError(f"{name}: expected shape {shape}, got {tuple(weights[name].shape)}")
+        got = tuple(np.shape(weights[name]))
+        if got != shape:
+            raise WeightsError(f"{name}: expected shape {shape}, got {got}", hint)
 
 
 # ----------------------------------------------------------------------------- PyTorch layout
@@ -125,22 +137,6 @@ def from_torch_layout(weights: Weights, spec: ModelSpec) -> Weights:
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_weights(

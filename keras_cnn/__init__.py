@@ -1,43 +1,24 @@
-"""The cnn-rosetta CNN in Keras 3 (TensorFlow backend by default; torch and jax when installed).
+"""The cnn-rosetta CNN in Keras 3 (TensorFlow backend by default; torch and jax too).
 
-Public functions (the contract shared with ``numpy_cnn`` and ``lightning_cnn``): ``build``,
-``train``, ``evaluate``, ``predict``, ``predict_logits``, ``feature_maps``, ``get_weights``,
-``set_weights``, ``loss_and_grads``, ``train_steps``, ``save``, ``load``.
+Modules, as in every framework package: ``network`` (the ``keras.Sequential`` of the spec, its
+loss and step metric), ``model`` (the contract), ``optim`` (the spec's optimisers in both Adam
+epsilon conventions), ``train`` (``fit`` on the shared batch order, checkpoints, resume),
+``framework`` (the declarations: keras, keras-torch, keras-jax), ``__main__`` (the command
+line).
 
 Keras fixes its backend when it is first imported, from ``KERAS_BACKEND``; this package
-therefore imports keras only when one of those functions is first looked up, so that
-``keras-cnn train --backend torch`` can set the variable first.
+therefore imports keras only when one of its functions is first used, so that
+``keras-cnn train --backend torch`` (or a worker of ``keras-torch``) can set it first.
 
 Shapes: N batch, H, W, C channels, KH, KW kernel, F filters, K classes.
 """
 
-from __future__ import annotations
+from cnn_common.framework import CONTRACT, lazy_exports
 
-import importlib
-from typing import Any
-
-_MODEL = (
-    "build",
-    "evaluate",
-    "predict",
-    "predict_logits",
-    "feature_maps",
-    "get_weights",
-    "set_weights",
-    "loss_and_grads",
-    "train_steps",
-    "save",
-    "load",
+lazy_exports(
+    __name__,
+    {
+        **{name: "keras_cnn.model" for name in CONTRACT if name != "train"},
+        "train": "keras_cnn.train",
+    },
 )
-_TRAIN = ("train",)
-
-__all__ = [*_MODEL, *_TRAIN]
-
-
-def __getattr__(name: str) -> Any:
-    """Import keras (through ``model`` or ``train``) on the first use of a public function."""
-    if name in _MODEL:
-        return getattr(importlib.import_module("keras_cnn.model"), name)
-    if name in _TRAIN:
-        return getattr(importlib.import_module("keras_cnn.train"), name)
-    raise AttributeError(f"module 'keras_cnn' has no attribute {name!r}")

@@ -10,9 +10,8 @@ import argparse
 import importlib.util
 import os
 import sys
-from pathlib import Path
 
-from cnn_common.cli import add_train_arguments, data_from_args, init_from_args, specs_from_args
+from cnn_common.cli import add_trainer_command, train_from_args
 from cnn_common.errors import FrameworkMissingError, UserError, run_cli
 
 PROG = "keras-cnn"
@@ -20,19 +19,18 @@ BACKENDS = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}  # backe
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The command line: ``train`` with the shared flags, plus ``--backend`` and ``--device``."""
+    """The command line: ``train`` with the shared flags, plus ``--backend``."""
     parser = argparse.ArgumentParser(prog=PROG, description="The cnn-rosetta CNN in Keras 3.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train, evaluate and write the run record")
-    add_train_arguments(train)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = add_trainer_command(
+        commands, "keras", "Train the Keras CNN with model.fit and write its run record."
+    )
     train.add_argument(
         "--backend",
         choices=sorted(BACKENDS),
         default=os.environ.get("KERAS_BACKEND", "tensorflow"),
-        help="Keras backend (default: $KERAS_BACKEND or tensorflow)",
+        help="Keras backend ($KERAS_BACKEND when set)",
     )
-    train.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
-    train.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return parser
 
 
@@ -64,25 +62,9 @@ def _main(argv: list[str] | None) -> int:
     select_backend(args.backend)
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before any backend looks for a GPU
-    model_spec, train_spec = specs_from_args(args)
-    data = data_from_args(args, train_spec)
-    from keras_cnn.train import train
+    import keras_cnn
 
-    result = train(
-        model_spec,
-        train_spec,
-        data,
-        args.out or Path("runs", "keras"),
-        init_from_args(args, model_spec, train_spec),
-        resume=args.resume,
-        device=args.device,
-        progress=not args.quiet,
-    )
-    if not args.quiet:
-        print(
-            f"{PROG}: {result.backend} backend, test accuracy {result.test_accuracy:.4f}, "
-            f"test loss {result.test_loss:.4f}, {result.wall_time_s:.1f} s"
-        )
+    train_from_args(args, keras_cnn.train)
     return 0
 
 

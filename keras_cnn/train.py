@@ -1,33 +1,27 @@
-"""Training with ``model.fit`` on the shared batch order, per-epoch checkpoints and resume.
+"""Training with ``model.fit`` on the shared batch order, a checkpoint per epoch, resume.
 
 - ``EpochBatches`` (a ``keras.utils.PyDataset``) serves ``cnn_common.batches.epoch_batches``
-  for the epoch ``RunRecorder`` sets at the start of each epoch, with the shared augmentation;
-  ``fit`` gets ``shuffle=False`` because Keras shuffles the batches of a finite PyDataset
-  otherwise.
-- ``RunRecorder`` (a ``keras.callbacks.Callback``) records the loss of every step (from the
-  ``StepLoss`` metric: Keras's own ``loss`` log is the running mean over the epoch), the epoch
-  records and times, raises ``NonFiniteLossError`` on a NaN/inf loss, sends the ``on_event``
-  events and writes a checkpoint after every epoch.
-- A checkpoint is one file, ``checkpoints/epoch-NNN.npz``, written atomically: every model
-  variable (weights and the dropout seed states, which a ``.keras`` file leaves out), every
-  optimiser variable (step count, moments) and the history so far. ``resume=True`` rebuilds
-  the model from the spec, restores them from the newest file and fits on from there. (A
-  ``.keras`` file would serve too, but Keras's serialiser imports TensorFlow whenever it is
-  installed, even on the torch backend.)
+  for the epoch ``RecorderCallback`` sets at the start of each epoch, with the shared
+  augmentation; ``fit`` gets ``shuffle=False`` because Keras shuffles the batches of a finite
+  PyDataset otherwise.
+- ``RecorderCallback`` (a ``keras.callbacks.Callback``) feeds the run recorder the loss of
+  every step (from the ``StepLoss`` metric: Keras's own ``loss`` log is the running mean over
+  the epoch) and writes a checkpoint after every epoch.
+- A checkpoint, ``checkpoints/epoch-NNNN.npz``, holds every model variable (weights and the
+  dropout seed states, which a ``.keras`` file leaves out), every optimiser variable (step
+  count, moments) and the recorder's state. ``resume=True`` rebuilds the model from the spec,
+  restores them from the newest readable file and fits on from there. (A ``.keras`` file would
+  serve too, but Keras's serialiser imports TensorFlow whenever it is installed, even on the
+  torch backend.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import io
 import json
-import re
-import time
-from collections.abc import Callable
+import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -35,36 +29,24 @@ import numpy as np
 from cnn_common.batches import augment_batch, epoch_batches
 from cnn_common.data import Data
 from cnn_common.errors import UserError
-from cnn_common.results import (
-    CHECKPOINT_DIR,
-    RESULT_FILE,
-    WEIGHTS_FILE,
-    EpochRecord,
-    RunResult,
-    check_finite_loss,
-    finish_result,
-    package_versions,
+from cnn_common.events import EventCallback
+from cnn_common.files import (
+    atomic_write_npz,
+    check_resumable,
+    checkpoint_path,
+    load_latest_checkpoint,
+    remove_checkpoints,
 )
+from cnn_common.recorder import RunRecorder
+from cnn_common.results import RunResult, package_versions
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
-from cnn_common.weights import Weights, atomic_write_bytes, save_weights
-from keras_cnn.model import (
-    PREDICT_BATCH,
-    build,
-    compile_model,
-    evaluate,
-    floatx,
-    get_weights,
-    set_weights,
-    to_numpy,
-)
+from cnn_common.weights import Weights
+from keras_cnn.framework import BACKEND_PACKAGES, framework_for_backend
+from keras_cnn.model import PREDICT_BATCH, build, evaluate, get_weights, set_weights
+from keras_cnn.network import floatx, to_numpy
+from keras_cnn.optim import compile_model
 
-FRAMEWORK = "keras"
-_CHECKPOINT = re.compile(r"epoch-(\d{3,})\.npz")
-_BACKEND_PACKAGES = {
-    "tensorflow": ["tensorflow", "tensorflow-cpu"],
-    "torch": ["torch"],
-    "jax": ["jax", "jaxlib"],
-}
+SUFFIX = ".npz"
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -94,97 +76,50 @@ class EpochBatches(keras.utils.PyDataset):
         return xb.astype(self.spec.dtype, copy=False), self.y[idx]
 
 
-class RunRecorder(keras.callbacks.Callback):
-    """Per-step losses, epoch records, events and per-epoch checkpoints of one ``fit``."""
+class RecorderCallback(keras.callbacks.Callback):
+    """Feeds ``fit``'s steps and epochs to the run recorder; a checkpoint after every epoch."""
 
-    def __init__(
-        self,
-        dataset: EpochBatches,
-        checkpoints: Path,
-        state: dict[str, Any],
-        on_event: Callable[[dict[str, Any]], None] | None,
-    ) -> None:
+    def __init__(self, dataset: EpochBatches, recorder: RunRecorder, out_dir: Path) -> None:
         super().__init__()
         self.dataset = dataset
-        self.checkpoints = checkpoints
-        self.state = state  # "history", "step_losses", "spec", "init": what a checkpoint keeps
-        self.on_event = on_event
-        self.steps = len(dataset)
+        self.recorder = recorder
+        self.out_dir = out_dir
+        self._correct = self._seen = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.dataset.set_epoch(epoch)  # before fit opens this epoch's iterator
-        self.epoch_losses: list[float] = []
-        self.start = self.last_step_end = time.perf_counter()
+        self.recorder.begin_epoch(epoch)
+        self._correct = self._seen = 0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        loss = float(logs["step_loss"])
-        self.last_step_end = time.perf_counter()
-        check_finite_loss(loss, self.dataset.epoch + 1, batch + 1)
-        self.epoch_losses.append(loss)
-        if self.on_event:
-            self.on_event(
-                {
-                    "event": "step",
-                    "epoch": self.dataset.epoch + 1,
-                    "step": batch + 1,
-                    "steps": self.steps,
-                    "loss": sum(self.epoch_losses) / len(self.epoch_losses),
-                    "accuracy": float(logs["accuracy"]),
-                }
-            )
+        n = len(self.dataset.batches[batch])
+        self._seen += n
+        # Keras logs the epoch's running accuracy; the step's correct count is its increment.
+        correct = round(float(logs["accuracy"]) * self._seen)
+        self.recorder.step(float(logs["step_loss"]), correct - self._correct, n)
+        self._correct = correct
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        record = EpochRecord(
-            epoch=epoch + 1,
-            train_loss=float(np.mean(self.epoch_losses)),
-            train_accuracy=float(logs["accuracy"]),
-            val_loss=float(logs.get("val_loss", np.nan)),
-            val_accuracy=float(logs.get("val_accuracy", np.nan)),
-            time_s=self.last_step_end - self.start,  # training steps only, not validation
-        )
-        self.state["history"].append(dataclasses.asdict(record))
-        self.state["step_losses"].extend(self.epoch_losses)
-        save_checkpoint(self.checkpoints, epoch + 1, self.model, self.state)
-        if self.on_event:
-            self.on_event({"event": "epoch", **dataclasses.asdict(record)})
+        logs = logs or {}
+        self.recorder.end_epoch(logs.get("val_loss", np.nan), logs.get("val_accuracy", np.nan))
+        save_checkpoint(checkpoint_path(self.out_dir, epoch + 1, SUFFIX), self.model, self.recorder)
 
 
-class ProgressBar(keras.callbacks.ProgbarLogger):
-    """Keras's progress bar without ``step_loss``: the bar shows running means, and a mean
-    of the last-batch values would mean nothing (``loss`` there is the epoch's running mean)."""
-
-    @staticmethod
-    def _shown(logs: dict | None) -> dict:
-        return {k: v for k, v in (logs or {}).items() if not k.endswith("step_loss")}
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        super().on_train_batch_end(batch, self._shown(logs))
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        super().on_epoch_end(epoch, self._shown(logs))
-
-
-def save_checkpoint(folder: Path, epoch: int, model: keras.Model, state: dict[str, Any]) -> None:
-    """Write ``folder/epoch-NNN.npz``: model and optimiser variables, and ``state`` as JSON."""
+def save_checkpoint(path: Path, model: keras.Model, recorder: RunRecorder) -> None:
+    """Write ``path``: model and optimiser variables, and the recorder's state as JSON."""
     arrays = {f"model.{i}": to_numpy(v) for i, v in enumerate(model.variables)}
     arrays |= {f"optimizer.{i}": to_numpy(v) for i, v in enumerate(model.optimizer.variables)}
-    text = json.dumps({**state, "epoch": epoch})
-    arrays["state"] = np.frombuffer(text.encode(), dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(folder / f"epoch-{epoch:03d}.npz", buffer.getvalue())
+    arrays["state"] = np.frombuffer(json.dumps(recorder.state()).encode(), dtype=np.uint8)
+    atomic_write_npz(path, arrays)
 
 
-def restore_checkpoint(path: Path, model: keras.Model, spec_data: dict[str, Any]) -> dict[str, Any]:
-    """Load a checkpoint of the run described by ``spec_data`` into a compiled ``model``;
-    returns its state. A checkpoint of another spec raises ``UserError``."""
+def load_checkpoint(path: Path, model: keras.Model, recorder: RunRecorder) -> None:
+    """Load a checkpoint into a compiled ``model`` and the recorder; a checkpoint of another
+    spec raises ``UserError``."""
     with np.load(path) as arrays:
         state = json.loads(arrays["state"].tobytes())
-        if state["spec"] != spec_data:
-            raise UserError(
-                f"the checkpoints in {path.parent} belong to a run with another spec",
-                "resume with the same spec and flags, or start a new run without --resume",
-            )
+        current = spec_to_dict(recorder.model_spec, recorder.train_spec)
+        check_resumable(state["spec"], current, path.parent)
         model.optimizer.build(model.trainable_variables)
         for prefix, variables in (
             ("model", model.variables),
@@ -192,17 +127,7 @@ def restore_checkpoint(path: Path, model: keras.Model, spec_data: dict[str, Any]
         ):
             for i, variable in enumerate(variables):
                 variable.assign(arrays[f"{prefix}.{i}"])
-    return state
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint file in ``folder``, or None."""
-    found = sorted(
-        (int(m.group(1)), p)
-        for p in folder.glob("epoch-*.npz")
-        if (m := _CHECKPOINT.fullmatch(p.name))
-    )
-    return found[-1][1] if found else None
+    recorder.restore(state)
 
 
 def device_scope(device: str) -> tuple[str, AbstractContextManager]:
@@ -248,7 +173,7 @@ def train(
     data: Data,
     out_dir: str | Path,
     init_weights: Weights | None = None,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: EventCallback | None = None,
     *,
     resume: bool = False,
     device: str = "auto",
@@ -258,110 +183,58 @@ def train(
 
     ``data`` holds NHWC images in [0, 1] and int64 labels. Writes ``out_dir/run.json``,
     ``out_dir/weights.safetensors`` (canonical layout) and a checkpoint per epoch under
-    ``out_dir/checkpoints/``; ``resume=True`` continues from the newest one there.
+    ``out_dir/checkpoints/``; ``resume=True`` continues from the newest readable one there.
+    The framework name in the record follows the backend: keras, keras-torch or keras-jax.
     """
-    wall_start = time.perf_counter()
     out_dir = Path(out_dir)
-    checkpoints = out_dir / CHECKPOINT_DIR
     used_device, scope = device_scope(device)
     backend = keras.backend.backend()
+    recorder = RunRecorder(
+        framework_for_backend(backend).name,
+        spec,
+        train_spec,
+        data,
+        out_dir,
+        init="native" if init_weights is None else "shared",
+        on_event=on_event,
+        progress=progress,
+    )
     with scope, floatx(train_spec.dtype):
-        model, state, start_epoch = _start(spec, train_spec, init_weights, checkpoints, resume)
-        dataset = EpochBatches(data.x_train, data.y_train, train_spec, start_epoch)
-        if on_event:
-            on_event(
-                {
-                    "event": "start",
-                    "framework": FRAMEWORK,
-                    "epochs": train_spec.epochs,
-                    "steps_per_epoch": len(dataset),
-                    "start_epoch": start_epoch,
-                }
-            )
-        if start_epoch < train_spec.epochs:
-            _fit(
-                model,
+        model = build(spec, train_spec.dtype, seed=train_spec.seed)
+        if init_weights is not None:
+            set_weights(model, init_weights)
+        compile_model(model, train_spec)
+
+        def restore(path: Path) -> None:
+            load_checkpoint(path, model, recorder)
+
+        if not resume or load_latest_checkpoint(out_dir, SUFFIX, restore, _warn) is None:
+            remove_checkpoints(out_dir)
+        dataset = EpochBatches(data.x_train, data.y_train, train_spec, recorder.epochs_done)
+        recorder.start()
+        if recorder.epochs_done < train_spec.epochs:
+            validation = (data.x_val, data.y_val) if len(data.x_val) else None
+            model.fit(
                 dataset,
-                data,
-                train_spec,
-                start_epoch,
-                progress,
-                callbacks=[RunRecorder(dataset, checkpoints, state, on_event)],
+                epochs=train_spec.epochs,
+                initial_epoch=recorder.epochs_done,
+                shuffle=False,  # the batch order is the shared one; Keras must not reorder it
+                validation_data=validation,
+                validation_batch_size=PREDICT_BATCH,
+                callbacks=[RecorderCallback(dataset, recorder, out_dir)],
+                verbose=0,  # the recorder prints the same progress as every trainer
             )
-        test_loss, _, y_pred = evaluate(model, data.x_test, data.y_test)
-    save_weights(out_dir / WEIGHTS_FILE, get_weights(model), spec, train_spec)
-    result = finish_result(
-        framework=FRAMEWORK,
+        test_loss, _, predictions = evaluate(model, data.x_test, data.y_test)
+    return recorder.finish(
         backend=backend,
         device=used_device,
-        versions=package_versions(["keras", "numpy", *_BACKEND_PACKAGES.get(backend, [])]),
-        dataset=data.name,
-        class_names=data.class_names,
-        model_spec=spec,
-        train_spec=train_spec,
-        init=state["init"],
-        history=[EpochRecord(**h) for h in state["history"]],
-        step_losses=state["step_losses"],
+        versions=package_versions(["keras", "numpy", *BACKEND_PACKAGES[backend]]),
         test_loss=test_loss,
-        y_test=data.y_test,
-        y_pred=y_pred,
-        n_train=len(data.x_train),
-        wall_time_s=time.perf_counter() - wall_start,
-        extra={
-            "optimizer": type(model.optimizer).__name__,
-            "resumed_from_epoch": start_epoch,
-            "step_loss": "StepLoss metric: the compiled loss of each batch's own forward pass",
-        },
+        predictions=predictions,
+        weights=get_weights(model),
+        extra={"optimizer": type(model.optimizer).__name__},
     )
-    result.to_json(out_dir / RESULT_FILE)
-    if on_event:
-        on_event(
-            {"event": "end", "test_loss": result.test_loss, "test_accuracy": result.test_accuracy}
-        )
-    return result
 
 
-def _start(
-    spec: ModelSpec,
-    train_spec: TrainSpec,
-    init_weights: Weights | None,
-    checkpoints: Path,
-    resume: bool,
-) -> tuple[keras.Model, dict[str, Any], int]:
-    """A compiled model, the recorded state and the first epoch to run (0-based)."""
-    spec_data = spec_to_dict(spec, train_spec)
-    model = build(spec, train_spec.dtype, seed=train_spec.seed)
-    if init_weights is not None:
-        set_weights(model, init_weights)
-    compile_model(model, train_spec)
-    found = latest_checkpoint(checkpoints) if resume else None
-    if found:
-        state = restore_checkpoint(found, model, spec_data)
-        return model, state, state.pop("epoch")
-    for stale in checkpoints.glob("epoch-*.npz"):
-        stale.unlink()  # a fresh run must never resume from an older run's files
-    init = "native" if init_weights is None else "shared"
-    return model, {"spec": spec_data, "init": init, "history": [], "step_losses": []}, 0
-
-
-def _fit(
-    model: keras.Model,
-    dataset: EpochBatches,
-    data: Data,
-    train_spec: TrainSpec,
-    start_epoch: int,
-    progress: bool,
-    callbacks: list[keras.callbacks.Callback],
-) -> None:
-    """``model.fit`` over ``dataset`` from ``start_epoch``, validating after every epoch."""
-    validation = (data.x_val, data.y_val) if len(data.x_val) else None
-    model.fit(
-        dataset,
-        epochs=train_spec.epochs,
-        initial_epoch=start_epoch,
-        shuffle=False,  # the batch order is the shared one; Keras must not reorder it
-        validation_data=validation,
-        validation_batch_size=PREDICT_BATCH,
-        callbacks=[*callbacks, ProgressBar()] if progress else callbacks,
-        verbose=1 if progress else 0,
-    )
+def _warn(message: str) -> None:
+    print(f"keras_cnn: {message}", file=sys.stderr, flush=True)

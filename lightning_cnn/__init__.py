@@ -1,58 +1,27 @@
 """The cnn-rosetta CNN in PyTorch Lightning, from the shared spec.
 
-- ``LitCNN`` (``module.py``): the ``LightningModule`` to reuse; ``CNN`` (``model.py``): the plain
-  ``nn.Module`` inside it.
+- ``LitCNN`` (``module.py``): the ``LightningModule`` to reuse; it holds PyTorch's network
+  (``pytorch_cnn.network.CNN``, re-exported by ``network.py``) and steps PyTorch's optimisers
+  (``optim.py``).
 - ``MNISTDataModule`` (``datamodule.py``): any registry dataset, the shared split, batch order
   (``EpochBatchSampler``, sharded under DDP) and augmentation.
-- The contract of DESIGN.md: ``build``, ``train``, ``evaluate``, ``predict``,
-  ``predict_logits``, ``feature_maps``, ``get_weights``/``set_weights``, ``loss_and_grads``,
-  ``train_steps``, ``save``/``load``.
-- ``plain_torch_train`` (``reference.py``): the same training as a plain PyTorch loop, the
-  yardstick for parity and speed.
+- The contract (``model.py``, ``train.py``; ``docs/design.md``), the declaration
+  (``framework.py``), the command line (``__main__.py``, ``cli.py`` for the LightningCLI),
+  callbacks and loggers (``callbacks.py``).
 
 Letters: N batch, C channels, H, W spatial, F filters, K classes. Never imports TensorFlow or
-keras.
+keras. Importing the package imports nothing else: Lightning loads on first use of a name.
 """
 
-from lightning_cnn.datamodule import EpochBatchSampler, MNISTDataModule
-from lightning_cnn.model import (
-    CNN,
-    build,
-    evaluate,
-    feature_maps,
-    get_weights,
-    load,
-    loss_and_grads,
-    predict,
-    predict_logits,
-    save,
-    set_weights,
-    train_steps,
-)
-from lightning_cnn.module import LitCNN
-from lightning_cnn.optim import KerasAdam, make_optimizer
-from lightning_cnn.reference import PlainRun, plain_torch_train
-from lightning_cnn.train import train
+from cnn_common.framework import CONTRACT, lazy_exports
 
-__all__ = [
-    "CNN",
-    "EpochBatchSampler",
-    "KerasAdam",
-    "LitCNN",
-    "MNISTDataModule",
-    "PlainRun",
-    "build",
-    "evaluate",
-    "feature_maps",
-    "get_weights",
-    "load",
-    "loss_and_grads",
-    "make_optimizer",
-    "plain_torch_train",
-    "predict",
-    "predict_logits",
-    "save",
-    "set_weights",
-    "train",
-    "train_steps",
-]
+lazy_exports(
+    __name__,
+    {
+        **{name: "lightning_cnn.model" for name in CONTRACT if name != "train"},
+        "train": "lightning_cnn.train",
+        "LitCNN": "lightning_cnn.module",
+        "MNISTDataModule": "lightning_cnn.datamodule",
+        "EpochBatchSampler": "lightning_cnn.datamodule",
+    },
+)

@@ -1,31 +1,25 @@
-"""Callbacks and loggers shared by ``train`` and the ``lightning-cnn`` CLI.
-
-``RunRecorder`` keeps what the run record needs (every step's loss, one ``EpochRecord`` per
-epoch) and sends the progress events of ``cnn_common.results``; its state travels in the
-checkpoints, so a resumed run continues the history of the killed one.
-"""
+"""Callbacks, loggers and the checkpoint writer of ``train`` and the ``lightning-cnn`` CLI."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import io
 import sys
-import time
 import types
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from cnn_common.results import EpochRecord, EventCallback
-from cnn_common.weights import atomic_write_bytes
+from cnn_common.files import atomic_write_bytes, atomic_write_npz, checkpoint_path
+from cnn_common.recorder import RunRecorder
 
 LAST_CHECKPOINT = "last.ckpt"
+SUFFIX = ".ckpt"
 PREDICTIONS_FILE = "predictions.npz"
 NOTF_MODULE = "tensorboard.compat.notf"
 
@@ -68,46 +62,27 @@ def make_loggers(root: str | Path) -> list[Logger]:
     return loggers
 
 
-class RunRecorder(Callback):
-    """Per-step losses, per-epoch records and progress events of a training run.
+class RecorderCallback(Callback):
+    """Feeds Lightning's hooks to a ``cnn_common.recorder.RunRecorder``.
 
     Args:
-        on_event: called with each event dict (start, step, epoch); None -> no events.
+        recorder: the run's recorder; its state travels in every checkpoint, so a resumed run
+            continues the history of the killed one.
 
-    Train loss of an epoch = mean of its step losses; train accuracy = correct / seen over the
-    epoch, as the model was at each step; validation values are the epoch's ``val_loss`` and
-    ``val_acc``; ``time_s`` covers the training steps only (validation excluded).
+    ``LitCNN.training_step`` returns the step's loss and correct count as Python numbers, so
+    recording costs no device synchronisation. The validation values of an epoch are the
+    ``val_loss`` and ``val_acc`` Lightning has computed by ``on_train_epoch_end``.
     """
 
-    def __init__(self, on_event: EventCallback | None = None) -> None:
-        self.on_event = on_event
-        self.step_losses: list[float] = []
-        self.history: list[EpochRecord] = []
-        self._epoch_losses: list[float] = []
-        self._loss_sum = 0.0
-        self._correct = self._seen = 0
-        self._epoch_start = self._last_step_end = 0.0
-
-    def _emit(self, event: dict[str, Any]) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
+    def __init__(self, recorder: RunRecorder) -> None:
+        self.recorder = recorder
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._emit(
-            {
-                "event": "start",
-                "framework": "lightning",
-                "epochs": trainer.max_epochs,
-                "steps_per_epoch": trainer.num_training_batches,
-                "start_epoch": trainer.current_epoch,
-            }
-        )
+        self.recorder.steps = trainer.num_training_batches  # this process's share under DDP
+        self.recorder.start()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_losses = []
-        self._loss_sum = 0.0
-        self._correct = self._seen = 0
-        self._epoch_start = self._last_step_end = time.perf_counter()
+        self.recorder.begin_epoch(trainer.current_epoch)
 
     def on_train_batch_end(
         self,
@@ -117,49 +92,46 @@ class RunRecorder(Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        loss = outputs["loss_value"]  # LitCNN.training_step returns Python numbers: no sync
-        self._correct += outputs["correct"]
-        self._seen += len(batch[1])
-        self._epoch_losses.append(loss)
-        self._loss_sum += loss
-        self.step_losses.append(loss)
-        self._last_step_end = time.perf_counter()
-        if self.on_event is not None:
-            self.on_event(
-                {
-                    "event": "step",
-                    "epoch": trainer.current_epoch + 1,
-                    "step": batch_idx + 1,
-                    "steps": trainer.num_training_batches,
-                    "loss": self._loss_sum / len(self._epoch_losses),
-                    "accuracy": self._correct / self._seen,
-                }
-            )
+        self.recorder.step(outputs["loss_value"], outputs["correct"], len(batch[1]))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Validation has run by now; the checkpoint callbacks run after this one, so the
-        # epoch's record is in the checkpoint written for it.
         metrics = trainer.callback_metrics
-        record = EpochRecord(
-            epoch=trainer.current_epoch + 1,
-            train_loss=sum(self._epoch_losses) / max(len(self._epoch_losses), 1),
-            train_accuracy=self._correct / max(self._seen, 1),
-            val_loss=float(metrics["val_loss"]) if "val_loss" in metrics else float("nan"),
-            val_accuracy=float(metrics["val_acc"]) if "val_acc" in metrics else float("nan"),
-            time_s=self._last_step_end - self._epoch_start,
+        self.recorder.end_epoch(
+            float(metrics["val_loss"]) if "val_loss" in metrics else float("nan"),
+            float(metrics["val_acc"]) if "val_acc" in metrics else float("nan"),
         )
-        self.history.append(record)
-        self._emit({"event": "epoch", **dataclasses.asdict(record)})
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "step_losses": list(self.step_losses),
-            "history": [dataclasses.asdict(record) for record in self.history],
-        }
+        return self.recorder.state()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.step_losses = list(state_dict["step_losses"])
-        self.history = [EpochRecord(**record) for record in state_dict["history"]]
+        self.recorder.restore(state_dict)
+
+
+class EpochCheckpoint(Callback):
+    """A checkpoint after every epoch, named as every framework names them
+    (``cnn_common.files.checkpoint_path``: ``checkpoints/epoch-0003.ckpt`` after 3 epochs).
+
+    Put it after ``RecorderCallback`` so the epoch's record is in the checkpoint of the epoch.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(checkpoint_path(self.out_dir, trainer.current_epoch + 1, SUFFIX))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing through ``cnn_common.files.atomic_write_bytes``:
+    a run killed while a checkpoint is written keeps the previous one whole."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -185,6 +157,7 @@ class PredictionWriter(BasePredictionWriter):
         name = PREDICTIONS_FILE
         if trainer.world_size > 1:
             name = f"predictions_rank{trainer.global_rank}.npz"
-        buffer = io.BytesIO()
-        np.savez(buffer, probabilities=probabilities, predictions=probabilities.argmax(axis=1))
-        atomic_write_bytes(self.output_dir / name, buffer.getvalue())
+        atomic_write_npz(
+            self.output_dir / name,
+            {"probabilities": probabilities, "predictions": probabilities.argmax(axis=1)},
+        )

@@ -24,7 +24,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from cnn_common.results import CHECKPOINT_DIR
+from cnn_common.files import CHECKPOINT_DIR
 from cnn_common.spec import ConvBlock, DenseLayer, TrainSpec
 from lightning_cnn.callbacks import PredictionWriter, make_loggers
 from lightning_cnn.datamodule import MNISTDataModule

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from cnn_common.batches import epoch_batches, shard_batches, steps_per_epoch
 from cnn_common.data import Data, load_dataset, training_data
 from cnn_common.spec import TrainSpec
-from lightning_cnn.batching import BatchSource
+from pytorch_cnn.batching import BatchSource
 
 BatchKey = tuple[int, int, np.ndarray]  # (epoch, step in the epoch's global list, indices)
 
@@ -102,8 +102,8 @@ class MNISTDataModule(L.LightningDataModule):
         validation_size: training images held out for validation.
         augment_shift: random shift of up to this many pixels (0 = no augmentation).
         dtype: float32 | float64, the dtype of the image tensors.
-        subset: use only the first ``subset`` training images (and 1/10 as many validation,
-            1/5 as many test images), for quick runs.
+        subset: use only the first ``subset`` training images, for quick runs (the
+            validation and test sets stay whole).
         download: let ``prepare_data`` fetch missing files from the mirrors.
         eval_batch_size: batch size of the validation, test and predict loaders.
         num_workers: DataLoader worker processes (0: batches are cut in the main process,

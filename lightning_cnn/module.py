@@ -16,24 +16,20 @@ the torchmetrics default (``"macro"``) averages per class and is a different num
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from cnn_common.results import check_finite_loss
 from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
-from cnn_common.weights import atomic_write_bytes
-from lightning_cnn.batching import TORCH_DTYPES, dropout_seed
-from lightning_cnn.model import CNN
-from lightning_cnn.optim import make_optimizer
+from pytorch_cnn.batching import dropout_seed
+from pytorch_cnn.model import build as build_network
+from pytorch_cnn.optim import make_optimizer
 
 
 def as_model_spec(value: ModelSpec | Mapping[str, Any] | None) -> ModelSpec:
@@ -89,8 +85,11 @@ class LitCNN(L.LightningModule):
                 "train_spec": dataclasses.asdict(self.train_spec),
             }
         )
-        # Parameters in the spec's dtype, so a float64 run needs no precision plugin.
-        self.model = CNN(self.model_spec).to(TORCH_DTYPES[self.train_spec.dtype])
+        # Parameters in the spec's dtype, so a float64 run needs no precision plugin; PyTorch's
+        # initialisers drawn from the run seed, as the plain loop draws them.
+        self.model = build_network(
+            self.model_spec, self.train_spec.dtype, seed=self.train_spec.seed
+        )
         classes = self.model_spec.num_classes
         self.train_loss = MeanMetric(nan_strategy="disable")  # a NaN loss raises anyway
         # No per-step argument checks on the training metric: on a GPU they cost device syncs
@@ -171,23 +170,3 @@ class LitCNN(L.LightningModule):
         """Class probabilities ``(B, K)`` of a batch ``x`` or ``(x, y)``."""
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         return torch.softmax(self(x), dim=1)
-
-
-def save_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Write ``model`` (a ``LitCNN`` or a bare ``CNN``) as a checkpoint that
-    ``LitCNN.load_from_checkpoint`` reads: its state dict and hyperparameters; atomic."""
-    if isinstance(model, CNN):
-        dtype = "float64" if next(model.parameters()).dtype == torch.float64 else "float32"
-        lit = LitCNN(model.spec, TrainSpec(dtype=dtype))
-        lit.model.load_state_dict(model.state_dict())
-        model = lit
-    if not isinstance(model, LitCNN):
-        raise TypeError(f"expected a LitCNN or CNN, got {type(model).__name__}")
-    checkpoint = {
-        "state_dict": model.state_dict(),
-        "hyper_parameters": dict(model.hparams),
-        "pytorch-lightning_version": L.__version__,
-    }
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    atomic_write_bytes(path, buffer.getvalue())

@@ -5,39 +5,21 @@ KH, KW kernel height and width, F filters (output channels), Ho, Wo output heigh
 D, U a dense layer's inputs and units, K classes. Images are NHWC, conv kernels
 ``(KH, KW, C, F)``, dense kernels ``(D, U)``: the canonical layout of ``cnn_common.weights``.
 
-Modules: ``ops`` (forward/backward pairs and their plain-loop twins), ``optim`` (Adam in both
-epsilon conventions, SGD with momentum), ``model`` (build a spec, the contract functions),
-``train`` (the training loop, checkpoints, the run record), ``demo`` (walk-throughs).
+Modules, as in every framework package: ``network`` (the CNN: forward with caches, backward in
+reverse), ``model`` (the contract), ``optim`` (Adam in both epsilon conventions, SGD with
+momentum), ``train`` (the training loop, checkpoints, resume), ``framework`` (the declaration),
+``__main__`` (the command line). Beside them: ``ops`` (the layers as forward/backward pairs
+with their plain-loop twins), ``parallel`` (one batch shard per core) and ``demo``
+(walk-throughs).
 """
 
-from numpy_cnn.model import (
-    CNN,
-    build,
-    evaluate,
-    feature_maps,
-    get_weights,
-    load,
-    loss_and_grads,
-    predict,
-    predict_logits,
-    save,
-    set_weights,
-    train_steps,
-)
-from numpy_cnn.train import train
+from cnn_common.framework import CONTRACT, lazy_exports
 
-__all__ = [
-    "CNN",
-    "build",
-    "evaluate",
-    "feature_maps",
-    "get_weights",
-    "load",
-    "loss_and_grads",
-    "predict",
-    "predict_logits",
-    "save",
-    "set_weights",
-    "train",
-    "train_steps",
-]
+lazy_exports(
+    __name__,
+    {
+        **{name: "numpy_cnn.model" for name in CONTRACT if name != "train"},
+        "train": "numpy_cnn.train",
+        "CNN": "numpy_cnn.network",
+    },
+)

@@ -1,11 +1,11 @@
-"""``numpy-cnn train ...`` and ``numpy-cnn demo forward|conv``: a thin layer over the package."""
+"""``numpy-cnn train | demo``: the command line of the NumPy CNN."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from cnn_common.cli import add_train_arguments, data_from_args, init_from_args, specs_from_args
+from cnn_common.cli import add_data_arguments, add_trainer_command, train_from_args
 from cnn_common.errors import run_cli
 
 PROG = "numpy-cnn"
@@ -13,16 +13,23 @@ PROG = "numpy-cnn"
 
 def make_parser() -> argparse.ArgumentParser:
     """The command line: ``train`` with the shared flags, ``demo forward`` and ``demo conv``."""
-    parser = argparse.ArgumentParser(prog=PROG, description="A CNN from scratch in NumPy.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train on MNIST-style data, write run.json")
-    add_train_arguments(train)
-    train.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
-    demo = commands.add_parser("demo", help="walk-throughs that print and draw what they show")
-    demo.add_argument("which", choices=["forward", "conv"])
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="The cnn-rosetta CNN from scratch in NumPy."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_trainer_command(commands, "numpy", "Train the NumPy CNN and write its run record.")
+    demo = commands.add_parser(
+        "demo",
+        help="walk-throughs that print and draw what they show",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    demo.add_argument(
+        "which",
+        choices=["forward", "conv"],
+        help="forward: forward propagation step by step; conv: one image convolved and pooled",
+    )
     demo.add_argument("--out", type=Path, default=Path("demo"), help="folder for the PNGs")
-    demo.add_argument("--dataset", default="mnist", help="dataset of the digit (demo conv)")
-    demo.add_argument("--data-dir", help="folder holding <dataset>/<idx files>")
+    add_data_arguments(demo)
     return parser
 
 
@@ -36,20 +43,9 @@ def _main(argv: list[str] | None) -> int:
         else:
             demo.conv_demo(args.out, args.dataset, args.data_dir)
         return 0
-    from numpy_cnn.train import train
+    import numpy_cnn
 
-    model_spec, train_spec = specs_from_args(args)
-    data = data_from_args(args, train_spec)
-    out = args.out or Path("runs") / "numpy"
-    train(
-        model_spec,
-        train_spec,
-        data,
-        out,
-        init_weights=init_from_args(args, model_spec, train_spec),
-        resume=args.resume,
-        progress=not args.quiet,
-    )
+    train_from_args(args, numpy_cnn.train)
     return 0
 
 

@@ -1,8 +1,8 @@
 """Training batches as tensors: the shared batch order and augmentation, NCHW, built once.
 
-Both the Lightning data module and the plain PyTorch reference loop take their batches from
-``BatchSource.batch``, so they feed the model bit-identical tensors: the parity test then
-compares the frameworks' training, not two ways of slicing arrays.
+Both the plain PyTorch loop (``pytorch_cnn.train``) and Lightning's data module take their
+batches from ``BatchSource.batch``, so they feed the model bit-identical tensors: comparing
+the two compares what Lightning adds, not two ways of slicing arrays.
 """
 
 from __future__ import annotations
@@ -11,15 +11,9 @@ import numpy as np
 import torch
 
 from cnn_common.batches import augment_batch
+from cnn_common.seeds import int_seed
 from cnn_common.spec import TrainSpec
-
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def to_nchw(x: np.ndarray, dtype: str | torch.dtype = "float32") -> torch.Tensor:
-    """Images ``(N, H, W, C)`` (NumPy) -> a contiguous tensor ``(N, C, H, W)`` of ``dtype``."""
-    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (N, C, H, W)
-    return torch.from_numpy(nchw).to(TORCH_DTYPES.get(dtype, dtype))
+from pytorch_cnn.network import to_nchw
 
 
 def dropout_seed(seed: int, epoch: int) -> int:
@@ -28,7 +22,7 @@ def dropout_seed(seed: int, epoch: int) -> int:
     Seeding per epoch makes dropout masks depend on (seed, epoch) only, so a run resumed from
     an epoch's checkpoint draws the same masks as an uninterrupted one.
     """
-    return int(np.random.SeedSequence([seed, epoch, 0xD80]).generate_state(1)[0])
+    return int_seed(seed, "dropout", epoch)
 
 
 class BatchSource:

@@ -1,0 +1,114 @@
+"""What a framework package declares about itself, and the contract it implements.
+
+Each framework package (``numpy_cnn``, ``keras_cnn``, ...) holds a ``framework.py`` with one
+``FrameworkInfo`` per framework it provides, and registers it in the ``cnn_rosetta.frameworks``
+entry-point group of its distribution (``pyproject.toml``)::
+
+    [project.entry-points."cnn_rosetta.frameworks"]
+    numpy = "numpy_cnn.framework:FRAMEWORK"
+
+``compare`` finds frameworks only through that group, so a package installed by a third party
+is compared like the project's own (``docs/frameworks.md`` shows how to write one).
+
+The package itself exports the contract (``CONTRACT`` below; ``docs/design.md``) as functions,
+with ``lazy_exports``: a framework is imported only when one of its functions is first used,
+so listing frameworks, reading ``--help`` or choosing a Keras backend imports none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# The functions every framework package exports (see docs/design.md for their signatures).
+CONTRACT = (
+    "build",
+    "train",
+    "evaluate",
+    "predict",
+    "predict_logits",
+    "feature_maps",
+    "get_weights",
+    "set_weights",
+    "loss_and_grads",
+    "train_steps",
+    "save",
+    "load",
+)
+
+# The topics of the report's differences table, in its order.
+TOPICS = (
+    "adam_epsilon",
+    "init",
+    "layout",
+    "flatten",
+    "same_padding",
+    "batch_order",
+    "loss_logging",
+    "accuracy",
+    "kernels",
+)
+
+
+@dataclass(frozen=True)
+class FrameworkInfo:
+    """One framework, as the rest of the project needs to know it.
+
+    ``native`` maps each of ``TOPICS`` to a sentence on what the framework does by default;
+    ``native_epsilon`` is its own Adam ``(epsilon, convention)``, None when it has no default of
+    its own (it follows the spec). ``env`` is set in the framework's worker process before
+    anything is imported (Keras reads its backend once, at import).
+    """
+
+    name: str  # on the command line and in the run record: numpy, keras-jax, ...
+    label: str  # in the report: "Keras 3 (jax backend)"
+    package: str  # the package that implements the contract
+    requires: tuple[str, ...]  # top-level modules it needs
+    extra: str  # the pip extra that installs them ("" = the base install)
+    native: Mapping[str, str]
+    native_epsilon: tuple[float, str] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    default: bool = False  # part of the default --frameworks
+    order: int = 100  # position in tables and figures (lower first)
+
+    def __post_init__(self) -> None:
+        missing = [topic for topic in TOPICS if topic not in self.native]
+        if missing:
+            raise ValueError(f"framework {self.name!r} declares no native default for {missing}")
+        # Frozen mappings: a declaration is shared by everything that reads it.
+        object.__setattr__(self, "native", types.MappingProxyType(dict(self.native)))
+        object.__setattr__(self, "env", types.MappingProxyType(dict(self.env)))
+
+
+def lazy_exports(package: str, homes: Mapping[str, str]) -> None:
+    """Export ``name -> module`` from ``package``, importing the module on first use.
+
+    Contract names stay the functions whatever is imported later: importing a submodule binds
+    it to its package under its own name (``keras_cnn.train`` the module would replace
+    ``keras_cnn.train`` the function), and the package here refuses that one binding.
+    """
+    module = sys.modules[package]
+    exported = dict(homes)
+
+    class ExportingPackage(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            if name not in exported:
+                raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            value = getattr(importlib.import_module(exported[name]), name)
+            types.ModuleType.__setattr__(self, name, value)
+            return value
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name in exported and isinstance(value, types.ModuleType):
+                return  # the submodule stays reachable as sys.modules[f"{package}.{name}"]
+            types.ModuleType.__setattr__(self, name, value)
+
+        def __dir__(self) -> list[str]:
+            return sorted(set(super().__dir__()) | set(exported))
+
+    module.__class__ = ExportingPackage
+    module.__all__ = list(exported)

@@ -1,0 +1,77 @@
+"""The results folder of ``cnn-compare``: every file name, in one place.
+
+::
+
+    OUT/config.json                   what was asked (``--resume`` reads it back)
+    OUT/runs/<framework>-seed<S>/     one training run: the trainer's out_dir (run.json,
+                                      weights.safetensors, checkpoints/) plus the worker's
+                                      job.json, events.jsonl, log.txt, feature_maps.npz, and
+                                      failed.json when it failed
+    OUT/results.json                  every run record, the summary and the differences
+    OUT/history.csv                   one row per framework, seed and epoch
+    OUT/report.md, OUT/report.html    the report (the HTML embeds its figures)
+    OUT/figures/*.png                 the figures
+    OUT/parity.json                   ``cnn-compare parity`` (when run into this folder)
+    OUT/bench.json                    ``cnn-compare bench`` (when run into this folder)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnn_common.results import RESULT_FILE, WEIGHTS_FILE
+
+CONFIG_FILE = "config.json"
+RUNS_DIR = "runs"
+RESULTS_FILE = "results.json"
+HISTORY_FILE = "history.csv"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+FIGURES_DIR = "figures"
+PARITY_FILE = "parity.json"
+BENCH_FILE = "bench.json"
+
+# Inside a job's folder (a run, or one framework's parity or bench job):
+JOB_FILE = "job.json"
+EVENTS_FILE = "events.jsonl"
+LOG_FILE = "log.txt"
+FAILED_FILE = "failed.json"
+FEATURES_FILE = "feature_maps.npz"
+PARITY_RECORD = "parity.npz"
+BENCH_RECORD = "bench.json"
+
+__all__ = [
+    "BENCH_FILE",
+    "BENCH_RECORD",
+    "CONFIG_FILE",
+    "EVENTS_FILE",
+    "FAILED_FILE",
+    "FEATURES_FILE",
+    "FIGURES_DIR",
+    "HISTORY_FILE",
+    "JOB_FILE",
+    "LOG_FILE",
+    "PARITY_FILE",
+    "PARITY_RECORD",
+    "REPORT_HTML",
+    "REPORT_MD",
+    "RESULTS_FILE",
+    "RESULT_FILE",
+    "RUNS_DIR",
+    "WEIGHTS_FILE",
+    "run_dir",
+    "parse_run_dir",
+]
+
+
+def run_dir(out: Path, framework: str, seed: int) -> Path:
+    """The folder of one training run: ``OUT/runs/<framework>-seed<S>``."""
+    return Path(out) / RUNS_DIR / f"{framework}-seed{seed}"
+
+
+def parse_run_dir(path: Path) -> tuple[str, int] | None:
+    """``(framework, seed)`` of a run folder's name, or None when it is not one."""
+    framework, sep, seed = Path(path).name.rpartition("-seed")
+    if not sep or not framework or not seed.isdigit():
+        return None
+    return framework, int(seed)

@@ -1,0 +1,28 @@
+"""lightning_cnn's declaration: what compare and the report need to know about it.
+
+Registered in ``pyproject.toml`` under the ``cnn_rosetta.frameworks`` entry points.
+"""
+
+from cnn_common.framework import FrameworkInfo
+
+FRAMEWORK = FrameworkInfo(
+    name="lightning",
+    label="PyTorch Lightning",
+    package="lightning_cnn",
+    requires=("torch", "lightning", "torchmetrics"),
+    extra="lightning",
+    native={
+        "adam_epsilon": "1e-8, added to sqrt(v_hat) (torch.optim.Adam)",
+        "init": "Kaiming-uniform(a=sqrt 5) weights, uniform(±1/sqrt(fan_in)) biases",
+        "layout": "NCHW, conv weight (F, C, KH, KW)",
+        "flatten": "C, H, W",
+        "same_padding": "padding='same' for stride 1 (the odd pixel after); none for strides",
+        "batch_order": "DataLoader(shuffle=True) / DistributedSampler",
+        "loss_logging": "per step (self.log on_step)",
+        "accuracy": "torchmetrics MulticlassAccuracy: macro by default",
+        "kernels": "PyTorch/oneDNN (or cuDNN)",
+    },
+    native_epsilon=(1e-8, "torch"),
+    default=True,
+    order=30,
+)

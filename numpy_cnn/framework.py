@@ -1,0 +1,28 @@
+"""numpy_cnn's declaration: what compare and the report need to know about it.
+
+Registered in ``pyproject.toml`` under the ``cnn_rosetta.frameworks`` entry points.
+"""
+
+from cnn_common.framework import FrameworkInfo
+
+FRAMEWORK = FrameworkInfo(
+    name="numpy",
+    label="NumPy (from scratch)",
+    package="numpy_cnn",
+    requires=("numpy",),
+    extra="",
+    native={
+        "adam_epsilon": "none of its own: follows the spec",
+        "init": "none of its own: the canonical Glorot-uniform kernels, zero biases",
+        "layout": "NHWC, conv kernel (KH, KW, C, F)",
+        "flatten": "H, W, C",
+        "same_padding": "explicit pads from the spec (TensorFlow's placement)",
+        "batch_order": "its own permutation of the images each epoch (np.random)",
+        "loss_logging": "per step",
+        "accuracy": "micro (correct / total)",
+        "kernels": "NumPy + BLAS GEMM (im2col), one batch shard per core",
+    },
+    native_epsilon=None,
+    default=True,
+    order=10,
+)

@@ -1,0 +1,193 @@
+"""Training with a plain PyTorch loop: the ten lines a PyTorch user writes, and a checkpoint
+per epoch.
+
+This loop is also the yardstick for Lightning: both feed ``CNN`` the same tensors
+(``pytorch_cnn.batching.BatchSource``) with the same optimiser (``make_optimizer``), so a
+Lightning run's per-step losses equal this loop's bit for bit, and what Lightning costs on top
+is its own time.
+
+A checkpoint (``checkpoints/epoch-0003.pt``, ``torch.save``) holds the network's and the
+optimiser's state dicts and the recorder's state; ``resume=True`` continues from the newest
+readable one.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnn_common.batches import epoch_batches
+from cnn_common.data import Data
+from cnn_common.errors import UserError
+from cnn_common.events import EventCallback
+from cnn_common.files import (
+    atomic_write_bytes,
+    check_resumable,
+    checkpoint_path,
+    load_latest_checkpoint,
+    remove_checkpoints,
+)
+from cnn_common.recorder import RunRecorder
+from cnn_common.results import RunResult, package_versions
+from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
+from cnn_common.weights import Weights
+from pytorch_cnn.batching import BatchSource, dropout_seed
+from pytorch_cnn.framework import FRAMEWORK
+from pytorch_cnn.model import build, evaluate, get_weights, set_weights
+from pytorch_cnn.network import CNN
+from pytorch_cnn.optim import make_optimizer
+
+SUFFIX = ".pt"
+DEVICES = ("auto", "cpu", "gpu")
+VERSIONED = ("torch", "numpy")
+
+
+def torch_device(device: str) -> torch.device:
+    """The torch device for the contract's ``device`` (auto | cpu | gpu)."""
+    if device not in DEVICES:
+        raise UserError(f"unknown device {device!r}", f"use one of: {', '.join(DEVICES)}")
+    if device == "gpu" and not torch.cuda.is_available():
+        raise UserError(
+            "device 'gpu' was asked for, but PyTorch sees no GPU",
+            "use --device cpu (or auto), or install a CUDA build of PyTorch",
+        )
+    return torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """``cpu (N threads)`` or ``cuda:0 (NVIDIA ...)``: what the run record calls the device."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def run_epoch(
+    net: CNN,
+    optimizer: torch.optim.Optimizer,
+    source: BatchSource,
+    train_spec: TrainSpec,
+    epoch: int,
+    recorder: RunRecorder,
+    device: torch.device,
+) -> None:
+    """One epoch (0-based) of the plain loop over the shared batch order."""
+    if net.has_dropout:
+        torch.manual_seed(dropout_seed(train_spec.seed, epoch))
+    net.train()
+    for step, idx in enumerate(
+        epoch_batches(len(source), train_spec.batch_size, train_spec.seed, epoch)
+    ):
+        xb, yb = source.batch(epoch, step, idx)  # (B, C, H, W), (B,)
+        xb, yb = xb.to(device), yb.to(device)
+        optimizer.zero_grad()
+        logits = net(xb)
+        loss = F.cross_entropy(logits, yb)
+        loss.backward()
+        optimizer.step()
+        correct = (logits.argmax(dim=1) == yb).sum()
+        # One device-to-host copy a step for the recorder.
+        loss_value, correct_count = torch.stack([loss.detach(), correct.to(loss.dtype)]).tolist()
+        recorder.step(loss_value, int(correct_count), len(idx))
+
+
+def save_checkpoint(
+    path: Path, net: CNN, optimizer: torch.optim.Optimizer, recorder: RunRecorder
+) -> None:
+    """Network, optimiser and recorder state in one ``torch.save`` file, written atomically."""
+    buffer = io.BytesIO()
+    state = {
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "recorder": recorder.state(),
+    }
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(
+    path: Path, net: CNN, optimizer: torch.optim.Optimizer, recorder: RunRecorder
+) -> None:
+    """Restore from ``path``; a checkpoint of another spec raises ``UserError``."""
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    current = spec_to_dict(net.spec, recorder.train_spec)
+    check_resumable(state["recorder"]["spec"], current, path.parent)
+    net.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    recorder.restore(state["recorder"])
+
+
+def train(
+    spec: ModelSpec,
+    train_spec: TrainSpec,
+    data: Data,
+    out_dir: str | Path,
+    init_weights: Weights | None = None,
+    on_event: EventCallback | None = None,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+) -> RunResult:
+    """Train ``CNN`` with a plain PyTorch loop and write the run record to ``out_dir``.
+
+    Args:
+        spec: the architecture.
+        train_spec: optimiser, epochs, batch size, seed, augmentation, dtype.
+        data: the prepared dataset (NHWC images in [0, 1], int64 labels, already split).
+        out_dir: where run.json, weights.safetensors and checkpoints/ go.
+        init_weights: canonical starting weights (``init="shared"``); None -> PyTorch's
+            initialisers from the run seed's ``init`` stream (``init="native"``).
+        on_event: receives the events of ``cnn_common.events``.
+        resume: continue from the newest readable checkpoint in ``out_dir``, if any.
+        device: auto | cpu | gpu.
+        progress: print a progress bar and a line per epoch.
+    """
+    out_dir = Path(out_dir)
+    where = torch_device(device)
+    net = build(spec, train_spec.dtype, seed=train_spec.seed)
+    if init_weights is not None:
+        set_weights(net, init_weights)
+    net.to(where)
+    optimizer = make_optimizer(net.parameters(), train_spec)
+    recorder = RunRecorder(
+        FRAMEWORK.name,
+        spec,
+        train_spec,
+        data,
+        out_dir,
+        init="native" if init_weights is None else "shared",
+        on_event=on_event,
+        progress=progress,
+    )
+
+    def restore(path: Path) -> None:
+        load_checkpoint(path, net, optimizer, recorder)
+
+    if not resume or load_latest_checkpoint(out_dir, SUFFIX, restore, _warn) is None:
+        remove_checkpoints(out_dir)
+    source = BatchSource(data.x_train, data.y_train, train_spec)
+    recorder.start()
+    for epoch in range(recorder.epochs_done, train_spec.epochs):
+        recorder.begin_epoch(epoch)
+        run_epoch(net, optimizer, source, train_spec, epoch, recorder, where)
+        val_loss, val_acc, _ = evaluate(net, data.x_val, data.y_val)
+        recorder.end_epoch(val_loss, val_acc)
+        save_checkpoint(checkpoint_path(out_dir, epoch + 1, SUFFIX), net, optimizer, recorder)
+    test_loss, _, predictions = evaluate(net, data.x_test, data.y_test)
+    return recorder.finish(
+        backend="torch",
+        device=describe_device(where),
+        versions=package_versions(VERSIONED),
+        test_loss=test_loss,
+        predictions=predictions,
+        weights=get_weights(net),
+    )
+
+
+def _warn(message: str) -> None:
+    print(f"pytorch_cnn: {message}", file=sys.stderr, flush=True)
