@@ -30,10 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
+from lightning_cnn.reference import plain_torch_train  # noqa: E402
+
 from cnn_common.data import Data, prepare_data, subset  # noqa: E402
 from cnn_common.spec import ConvBlock, DenseLayer, ModelSpec, TrainSpec  # noqa: E402
 from cnn_common.weights import init_weights  # noqa: E402
-from lightning_cnn.reference import plain_torch_train  # noqa: E402
 from lightning_cnn.train import train  # noqa: E402
 
 TINY = ModelSpec(

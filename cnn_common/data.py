@@ -424,9 +424,9 @@ def training_data(
     whole unless ``eval_size`` cuts each of them to its first N images as well.
     """
     if subset_size is not None:
-        _check_size("--subset", subset_size)
+        check_image_count("--subset", subset_size)
     if eval_size is not None:
-        _check_size("--eval-subset", eval_size)
+        check_image_count("--eval-subset", eval_size)
     data = prepare_data(
         name,
         validation_size=train_spec.validation_size,
@@ -444,7 +444,8 @@ def training_data(
     return subset(data, subset_size, eval_size, eval_size)
 
 
-def _check_size(flag: str, value: int) -> None:
+def check_image_count(flag: str, value: int) -> None:
+    """Raise ``UserError`` unless ``value`` (given with ``flag``) is a positive image count."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(
             f"{flag} must be a positive number of images, got {value!r}",

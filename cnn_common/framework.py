@@ -70,6 +70,7 @@ class FrameworkInfo:
     requires: tuple[str, ...]  # top-level modules it needs
     extra: str  # the pip extra that installs them ("" = the base install)
     native: Mapping[str, str]
+    model_suffix: str  # the file suffix of ``save``/``load``: .safetensors, .keras, .ckpt, .pt
     native_epsilon: tuple[float, str] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     default: bool = False  # part of the default --frameworks

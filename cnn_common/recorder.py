@@ -29,7 +29,7 @@ from cnn_common.results import (
     finish_result,
 )
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
-from cnn_common.weights import Weights, save_weights
+from cnn_common.weights import Weights, save_weights, weights_digest
 
 
 class RunRecorder:
@@ -69,6 +69,7 @@ class RunRecorder:
         self.history: list[EpochRecord] = []
         self.step_losses: list[float] = []
         self.resumed_from = 0
+        self.init_digest = ""
         self._listeners: list[EventCallback] = [on_event] if on_event is not None else []
         if progress:
             from cnn_common.progress import ConsoleProgress
@@ -88,6 +89,7 @@ class RunRecorder:
             "history": [vars(record) for record in self.history],
             "step_losses": list(self.step_losses),
             "init": self.init,
+            "init_digest": self.init_digest,
             "spec": spec_to_dict(self.model_spec, self.train_spec),
         }
 
@@ -96,6 +98,7 @@ class RunRecorder:
         self.history = [EpochRecord(**record) for record in state["history"]]
         self.step_losses = [float(v) for v in state["step_losses"]]
         self.init = state.get("init", self.init)
+        self.init_digest = state.get("init_digest", "")
         self.resumed_from = len(self.history)
 
     @property
@@ -108,8 +111,11 @@ class RunRecorder:
         for listener in self._listeners:
             listener(event)
 
-    def start(self) -> None:
-        """Send ``Start``; call once, after ``restore`` if the run resumes."""
+    def start(self, initial_weights: Weights) -> None:
+        """Send ``Start``; call once, after ``restore`` if the run resumes, with the weights
+        the model holds then (canonical layout). A fresh run records their digest."""
+        if not self.resumed_from:
+            self.init_digest = weights_digest(initial_weights)
         self._emit(Start(self.framework, self.train_spec.epochs, self.steps, self.epochs_done))
 
     def begin_epoch(self, epoch: int) -> None:
@@ -193,6 +199,7 @@ class RunRecorder:
             y_pred=predictions,
             n_train=len(self.data.x_train),
             n_val=len(self.data.x_val),
+            init_digest=self.init_digest,
             wall_time_s=time.perf_counter() - self._started,
             extra=extra,
         )

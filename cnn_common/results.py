@@ -74,6 +74,7 @@ class RunResult:
     peak_memory_mb: float = 0.0  # peak resident set size of the training process
     wall_time_s: float = 0.0
     sizes: dict[str, int] = field(default_factory=dict)  # images used: train, val, test
+    init_digest: str = ""  # cnn_common.weights.weights_digest of the initial weights
     status: str = "ok"  # ok | failed
     error: str = ""
     schema: int = SCHEMA_VERSION
@@ -135,6 +136,7 @@ def finish_result(
     n_train: int,
     wall_time_s: float,
     n_val: int = 0,
+    init_digest: str = "",
     extra: dict[str, Any] | None = None,
 ) -> RunResult:
     """Assemble a ``RunResult``: confusion matrix, report and throughput computed here, once."""
@@ -163,6 +165,7 @@ def finish_result(
         epoch_times=times,
         samples_per_s=n_train / median_time if median_time else 0.0,
         sizes={"train": n_train, "val": n_val, "test": len(y_test)},
+        init_digest=init_digest,
         peak_memory_mb=peak_memory_mb(),
         wall_time_s=wall_time_s,
         extra=extra or {},

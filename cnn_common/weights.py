@@ -17,6 +17,7 @@ Files are safetensors with the specs (JSON) in the metadata under ``"spec"``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,16 @@ def init_weights(spec: ModelSpec, seed: int = 0, dtype: str = "float32") -> Weig
             else:
                 weights[name] = np.zeros(shape, dtype=dtype)
     return weights
+
+
+def weights_digest(weights: Weights) -> str:
+    """A short fingerprint of ``weights`` (names and float32 values, canonical layout): equal
+    digests mean runs started from the same numbers, whatever framework held them."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(weights[name], dtype=np.float32).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def check_weights(spec: ModelSpec, weights: Weights) -> None:

@@ -1,59 +1,103 @@
-"""``cnn-compare run | parity | bench | report`` — thin: parsing here, work in the modules."""
+"""``cnn-compare``: train the frameworks side by side, check their parity, time them, report."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from cnn_common.cli import add_data_arguments, add_spec_arguments, specs_from_args
-from cnn_common.data import dataset_info
+from cnn_common.cli import DEVICES, add_data_arguments, add_spec_arguments, specs_from_args
+from cnn_common.data import check_image_count, load_dataset
 from cnn_common.errors import UserError, run_cli
+from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict
+from compare import registry
+from compare.layout import CONFIG_FILE
 
 PROG = "cnn-compare"
+HELP = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _frameworks_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--frameworks",
+        default=",".join(registry.default_names()),
+        help=f"comma-separated frameworks, from: {', '.join(registry.frameworks())}",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="train the frameworks side by side and write a report")
-    run.add_argument(
-        "--frameworks",
-        default="numpy,keras,lightning",
-        help="comma-separated subset of numpy,keras,lightning",
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train one CNN in several frameworks from one spec and one data pipeline, "
+        "and show where and why they differ.",
     )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="train the frameworks side by side and write a report",
+        description="Train every framework (and seed) in a process of its own; write "
+        "results.json, history.csv, report.md, report.html and figures/ into --out.",
+        formatter_class=HELP,
+    )
+    _frameworks_argument(run)
     add_spec_arguments(run)
     add_data_arguments(run)
-    run.add_argument("--seeds", type=int, default=1, help="repeat each framework over N seeds")
+    run.add_argument(
+        "--eval-subset",
+        type=int,
+        metavar="N",
+        help="evaluate on the first N validation and N test images only (default: all)",
+    )
+    run.add_argument("--seeds", type=int, default=1, help="train each framework on N seeds")
     run.add_argument(
         "--init",
         choices=["shared", "native"],
         default="shared",
-        help="shared: identical starting weights; native: each framework's own",
+        help="shared: identical starting weights everywhere; native: each framework's own",
     )
-    run.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    run.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
     run.add_argument("--out", type=Path, default=Path("runs/compare"), help="results folder")
-    run.add_argument("--resume", action="store_true", help="run only what is missing in --out")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the run in --out with its saved configuration; finished runs are kept",
+    )
     run.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     run.add_argument(
         "--in-process",
         action="store_true",
         help="run the frameworks in this process instead of one process each",
     )
-    run.add_argument("--threads", type=int, help="CPU threads per framework (default: all)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--threads", type=int, help="CPU threads per framework (default: all cores)")
+    run.add_argument("--quiet", action="store_true", help="no live progress display")
 
-    parity = sub.add_parser("parity", help="one set of weights in all three: compare numerics")
-    parity.add_argument("--frameworks", default="numpy,keras,lightning")
+    parity = sub.add_parser(
+        "parity",
+        help="one set of weights everywhere: where do the numerics part?",
+        description="Load the same weights into every framework, take K optimiser steps on "
+        "the same batches and compare logits, losses, gradients and updates.",
+        formatter_class=HELP,
+    )
+    _frameworks_argument(parity)
     add_spec_arguments(parity)
     add_data_arguments(parity)
     parity.add_argument("--steps", type=int, default=3, help="optimiser steps to compare")
-    parity.add_argument("--out", type=Path, default=Path("runs/parity"))
-    parity.add_argument("--in-process", action="store_true")
+    parity.add_argument("--out", type=Path, default=Path("runs/parity"), help="output folder")
+    parity.add_argument(
+        "--in-process", action="store_true", help="run every framework in this process"
+    )
 
-    bench = sub.add_parser("bench", help="training and inference throughput")
-    bench.add_argument("--frameworks", default="numpy,keras,lightning")
+    bench = sub.add_parser(
+        "bench",
+        help="training and inference throughput against the plain PyTorch loop",
+        description="Time each framework's training epochs and inference, each in its own "
+        "process with the same threads, against the plain PyTorch loop.",
+        formatter_class=HELP,
+    )
+    _frameworks_argument(bench)
     add_spec_arguments(bench)
     add_data_arguments(bench)
     bench.add_argument(
@@ -61,10 +105,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
     bench.add_argument("--threads", type=int, help="CPU threads per framework (default: all)")
-    bench.add_argument("--out", type=Path, default=Path("runs/bench"))
+    bench.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder")
 
-    report = sub.add_parser("report", help="render the report of a results folder again")
-    report.add_argument("dir", type=Path)
+    report = sub.add_parser(
+        "report",
+        help="render the report of a results folder again",
+        description="Read a results folder (the --out of `cnn-compare run`) and write its "
+        "results.json, history.csv, figures/, report.md and report.html again.",
+        formatter_class=HELP,
+    )
+    report.add_argument("dir", type=Path, help="the results folder")
     return parser
 
 
@@ -81,42 +131,84 @@ def _main(argv: list[str] | None) -> int:
         for line in write_outputs(args.dir):
             print(line)
         return 0
-
-    from compare.frameworks import parse_frameworks
-
-    names = parse_frameworks(args.frameworks)
-    dataset_info(args.dataset)  # an unknown dataset fails before anything starts
+    names = registry.parse_frameworks(args.frameworks)
     model, train = specs_from_args(args)
     if args.command == "run":
         return _run(args, names, model, train)
-    # What every subcommand's options share.
-    common = {
-        "frameworks": tuple(names),
-        "model_spec": model,
-        "train_spec": train,
-        "dataset": args.dataset,
-        "data_dir": args.data_dir,
-        "out": args.out,
-    }
     if args.command == "parity":
         from compare.parity import ParityOptions, run_parity
 
-        return run_parity(ParityOptions(**common, steps=args.steps, in_process=args.in_process))
+        return run_parity(
+            ParityOptions(
+                frameworks=tuple(names),
+                model_spec=model,
+                train_spec=train,
+                dataset=args.dataset,
+                data_dir=args.data_dir,
+                out=args.out,
+                steps=args.steps,
+                in_process=args.in_process,
+            )
+        )
     from compare.bench import BenchOptions, run_bench
 
     return run_bench(
         BenchOptions(
-            **common, train_images=args.train_images, repeats=args.repeats, threads=args.threads
+            frameworks=tuple(names),
+            model_spec=model,
+            train_spec=train,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            out=args.out,
+            train_images=args.train_images,
+            repeats=args.repeats,
+            threads=args.threads,
         )
     )
 
 
-def _run(args: argparse.Namespace, names: list[str], model, train) -> int:  # noqa: ANN001
-    from cnn_common.data import load_dataset
+# What --resume takes from the saved configuration (the options that decide the results).
+RESUMED = ("frameworks", "dataset", "init", "device", "subset", "eval_subset", "seeds")
+
+
+def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
+    """With ``--resume``, the configuration saved in ``--out``; flags that decide the results
+    must not be given again (only how to run — threads, progress — may change)."""
+    path = args.out / CONFIG_FILE
+    if not args.resume or not path.is_file():
+        return {}
+    saved = json.loads(path.read_text())
+    defaults = _parser().parse_args(["run"])
+    given = [
+        name
+        for name in (*RESUMED, "spec", "overrides", "epochs", "batch_size", "seed", "dtype")
+        if getattr(args, name) != getattr(defaults, name)
+    ]
+    if given:
+        raise UserError(
+            f"--resume takes its configuration from {path}; do not give "
+            + ", ".join(f"--{name.replace('_', '-')}" for name in given),
+            f"run `{PROG} run --resume --out {args.out}` alone, or start a new --out",
+        )
+    return saved
+
+
+def _run(args: argparse.Namespace, names: list[str], model: ModelSpec, train: TrainSpec) -> int:
     from compare.runner import RunOptions, run
 
+    saved = _saved_config(args)
+    if saved:
+        names = saved["frameworks"]
+        model, train = spec_from_dict({"model": saved["model"], "train": saved["train"]})
+        for name in RESUMED[1:]:
+            setattr(args, name, saved[name])
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}", "use --seeds 1 or more")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}", "use --threads 1+")
+    for flag, value in (("--subset", args.subset), ("--eval-subset", args.eval_subset)):
+        if value is not None:
+            check_image_count(flag, value)
     # Missing or corrupt data fails here, once, before any framework starts.
     load_dataset(args.dataset, root=args.data_dir)
     options = RunOptions(
@@ -130,11 +222,12 @@ def _run(args: argparse.Namespace, names: list[str], model, train) -> int:  # no
         out=args.out,
         data_dir=args.data_dir,
         subset=args.subset,
+        eval_subset=args.eval_subset,
         resume=args.resume,
         overwrite=args.overwrite,
         in_process=args.in_process,
         threads=args.threads,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     status = run(options)
     if status == 2:

@@ -1,135 +1,110 @@
-"""Where the frameworks differ by default, what each used in a run, and whether it was
-neutralised — the table the report shows (DESIGN.md: surface the differences, do not hide them)."""
+"""Where the frameworks of a run differ by default, what the run used, and whether it
+neutralised the difference: the report's differences table (docs/design.md: surface the
+differences, do not hide them).
+
+Each framework declares its own defaults (``FrameworkInfo.native``, one sentence per topic of
+``cnn_common.framework.TOPICS``); this module adds only what the run itself decided.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-NATIVE = {
-    "adam_epsilon": {
-        "numpy": "none of its own: follows the spec",
-        "keras": "1e-7, added to sqrt(v) before bias correction",
-        "lightning": "1e-8, added to sqrt(v_hat) (torch.optim.Adam)",
-    },
-    "init": {
-        "numpy": "Glorot-uniform kernels, zero biases (cnn_common.weights)",
-        "keras": "Glorot-uniform kernels, zero biases (Keras's own RNG)",
-        "lightning": "Kaiming-uniform(a=sqrt 5) weights, uniform(±1/sqrt(fan_in)) biases",
-    },
-    "layout": {
-        "numpy": "NHWC, conv kernel (KH, KW, C, F)",
-        "keras": "NHWC, conv kernel (KH, KW, C, F)",
-        "lightning": "NCHW, conv weight (F, C, KH, KW)",
-    },
-    "flatten": {"numpy": "H, W, C", "keras": "H, W, C", "lightning": "C, H, W"},
-    "same_padding": {
-        "numpy": "explicit pads from the spec",
-        "keras": "TensorFlow: the odd pixel at bottom/right",
-        "lightning": "padding='same' only for stride 1, split evenly",
-    },
-    "batch_order": {
-        "numpy": "none of its own",
-        "keras": "fit(shuffle=True) reshuffles",
-        "lightning": "DataLoader(shuffle=True) / DistributedSampler",
-    },
-    "loss_logging": {
-        "numpy": "per step",
-        "keras": "running mean over the epoch",
-        "lightning": "per step (self.log on_step)",
-    },
-    "accuracy": {
-        "numpy": "micro (correct / total)",
-        "keras": "micro (correct / total)",
-        "lightning": "torchmetrics MulticlassAccuracy: macro by default",
-    },
-    "kernels": {
-        "numpy": "NumPy + BLAS GEMM (im2col)",
-        "keras": "TensorFlow/oneDNN (or cuDNN)",
-        "lightning": "PyTorch/oneDNN (or cuDNN)",
-    },
-}
+from cnn_common.framework import TOPICS
+from compare import registry
+
+NOT_INSTALLED = "unknown: the framework is not installed here"
 
 
 @dataclass(frozen=True)
 class Difference:
-    topic: str
-    native: dict[str, str]  # framework -> its default
+    topic: str  # the row's title: "Adam epsilon"
+    native: dict[str, str]  # framework -> its default, in the run's framework order
     this_run: str  # what every framework used in this run
-    neutralised: str  # yes | no | partly, with why
+    neutralised: str  # yes | no | n/a, with why
 
 
-def differences(config: dict[str, Any]) -> list[Difference]:
-    """The difference table for a run configuration (``runner.RunOptions.config()``)."""
+def native_default(framework: str, topic: str) -> str:
+    """What ``framework`` does by default on ``topic``; a name not registered here (a run
+    rendered on another machine) says so instead of failing the report."""
+    info = registry.frameworks().get(framework)
+    return info.native[topic] if info is not None else NOT_INSTALLED
+
+
+def _run_level(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    """topic -> (title, this run, neutralised), from the run configuration alone."""
     train = config.get("train", {})
     model = config.get("model", {})
     shared = config.get("init") == "shared"
     eps = f"{train.get('epsilon')} ({train.get('epsilon_convention')} convention)"
     has_same = any(block.get("padding") == "same" for block in model.get("conv", []))
-    has_dropout = any(d.get("dropout", 0) > 0 for d in model.get("dense", []))
-    rows = [
-        Difference(
+    return {
+        "adam_epsilon": (
             "Adam epsilon",
-            NATIVE["adam_epsilon"],
             f"{train.get('optimizer')}: epsilon {eps}",
             "yes: each framework implements the spec's convention",
         ),
-        Difference(
+        "init": (
             "Initial weights",
-            NATIVE["init"],
-            "shared: one Glorot-uniform set from cnn_common, loaded into all three"
+            "shared: one Glorot-uniform set from cnn_common, loaded into every framework"
             if shared
             else "native: each framework's own initialisers",
             "yes: identical starting weights" if shared else "no (--init native)",
         ),
-        Difference(
+        "layout": (
             "Tensor layout",
-            NATIVE["layout"],
             "canonical NHWC weights, converted once",
             "yes: cnn_common.weights converts to and from PyTorch's layout",
         ),
-        Difference(
+        "flatten": (
             "Flatten order",
-            NATIVE["flatten"],
             "H, W, C (canonical)",
             "yes: the first dense layer's rows are permuted for PyTorch",
         ),
-        Difference(
+        "same_padding": (
             "'same' padding",
-            NATIVE["same_padding"],
             "TensorFlow's placement, explicit pads" if has_same else "not used (valid)",
             "yes: pads computed once in cnn_common.spec" if has_same else "n/a",
         ),
-        Difference(
+        "batch_order": (
             "Batch order",
-            NATIVE["batch_order"],
             "cnn_common.batches.epoch_batches(seed, epoch)",
-            "yes: the same index batches in all three",
+            "yes: the same index batches in every framework",
         ),
-        Difference(
+        "loss_logging": (
             "Loss curve",
-            NATIVE["loss_logging"],
             "every step's own loss",
             "yes: the run record keeps per-step losses from every framework",
         ),
-        Difference(
+        "accuracy": (
             "Accuracy",
-            NATIVE["accuracy"],
             "micro (correct / total)",
-            "yes: torchmetrics is set to average='micro'",
+            "yes: every framework counts correct / total (torchmetrics: average='micro')",
         ),
-        Difference(
+        "kernels": (
             "Float32 kernels",
-            NATIVE["kernels"],
             f"{train.get('dtype')}",
             "no: rounding differs by kernel; `cnn-compare parity` measures it",
         ),
-    ]
-    if has_dropout:
+    }
+
+
+def differences(config: dict[str, Any], frameworks: list[str]) -> list[Difference]:
+    """The difference table of a run configuration (``config.json``) for ``frameworks``
+    (the run's, in report order): one row per topic of ``TOPICS``, plus dropout if used."""
+    run_level = _run_level(config)
+    rows = []
+    for topic in TOPICS:
+        title, this_run, neutralised = run_level[topic]
+        native = {name: native_default(name, topic) for name in frameworks}
+        rows.append(Difference(title, native, this_run, neutralised))
+    dense = config.get("model", {}).get("dense", [])
+    if any(layer.get("dropout", 0) > 0 for layer in dense):
         rows.append(
             Difference(
                 "Dropout masks",
-                {k: "own RNG" for k in NATIVE["init"]},
+                dict.fromkeys(frameworks, "own RNG"),
                 "each framework draws its own masks",
                 "no: masks differ, so runs with dropout diverge",
             )

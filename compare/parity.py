@@ -1,10 +1,10 @@
 """``cnn-compare parity``: one set of weights in every framework, the same batches, K steps.
 
-Each framework (in its own process) loads ``init_weights(spec, seed)`` and records, for each
-of the first K batches of the shared batch order, the logits, the loss and the gradients at
-those shared weights — a like-for-like comparison of forward and backward. It then records its
-own weights after ``k = 1..K`` optimiser steps, which compares the optimisers (and the drift
-that rounding adds step by step).
+Each framework (in its own process, ``compare.parity_task``) loads ``init_weights(spec, seed)``
+and records, for each of the first K batches of the shared batch order, the logits, the loss
+and the gradients at those shared weights — a like-for-like comparison of forward and backward.
+It then records its own weights after ``k = 1..K`` optimiser steps, which compares the
+optimisers (and the drift that rounding adds step by step).
 
 Metrics: logits and loss by ``max |a - b|``; gradients by ``max |a - b| / max |b|`` (per
 tensor); weights by the relative difference of the update, ``||(a - w0) - (b - w0)|| /
@@ -18,22 +18,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnn_common.batches import epoch_batches
+from cnn_common.files import atomic_write_json
 from cnn_common.spec import ModelSpec, TrainSpec
-from cnn_common.weights import atomic_write_bytes, init_weights, weight_names
-from compare.frameworks import check_installed
-from compare.report import md_table
-from compare.runner import child_env, run_checked
-from compare.worker import make_job
-
-PARITY_FILE = "parity.npz"
+from cnn_common.weights import weight_names
+from compare import registry
+from compare.jobs import ParityJob
+from compare.launch import run_checked
+from compare.layout import PARITY_FILE, PARITY_RECORD
+from compare.render import md_table
 
 # dtype -> quantity -> (metric, tolerance). float32: the kernels of each framework round
 # differently; float64 leaves only the order of summation.
@@ -71,38 +69,6 @@ def without_dropout(spec: ModelSpec) -> ModelSpec:
     """Dropout masks come from each framework's own RNG: parity compares without them."""
     dense = tuple(dataclasses.replace(d, dropout=0.0) for d in spec.dense)
     return dataclasses.replace(spec, dense=dense)
-
-
-def run_parity_job(job: dict[str, Any]) -> None:
-    """In a worker: record logits, loss, gradients and weights step by step."""
-    from compare.frameworks import load
-    from compare.worker import data_for_job, job_specs, save_npz
-
-    model_spec, train_spec = job_specs(job)
-    framework = load(job["framework"])
-    data = data_for_job(job, train_spec)
-    steps = int(job["steps"])
-    index_batches = epoch_batches(len(data.x_train), train_spec.batch_size, train_spec.seed, 0)
-    batches = [(data.x_train[i], data.y_train[i]) for i in index_batches[:steps]]
-    start = init_weights(model_spec, train_spec.seed, train_spec.dtype)
-    arrays: dict[str, np.ndarray] = {}
-    model = framework.build(model_spec, train_spec.dtype)
-    framework.set_weights(model, start)
-    for k, (x, y) in enumerate(batches):  # forward and backward at the shared weights
-        arrays[f"step{k}/logits"] = np.asarray(framework.predict_logits(model, x))
-        loss, grads = framework.loss_and_grads(model, x, y)
-        arrays[f"step{k}/loss"] = np.asarray(loss, dtype=np.float64)
-        for name, value in grads.items():
-            arrays[f"step{k}/grad/{name}"] = np.asarray(value)
-    for k in range(1, steps + 1):
-        # A fresh model and optimiser replayed over k batches: the optimiser state stays inside
-        # one train_steps call, as it does in training.
-        model = framework.build(model_spec, train_spec.dtype)
-        framework.set_weights(model, start)
-        framework.train_steps(model, train_spec, batches[:k])
-        for name, value in framework.get_weights(model).items():
-            arrays[f"step{k}/weights/{name}"] = np.asarray(value) - start[name]  # the update
-    save_npz(Path(job["out"]) / PARITY_FILE, arrays)
 
 
 def compare_arrays(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
@@ -220,20 +186,18 @@ def run_parity(options: ParityOptions) -> int:
     train = options.train_spec
     recorded: dict[str, dict[str, np.ndarray]] = {}
     for name in options.frameworks:
-        check_installed(name)
-        out = options.out / name
-        job = make_job(
-            "parity",
-            name,
-            model_spec,
-            train,
-            out,
+        registry.check_installed(name)
+        job = ParityJob.create(
+            model_spec=model_spec,
+            train_spec=train,
+            out=options.out / name,
+            framework=name,
             dataset=options.dataset,
             data_dir=options.data_dir,
             steps=options.steps,
         )
-        run_checked(job, out, child_env(None), options.in_process)
-        with np.load(out / PARITY_FILE) as npz:
+        run_checked(job, options.in_process)
+        with np.load(job.path / PARITY_RECORD) as npz:
             recorded[name] = {k: npz[k] for k in npz.files}
     names = weight_names(model_spec)
     rows, first = compare_frameworks(recorded, names, train.dtype)
@@ -261,5 +225,6 @@ def run_parity(options: ParityOptions) -> int:
         "first_departure": first,
         "verdict": verdict,
     }
-    atomic_write_bytes(options.out / "parity.json", json.dumps(report, indent=1).encode())
+    atomic_write_json(options.out / PARITY_FILE, report)
+    print(f"wrote {options.out / PARITY_FILE}")
     return 0 if first is None else 1

@@ -34,6 +34,7 @@ def _keras(name: str, backend: str, label: str, kernels: str, order: int) -> Fra
             "accuracy": "micro (correct / total)",
             "kernels": kernels,
         },
+        model_suffix=".keras",
         native_epsilon=(1e-7, "keras"),
         env={"KERAS_BACKEND": backend},
         default=backend == "tensorflow",

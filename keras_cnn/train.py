@@ -211,7 +211,7 @@ def train(
         if not resume or load_latest_checkpoint(out_dir, SUFFIX, restore, _warn) is None:
             remove_checkpoints(out_dir)
         dataset = EpochBatches(data.x_train, data.y_train, train_spec, recorder.epochs_done)
-        recorder.start()
+        recorder.start(get_weights(model))
         if recorder.epochs_done < train_spec.epochs:
             validation = (data.x_val, data.y_val) if len(data.x_val) else None
             model.fit(

@@ -17,6 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from cnn_common.files import atomic_write_bytes, atomic_write_npz, checkpoint_path
 from cnn_common.recorder import RunRecorder
+from pytorch_cnn.model import get_weights
 
 LAST_CHECKPOINT = "last.ckpt"
 SUFFIX = ".ckpt"
@@ -79,7 +80,7 @@ class RecorderCallback(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.recorder.steps = trainer.num_training_batches  # this process's share under DDP
-        self.recorder.start()
+        self.recorder.start(get_weights(pl_module))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.recorder.begin_epoch(trainer.current_epoch)

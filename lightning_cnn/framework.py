@@ -22,6 +22,7 @@ FRAMEWORK = FrameworkInfo(
         "accuracy": "torchmetrics MulticlassAccuracy: macro by default",
         "kernels": "PyTorch/oneDNN (or cuDNN)",
     },
+    model_suffix=".ckpt",
     native_epsilon=(1e-8, "torch"),
     default=True,
     order=30,

@@ -22,6 +22,7 @@ FRAMEWORK = FrameworkInfo(
         "accuracy": "micro (correct / total)",
         "kernels": "NumPy + BLAS GEMM (im2col), one batch shard per core",
     },
+    model_suffix=".safetensors",
     native_epsilon=None,
     default=True,
     order=10,

@@ -128,7 +128,7 @@ def train(
 
     if not resume or load_latest_checkpoint(out_dir, SUFFIX, restore, _warn) is None:
         remove_checkpoints(out_dir)
-    recorder.start()
+    recorder.start(model.weights)
     x_train = data.x_train.astype(model.dtype, copy=False)
     for epoch in range(recorder.epochs_done, train_spec.epochs):
         recorder.begin_epoch(epoch)

@@ -22,6 +22,7 @@ FRAMEWORK = FrameworkInfo(
         "accuracy": "none built in: written by hand",
         "kernels": "PyTorch/oneDNN (or cuDNN)",
     },
+    model_suffix=".pt",
     native_epsilon=(1e-8, "torch"),
     default=False,
     order=40,

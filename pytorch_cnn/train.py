@@ -171,7 +171,7 @@ def train(
     if not resume or load_latest_checkpoint(out_dir, SUFFIX, restore, _warn) is None:
         remove_checkpoints(out_dir)
     source = BatchSource(data.x_train, data.y_train, train_spec)
-    recorder.start()
+    recorder.start(get_weights(net))
     for epoch in range(recorder.epochs_done, train_spec.epochs):
         recorder.begin_epoch(epoch)
         run_epoch(net, optimizer, source, train_spec, epoch, recorder, where)

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import compare.frameworks
 import pytest
 
-import compare.frameworks
 from compare.__main__ import main
 from compare.runner import run_dir
 

@@ -16,12 +16,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnn_common.files import atomic_write_json, atomic_write_npz
+from cnn_common.framework import TOPICS
 from cnn_common.results import EpochRecord, finish_result
-from cnn_common.spec import ModelSpec, TrainSpec, layer_shapes
+from cnn_common.spec import ModelSpec, TrainSpec, layer_shapes, spec_to_dict
 from cnn_common.weights import init_weights, save_weights
+from compare import registry
+from compare.collect import collect
+from compare.differences import differences
+from compare.figures import styles
+from compare.layout import (
+    BENCH_FILE,
+    CONFIG_FILE,
+    FAILED_FILE,
+    FEATURES_FILE,
+    PARITY_FILE,
+    RESULT_FILE,
+    WEIGHTS_FILE,
+    run_dir,
+)
+from compare.render import html_table, md_table
 from compare.report import write_outputs
-from compare.runner import CONFIG_FILE, RunOptions, run_dir
-from compare.worker import FAILED_FILE, FEATURES_FILE, save_npz, write_failure
+from compare.tables import differences_table
 
 FRAMEWORKS = ("numpy", "keras", "lightning")
 EXPECTED_FIGURES = {
@@ -60,18 +76,19 @@ def fake_run(out: Path, framework: str, seed: int, rng: np.random.Generator) -> 
         y_test=y_test,
         y_pred=y_pred,
         n_train=1000,
+        n_val=100,
         wall_time_s=7.0,
     )
     path.mkdir(parents=True)
-    result.to_json(path / "run.json")
-    save_weights(path / "weights.safetensors", init_weights(spec, seed), spec)
+    result.to_json(path / RESULT_FILE)
+    save_weights(path / WEIGHTS_FILE, init_weights(spec, seed), spec)
     maps = {
         f"map/{name}": rng.random((4, *shape)).astype(np.float32)
         for name, shape in layer_shapes(spec).items()
         if name.startswith(("conv", "pool"))
     }
     wrong = np.flatnonzero(y_pred != y_test)[:16]
-    save_npz(
+    atomic_write_npz(
         path / FEATURES_FILE,
         {
             "images": rng.random((4, 28, 28, 1)).astype(np.float32),
@@ -84,17 +101,23 @@ def fake_run(out: Path, framework: str, seed: int, rng: np.random.Generator) -> 
     )
 
 
+def write_failure(path: Path, kind: str, error: str) -> None:
+    """The failure record a worker leaves in its run folder."""
+    atomic_write_json(path / FAILED_FILE, {"kind": kind, "error": error, "traceback": ""})
+
+
 def make_results(out: Path, seeds: int = 1, failed: str | None = None) -> None:
-    options = RunOptions(
-        frameworks=FRAMEWORKS,
-        dataset="mnist",
-        model_spec=ModelSpec(),
-        train_spec=TrainSpec(epochs=2),
-        seeds=seeds,
-        out=out,
-    )
+    config = {
+        "frameworks": list(FRAMEWORKS),
+        "dataset": "mnist",
+        "init": "shared",
+        "device": "auto",
+        "subset": None,
+        "seeds": seeds,
+        **spec_to_dict(ModelSpec(), TrainSpec(epochs=2)),
+    }
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(json.dumps(options.config()))
+    (out / CONFIG_FILE).write_text(json.dumps(config))
     rng = np.random.default_rng(0)
     for seed in range(seeds):
         for framework in FRAMEWORKS:
@@ -193,7 +216,7 @@ def test_seeds_are_aggregated_as_mean_and_std(tmp_path: Path) -> None:
 
 def test_interrupted_run_is_listed_as_killed(tmp_path: Path) -> None:
     make_results(tmp_path)
-    (run_dir(tmp_path, "lightning", 0) / "run.json").unlink()
+    (run_dir(tmp_path, "lightning", 0) / RESULT_FILE).unlink()
     write_outputs(tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["failures"] == [
@@ -205,3 +228,79 @@ def test_interrupted_run_is_listed_as_killed(tmp_path: Path) -> None:
         }
     ]
     assert "--resume" in results["failures"][0]["error"]
+
+
+def test_report_states_the_image_counts(tmp_path: Path) -> None:
+    make_results(tmp_path)
+    write_outputs(tmp_path)
+    sizes = "1,000 training / 100 validation / 200 test images"
+    assert sizes in (tmp_path / "report.md").read_text().splitlines()[2]
+    assert sizes in (tmp_path / "report.html").read_text()
+
+
+def test_a_cell_of_several_lines_stays_in_its_markdown_row() -> None:
+    table = md_table(["framework", "why"], [["keras", "needs tensorflow\n  fix: a | b"]])
+    lines = table.splitlines()
+    assert len(lines) == 3
+    assert lines[2] == "| keras | needs tensorflow<br>  fix: a \\| b |"
+    assert all(line.startswith("|") and line.endswith("|") for line in lines)
+    cell = html_table(["why"], [["a < b\nc"]])
+    assert "<td>a &lt; b<br>c</td>" in cell
+
+
+def test_failure_of_several_lines_keeps_the_markdown_table_whole(tmp_path: Path) -> None:
+    make_results(tmp_path, failed="keras")
+    write_outputs(tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    row = next(line for line in markdown.splitlines() if "needs tensorflow" in line)
+    assert row.startswith("| keras |") and row.endswith("fix: pip |")
+    assert "needs tensorflow<br>  fix: pip" in (tmp_path / "report.html").read_text()
+
+
+def test_every_framework_gets_its_own_style() -> None:
+    names = [*registry.frameworks(), "someone-elses-cnn"]
+    assert len(names) >= 7
+    found = styles(names)
+    assert list(found) == names
+    assert len({style.color for style in found.values()}) == len(names)
+    assert len({style.marker for style in found.values()}) == len(names)
+    assert len({style.width for style in found.values()}) == len(names)
+    # A framework keeps its colour and marker whatever else is in the run.
+    alone = styles(["lightning"])["lightning"]
+    assert alone[:2] == found["lightning"][:2]
+
+
+def test_differences_follow_the_frameworks_of_the_run() -> None:
+    config = {"init": "shared", **spec_to_dict(ModelSpec(), TrainSpec())}
+    names = ["pytorch", "numpy", "not-installed"]
+    diffs = differences(config, names)
+    for diff, topic in zip(diffs, TOPICS, strict=False):
+        assert list(diff.native) == names
+        for name in names[:2]:
+            assert diff.native[name] == registry.get(name).native[topic]
+        assert "not installed" in diff.native["not-installed"]
+    assert len(diffs) >= len(TOPICS)
+    head, rows = differences_table(diffs, names)
+    labels = [registry.get("pytorch").label, registry.get("numpy").label, "not-installed"]
+    assert head == ["difference", *labels, "this run", "neutralised"]
+    assert all(len(row) == len(head) for row in rows)
+    assert rows[0][1] == registry.get("pytorch").native[TOPICS[0]]
+
+
+def test_collect_orders_by_seed_then_registry_unknown_last(tmp_path: Path) -> None:
+    make_results(tmp_path, seeds=2)
+    for seed in range(2):
+        path = run_dir(tmp_path, "aaa-unknown", seed)
+        path.mkdir(parents=True)
+        write_failure(path, "user", "not installed")
+    atomic_write_json(tmp_path / PARITY_FILE, {"rows": []})
+    atomic_write_json(tmp_path / BENCH_FILE, {"frameworks": {}})
+    found = collect(tmp_path)
+    order = [(r.framework, r.train_spec["seed"]) for r in found.runs]
+    assert order == [(name, seed) for seed in range(2) for name in FRAMEWORKS]
+    assert [(f["framework"], f["seed"]) for f in found.failures] == [
+        ("aaa-unknown", 0),
+        ("aaa-unknown", 1),
+    ]
+    assert found.parity == {"rows": []} and found.bench == {"frameworks": {}}
+    assert found.frameworks == list(FRAMEWORKS)

@@ -8,10 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
+from lightning_cnn.batching import BatchSource, to_nchw  # noqa: E402
+
 from cnn_common.batches import augment_batch, epoch_batches, shard_batches  # noqa: E402
 from cnn_common.data import Data  # noqa: E402
 from cnn_common.spec import TrainSpec  # noqa: E402
-from lightning_cnn.batching import BatchSource, to_nchw  # noqa: E402
 from lightning_cnn.datamodule import (  # noqa: E402
     BatchDataset,
     EpochBatchSampler,

@@ -1,0 +1,149 @@
+"""Tables and figures -> report.md, report.html and history.csv.
+
+The HTML page is self-contained: inline CSS, every figure embedded as a base64 data URI, no
+external URL, so it opens offline and can be mailed as one file. The Markdown links the PNGs
+in ``figures/`` beside it. A cell may hold several lines (an error message): Markdown gets
+``<br>`` (a raw newline would end the table row), HTML gets ``<br>`` after escaping.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from cnn_common.files import atomic_write_bytes
+from compare.collect import Collected
+from compare.layout import FIGURES_DIR
+
+TITLE = "cnn-rosetta comparison"
+HISTORY_HEAD = [
+    "framework",
+    "seed",
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "time_s",
+]
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+img { max-width: 100%; border: 1px solid #eee; }
+figure { margin: 1em 0 2em; }
+figcaption { font-size: 0.9em; color: #555; }
+"""
+
+
+class Section(NamedTuple):
+    """One titled table of the report."""
+
+    title: str
+    text: str  # a paragraph before the table ("" for none)
+    head: list[str]
+    rows: list[list[str]]
+
+
+FigureRef = tuple[str, str, Path]  # anchor name, caption, PNG file
+
+
+def _md_cell(value: object) -> str:
+    return "<br>".join(str(value).replace("|", "\\|").splitlines())
+
+
+def md_table(head: list[str], rows: list[list[str]]) -> str:
+    """A GitHub Markdown table; ``|`` escaped and newlines as ``<br>`` so a cell stays in its
+    row."""
+    lines = ["| " + " | ".join(_md_cell(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_cell(value: object) -> str:
+    return "<br>".join(html.escape(line) for line in str(value).splitlines())
+
+
+def html_table(head: list[str], rows: list[list[str]]) -> str:
+    """An HTML table, every cell escaped, newlines as ``<br>``."""
+    th = "".join(f"<th>{_html_cell(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_markdown(
+    path: Path, intro: str, sections: Sequence[Section], figures: Sequence[FigureRef]
+) -> None:
+    """report.md: the intro line, each section's text and table, each figure linked."""
+    parts = [f"# {TITLE}", "", intro, ""]
+    for title, text, head, rows in sections:
+        parts += [f"## {title}", "", *([text, ""] if text else []), md_table(head, rows), ""]
+    for _, caption, fig_path in figures:
+        parts += [f"## {caption}", "", f"![{caption}]({FIGURES_DIR}/{fig_path.name})", ""]
+    atomic_write_bytes(path, "\n".join(parts).encode())
+
+
+def _anchor(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+
+
+def write_html(
+    path: Path, intro: str, sections: Sequence[Section], figures: Sequence[FigureRef]
+) -> None:
+    """report.html, self-contained: inline CSS, figures as base64 data URIs."""
+    parts = [
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{TITLE}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{TITLE}</h1>",
+        f"<p>{html.escape(intro)}</p>",
+    ]
+    for title, text, head, rows in sections:
+        parts += [
+            f"<h2 id='{_anchor(title)}'>{html.escape(title)}</h2>",
+            *([f"<p>{html.escape(text)}</p>"] if text else []),
+            html_table(head, rows),
+        ]
+    for name, caption, fig_path in figures:
+        data = base64.b64encode(fig_path.read_bytes()).decode()
+        caption = html.escape(caption)
+        parts += [
+            f"<h2 id='{name}'>{caption}</h2>",
+            "<figure>",
+            f"<img alt='{caption}' src='data:image/png;base64,{data}'>",
+            f"<figcaption>{caption}</figcaption></figure>",
+        ]
+    parts.append("</body></html>")
+    atomic_write_bytes(path, "\n".join(parts).encode())
+
+
+def write_history_csv(path: Path, found: Collected) -> None:
+    """history.csv: one row per (framework, seed, epoch)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(HISTORY_HEAD)
+    for run in found.runs:
+        seed = run.train_spec["seed"]
+        for h in run.history:
+            writer.writerow(
+                [
+                    run.framework,
+                    seed,
+                    h.epoch,
+                    h.train_loss,
+                    h.train_accuracy,
+                    h.val_loss,
+                    h.val_accuracy,
+                    h.time_s,
+                ]
+            )
+    atomic_write_bytes(path, buffer.getvalue().encode())
