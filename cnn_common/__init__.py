@@ -1,11 +1,30 @@
-"""Shared, framework-free parts of cnn-rosetta: spec, data, batch order, weights, results.
+"""Shared, framework-free parts of cnn-rosetta: what every framework does alike, once.
+
+- ``spec`` (the model and training spec), ``spec_files`` (YAML/JSON, ``--set`` overrides);
+- ``data`` (datasets, the split), ``batches`` (THE batch order), ``seeds`` (named streams);
+- ``weights`` (canonical layout, initialisation, the PyTorch conversion, files);
+- ``metrics`` (loss, accuracy and predictions from logits; confusion matrix, report);
+- ``recorder`` (the run record and the progress events of a training run), ``events``,
+  ``results`` (the record), ``files`` (atomic writes, checkpoint files), ``progress``;
+- ``framework`` (what a framework package declares, the contract's names), ``cli`` (the flags
+  every trainer shares), ``errors`` (user errors: a message and the fix).
 
 Imports NumPy (and PyYAML, safetensors, pooch lazily) only: never torch, TensorFlow or keras.
 """
 
 from cnn_common.batches import augment_batch, epoch_batches, shard_batches, steps_per_epoch
-from cnn_common.data import Data, load_dataset, prepare_data
-from cnn_common.errors import DataError, NonFiniteLossError, SpecError, UserError
+from cnn_common.data import Data, load_dataset, prepare_data, training_data
+from cnn_common.errors import (
+    DataError,
+    ImageError,
+    NonFiniteLossError,
+    SpecError,
+    UserError,
+    WeightsError,
+)
+from cnn_common.framework import CONTRACT, FrameworkInfo
+from cnn_common.metrics import evaluate_logits
+from cnn_common.recorder import RunRecorder
 from cnn_common.results import EpochRecord, RunResult
 from cnn_common.spec import (
     ConvBlock,
@@ -17,31 +36,40 @@ from cnn_common.spec import (
     layers,
     param_count,
 )
+from cnn_common.spec_files import load_spec
 from cnn_common.weights import from_torch_layout, init_weights, to_torch_layout
 
 __all__ = [
+    "CONTRACT",
     "ConvBlock",
     "Data",
     "DataError",
     "DenseLayer",
     "EpochRecord",
+    "FrameworkInfo",
+    "ImageError",
     "ModelSpec",
     "NonFiniteLossError",
+    "RunRecorder",
     "RunResult",
     "SpecError",
     "TrainSpec",
     "UserError",
+    "WeightsError",
     "augment_batch",
     "epoch_batches",
+    "evaluate_logits",
     "flops",
     "from_torch_layout",
     "init_weights",
     "layer_shapes",
     "layers",
     "load_dataset",
+    "load_spec",
     "param_count",
     "prepare_data",
     "shard_batches",
     "steps_per_epoch",
     "to_torch_layout",
+    "training_data",
 ]
