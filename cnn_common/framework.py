@@ -51,6 +51,7 @@ TOPICS = (
     "loss_logging",
     "accuracy",
     "kernels",
+    "float64",
 )
 
 
@@ -60,8 +61,10 @@ class FrameworkInfo:
 
     ``native`` maps each of ``TOPICS`` to a sentence on what the framework does by default;
     ``native_epsilon`` is its own Adam ``(epsilon, convention)``, None when it has no default of
-    its own (it follows the spec). ``env`` is set in the framework's worker process before
-    anything is imported (Keras reads its backend once, at import).
+    its own (it follows the spec). ``float64_exact`` is False for a framework that cannot
+    compute the whole model in float64 (its ``native["float64"]`` says why). ``env`` is set in
+    the framework's worker process before anything is imported (Keras reads its backend once,
+    at import).
     """
 
     name: str  # on the command line and in the run record: numpy, keras-jax, ...
@@ -72,6 +75,7 @@ class FrameworkInfo:
     native: Mapping[str, str]
     model_suffix: str  # the file suffix of ``save``/``load``: .safetensors, .keras, .ckpt, .pt
     native_epsilon: tuple[float, str] | None = None
+    float64_exact: bool = True  # False: dtype float64 is computed (partly) in float32
     env: Mapping[str, str] = field(default_factory=dict)
     default: bool = False  # part of the default --frameworks
     order: int = 100  # position in tables and figures (lower first)

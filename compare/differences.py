@@ -87,6 +87,13 @@ def _run_level(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
             f"{train.get('dtype')}",
             "no: rounding differs by kernel; `cnn-compare parity` measures it",
         ),
+        "float64": (
+            "Float64",
+            f"dtype {train.get('dtype')}",
+            "n/a (float32 run)"
+            if train.get("dtype") != "float64"
+            else "no where a framework computes in float32 (its default says so)",
+        ),
     }
 
 

@@ -16,6 +16,16 @@ BACKEND_PACKAGES = {
 }
 
 
+# Keras 3's type promotion (keras.backend.result_type) turns float64 into float32 on every
+# backend but TensorFlow, "to be aligned with JAX's default": a float64 model on torch or jax
+# computes its matmuls (the dense layers) in float32.
+FLOAT64 = {
+    "tensorflow": (True, "float64 throughout"),
+    "torch": (False, "dense layers in float32: Keras's type promotion maps float64 to float32"),
+    "jax": (False, "float32: Keras's type promotion maps float64 to float32 (jax without x64)"),
+}
+
+
 def _keras(name: str, backend: str, label: str, kernels: str, order: int) -> FrameworkInfo:
     return FrameworkInfo(
         name=name,
@@ -33,9 +43,11 @@ def _keras(name: str, backend: str, label: str, kernels: str, order: int) -> Fra
             "loss_logging": "running mean over the epoch",
             "accuracy": "micro (correct / total)",
             "kernels": kernels,
+            "float64": FLOAT64[backend][1],
         },
         model_suffix=".keras",
         native_epsilon=(1e-7, "keras"),
+        float64_exact=FLOAT64[backend][0],
         env={"KERAS_BACKEND": backend},
         default=backend == "tensorflow",
         order=order,

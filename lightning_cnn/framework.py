@@ -20,6 +20,7 @@ FRAMEWORK = FrameworkInfo(
         "batch_order": "DataLoader(shuffle=True) / DistributedSampler",
         "loss_logging": "per step (self.log on_step)",
         "accuracy": "torchmetrics MulticlassAccuracy: macro by default",
+        "float64": "float64 throughout (parameters created in the spec's dtype)",
         "kernels": "PyTorch/oneDNN (or cuDNN)",
     },
     model_suffix=".ckpt",

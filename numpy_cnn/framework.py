@@ -20,6 +20,7 @@ FRAMEWORK = FrameworkInfo(
         "batch_order": "its own permutation of the images each epoch (np.random)",
         "loss_logging": "per step",
         "accuracy": "micro (correct / total)",
+        "float64": "float64 throughout",
         "kernels": "NumPy + BLAS GEMM (im2col), one batch shard per core",
     },
     model_suffix=".safetensors",

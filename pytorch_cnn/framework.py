@@ -20,6 +20,7 @@ FRAMEWORK = FrameworkInfo(
         "batch_order": "DataLoader(shuffle=True): a torch.randperm each epoch",
         "loss_logging": "per step (loss.item())",
         "accuracy": "none built in: written by hand",
+        "float64": "float64 throughout",
         "kernels": "PyTorch/oneDNN (or cuDNN)",
     },
     model_suffix=".pt",

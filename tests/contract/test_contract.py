@@ -176,24 +176,33 @@ def test_save_and_load_round_trip(framework, info, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("spec_name", SPECS)
-def test_logits_loss_and_gradients_match_the_float64_reference(framework, spec_name: str) -> None:
+def test_logits_loss_and_gradients_match_the_float64_reference(
+    framework, info, spec_name: str
+) -> None:
+    """float64 logits within 1e-10 of the reference, gradients within the numeric gradient's
+    own error. A framework that declares it computes float64 partly in float32
+    (``float64_exact=False``) is held to float32 tolerances, and to being really off float64,
+    so the declaration cannot outlive the behaviour it states."""
     spec = SPECS[spec_name]
     weights = random_weights(spec, 7, "float64")
     x = random_images(spec, 4, 7, "float64")
     y = np.array([3, 1, 4, 1])
     model = framework.build(spec, "float64")
     framework.set_weights(model, weights)
-    np.testing.assert_allclose(
-        framework.predict_logits(model, x), reference_logits(spec, weights, x), rtol=0, atol=1e-10
-    )
+    logits, expected = framework.predict_logits(model, x), reference_logits(spec, weights, x)
+    exact = info.float64_exact
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-10 if exact else 1e-5)
+    if not exact:
+        assert np.abs(logits - expected).max() > 1e-12, "computes float64 exactly after all"
     loss, grads = framework.loss_and_grads(model, x, y)
-    assert loss == pytest.approx(reference_loss(spec, weights, x, y), abs=1e-12)
+    assert loss == pytest.approx(reference_loss(spec, weights, x, y), abs=1e-12 if exact else 1e-5)
     rng = np.random.default_rng(0)
     for name, value in weights.items():
         indices = sample_indices(value.shape, 6, rng)
         numeric = numeric_gradient(lambda: reference_loss(spec, weights, x, y), value, indices)
         got = np.array([grads[name][i] for i in indices])
-        np.testing.assert_allclose(got, numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+        tolerance = {"rtol": 1e-5, "atol": 1e-8} if exact else {"rtol": 1e-2, "atol": 1e-5}
+        np.testing.assert_allclose(got, numeric, err_msg=name, **tolerance)
 
 
 def test_train_steps_update_the_weights_and_return_each_loss(framework) -> None:
@@ -219,7 +228,7 @@ def test_a_nan_loss_stops_with_a_clear_error(framework, mnist: Data, tmp_path: P
     # A diverging run rather than NaN images: TensorFlow's ReLU turns a NaN input into 0, so
     # NaN pixels do not give every framework a NaN loss.
     data = subset(mnist, 640, 50, 50)
-    diverging = TrainSpec(epochs=1, batch_size=64, optimizer="sgd", learning_rate=1e5)
+    diverging = TrainSpec(epochs=1, batch_size=64, optimizer="sgd", learning_rate=1e38)
     with pytest.raises(NonFiniteLossError, match=r"became (nan|inf) at epoch 1, step \d+"):
         framework.train(SEED, diverging, data, tmp_path, progress=False)
     assert not (tmp_path / RESULT_FILE).exists()
