@@ -34,7 +34,9 @@ def _keras(name: str, backend: str, label: str, kernels: str, order: int) -> Fra
         requires=("keras", backend),
         extra="keras" if backend == "tensorflow" else f"keras,{backend}",
         native={
-            "adam_epsilon": "1e-7, added to sqrt(v) before bias correction",
+            "adam_epsilon": "1e-7, added to sqrt(v) before bias correction; "
+            "keras.optimizers.Adam takes beta^t from float32-rounded betas (a relative 6.7e-6 "
+            "on every float64 update)",
             "init": "Glorot-uniform kernels, zero biases (Keras's own RNG)",
             "layout": "NHWC, conv kernel (KH, KW, C, F)",
             "flatten": "H, W, C",

@@ -141,6 +141,101 @@ def loss_and_grads(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[fl
     }
 
 
+def layer_trace(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Every layer's output (``forward/<layer>``), the gradient of the mean loss with respect
+    to every layer's input (``grad_input/<layer>``) and to every weight (``grad/<tensor>``),
+    and the loss (``loss``), dropout off; Keras's layout is the canonical one.
+
+    The layers are called one after the other so that each one's input is a tensor the
+    backend can differentiate: TensorFlow watches them on a ``GradientTape``, torch asks
+    ``autograd.grad`` for them, jax differentiates a pure function of them (``stateless_call``).
+    """
+    dtype = model_dtype(model)
+    x = check_images(x, input_shape(model)).astype(dtype, copy=False)
+    y = np.asarray(y, dtype=np.int64)
+    named = trainable(model)
+    loss_fn = cross_entropy(dtype)
+    names = [layer.name for layer in model.layers]
+    backend = keras.backend.backend()
+    with floatx(dtype):
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                out = tf.convert_to_tensor(x)
+                inputs, outputs = [], []
+                for layer in model.layers:
+                    tape.watch(out)
+                    inputs.append(out)
+                    out = layer(out, training=False)
+                    outputs.append(out)
+                loss = loss_fn(y, out)
+            grads = tape.gradient(loss, [*inputs, *(v.value for _, v in named)])
+        elif backend == "torch":
+            import torch
+
+            out = ops.convert_to_tensor(x).requires_grad_()
+            inputs, outputs = [], []
+            for layer in model.layers:
+                inputs.append(out)
+                out = layer(out, training=False)
+                outputs.append(out)
+            loss = loss_fn(ops.convert_to_tensor(y), out)
+            grads = torch.autograd.grad(loss, [*inputs, *(v.value for _, v in named)])
+        else:
+            loss, inputs, outputs, grads = _jax_trace(model, x, y, loss_fn, named)
+    n = len(model.layers)
+    trace = {"loss": np.asarray(float(ops.convert_to_numpy(loss)), dtype=np.float64)}
+    for name, value in zip(names, outputs, strict=True):
+        trace[f"forward/{name}"] = ops.convert_to_numpy(value)
+    for name, value in zip(names, grads[:n], strict=True):
+        trace[f"grad_input/{name}"] = ops.convert_to_numpy(value)
+    for (name, _), value in zip(named, grads[n:], strict=True):
+        trace[f"grad/{name}"] = ops.convert_to_numpy(value)
+    return trace
+
+
+def _jax_trace(model, x, y, loss_fn, named):  # noqa: ANN001, ANN202 - jax arrays throughout
+    """``layer_trace`` on the jax backend: each layer's input gets a zero added, and the
+    gradient with respect to that zero is the gradient with respect to the input."""
+    import jax
+    import jax.numpy as jnp
+
+    layers = model.layers
+    values = [[v.value for v in layer.trainable_variables] for layer in layers]
+    frozen = [[v.value for v in layer.non_trainable_variables] for layer in layers]
+
+    def call(layer, vals, fixed, inputs):  # noqa: ANN001, ANN202
+        # stateless_call hands keywords to call() as they are: only dropout takes training.
+        extra = {"training": False} if layer._call_has_training_arg else {}  # noqa: SLF001
+        return layer.stateless_call(vals, fixed, inputs, **extra)[0]
+
+    def run(values: list, zeros: list) -> tuple:
+        out, inputs, outputs = jnp.asarray(x), [], []
+        for layer, vals, fixed, zero in zip(layers, values, frozen, zeros, strict=True):
+            out = out + zero
+            inputs.append(out)
+            out = call(layer, vals, fixed, out)
+            outputs.append(out)
+        return loss_fn(y, out), (inputs, outputs)
+
+    shapes = [tuple(x.shape)]
+    probe = jnp.asarray(x)
+    for layer, vals, fixed in zip(layers, values, frozen, strict=True):
+        probe = call(layer, vals, fixed, probe)
+        shapes.append(tuple(probe.shape))
+    zeros = [jnp.zeros(shape, dtype=probe.dtype) for shape in shapes[:-1]]
+    (loss, (inputs, outputs)), (grad_values, grad_zeros) = jax.value_and_grad(
+        run, argnums=(0, 1), has_aux=True
+    )(values, zeros)
+    by_id = {
+        id(v): g
+        for layer, gs in zip(layers, grad_values, strict=True)
+        for v, g in zip(layer.trainable_variables, gs, strict=True)
+    }
+    return loss, inputs, outputs, [*grad_zeros, *(by_id[id(v)] for _, v in named)]
+
+
 def train_steps(
     model: keras.Model, train_spec: TrainSpec, batches: list[tuple[np.ndarray, np.ndarray]]
 ) -> list[float]:

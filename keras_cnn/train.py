@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -37,8 +38,10 @@ from cnn_common.files import (
     load_latest_checkpoint,
     remove_checkpoints,
 )
+from cnn_common.framework import check_native
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
+from cnn_common.seeds import int_seed
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
 from cnn_common.weights import Weights
 from keras_cnn.framework import BACKEND_PACKAGES, framework_for_backend
@@ -77,22 +80,31 @@ class EpochBatches(keras.utils.PyDataset):
 
 
 class RecorderCallback(keras.callbacks.Callback):
-    """Feeds ``fit``'s steps and epochs to the run recorder; a checkpoint after every epoch."""
+    """Feeds ``fit``'s steps and epochs to the run recorder; a checkpoint after every epoch.
 
-    def __init__(self, dataset: EpochBatches, recorder: RunRecorder, out_dir: Path) -> None:
+    ``dataset`` is the shared order's ``EpochBatches``, or None when ``fit`` shuffles arrays
+    itself (the native order), whose batches are ``batch_size`` images but the last.
+    """
+
+    def __init__(
+        self, dataset: EpochBatches | None, recorder: RunRecorder, out_dir: Path, n_train: int
+    ) -> None:
         super().__init__()
         self.dataset = dataset
         self.recorder = recorder
         self.out_dir = out_dir
+        self.n_train = n_train
         self._correct = self._seen = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.dataset.set_epoch(epoch)  # before fit opens this epoch's iterator
+        if self.dataset is not None:
+            self.dataset.set_epoch(epoch)  # before fit opens this epoch's iterator
         self.recorder.begin_epoch(epoch)
         self._correct = self._seen = 0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        n = len(self.dataset.batches[batch])
+        size = self.recorder.train_spec.batch_size
+        n = min(size, self.n_train - batch * size)
         self._seen += n
         # Keras logs the epoch's running accuracy; the step's correct count is its increment.
         correct = round(float(logs["accuracy"]) * self._seen)
@@ -128,6 +140,16 @@ def load_checkpoint(path: Path, model: keras.Model, recorder: RunRecorder) -> No
             for i, variable in enumerate(variables):
                 variable.assign(arrays[f"{prefix}.{i}"])
     recorder.restore(state)
+
+
+def seed_native_shuffle(seed: int) -> None:
+    """Seed what ``fit(x, y, shuffle=True)`` shuffles with on this backend: NumPy's global
+    generator (torch, jax) or TensorFlow's global seed (``tf.random.shuffle``)."""
+    np.random.seed(int_seed(seed, "native_order"))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.random.set_seed(int_seed(seed, "native_order"))
 
 
 def device_scope(device: str) -> tuple[str, AbstractContextManager]:
@@ -178,6 +200,7 @@ def train(
     resume: bool = False,
     device: str = "auto",
     progress: bool = True,
+    native: Iterable[str] = (),
 ) -> RunResult:
     """Train on the shared batch order, evaluate on the test set, write the run record.
 
@@ -185,7 +208,19 @@ def train(
     ``out_dir/weights.safetensors`` (canonical layout) and a checkpoint per epoch under
     ``out_dir/checkpoints/``; ``resume=True`` continues from the newest readable one there.
     The framework name in the record follows the backend: keras, keras-torch or keras-jax.
+    ``native={"order"}`` lets ``fit(x, y, shuffle=True)`` shuffle the arrays itself (with the
+    shared augmentation off: Keras's array pipeline has no per-batch hook for it);
+    ``"padding"`` changes nothing (Keras's 'same' is the spec's placement); ``"optimizer"``
+    trains with ``keras.optimizers.Adam`` itself (``keras_cnn.optim.KerasAdam`` says how they
+    differ).
     """
+    chosen = check_native(native)
+    if "order" in chosen and train_spec.augment_shift:
+        raise UserError(
+            "keras's native batch order (fit on arrays with shuffle=True) cannot apply the "
+            "shared augmentation",
+            "set augment_shift=0 for a native-order run, or keep the shared order",
+        )
     out_dir = Path(out_dir)
     used_device, scope = device_scope(device)
     backend = keras.backend.backend()
@@ -198,30 +233,38 @@ def train(
         init="native" if init_weights is None else "shared",
         on_event=on_event,
         progress=progress,
+        native=chosen,
     )
     with scope, floatx(train_spec.dtype):
         model = build(spec, train_spec.dtype, seed=train_spec.seed)
         if init_weights is not None:
             set_weights(model, init_weights)
-        compile_model(model, train_spec)
+        compile_model(model, train_spec, native="optimizer" in chosen)
 
         def restore(path: Path) -> None:
             load_checkpoint(path, model, recorder)
 
         if not resume or load_latest_checkpoint(out_dir, SUFFIX, restore, _warn) is None:
             remove_checkpoints(out_dir)
-        dataset = EpochBatches(data.x_train, data.y_train, train_spec, recorder.epochs_done)
         recorder.start(get_weights(model))
         if recorder.epochs_done < train_spec.epochs:
+            if "order" in chosen:  # Keras's own: fit shuffles the arrays every epoch
+                seed_native_shuffle(train_spec.seed)
+                dataset = None
+                inputs = {"x": data.x_train, "y": data.y_train, "shuffle": True}
+                inputs["batch_size"] = train_spec.batch_size
+            else:  # the shared order; Keras must not reorder its batches
+                dataset = EpochBatches(data.x_train, data.y_train, train_spec, recorder.epochs_done)
+                inputs = {"x": dataset, "shuffle": False}
             validation = (data.x_val, data.y_val) if len(data.x_val) else None
+            callback = RecorderCallback(dataset, recorder, out_dir, len(data.x_train))
             model.fit(
-                dataset,
+                **inputs,
                 epochs=train_spec.epochs,
                 initial_epoch=recorder.epochs_done,
-                shuffle=False,  # the batch order is the shared one; Keras must not reorder it
                 validation_data=validation,
                 validation_batch_size=PREDICT_BATCH,
-                callbacks=[RecorderCallback(dataset, recorder, out_dir)],
+                callbacks=[callback],
                 verbose=0,  # the recorder prints the same progress as every trainer
             )
         test_loss, _, predictions = evaluate(model, data.x_test, data.y_test)

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from cnn_common.batches import epoch_batches, shard_batches, steps_per_epoch
 from cnn_common.data import Data, load_dataset, training_data
 from cnn_common.spec import TrainSpec
-from pytorch_cnn.batching import BatchSource
+from pytorch_cnn.batching import BatchSource, native_order_batches
 
 BatchKey = tuple[int, int, np.ndarray]  # (epoch, step in the epoch's global list, indices)
 
@@ -35,16 +35,25 @@ class EpochBatchSampler(Sampler[BatchKey]):
         seed: the batch-order seed (``TrainSpec.seed``).
         rank: this process's rank under data parallelism.
         world_size: number of processes; each takes batches ``rank, rank + world_size, ...``.
+        native_order: PyTorch's own shuffling (``DataLoader(shuffle=True)``'s batches) instead
+            of the shared order.
 
     Yields ``(epoch, step, indices)``: ``step`` is the batch's place in the epoch's global list,
     which seeds its augmentation, so a batch is augmented the same way on any rank.
     """
 
     def __init__(
-        self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        native_order: bool = False,
     ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world_size = rank, world_size
+        self.order = native_order_batches if native_order else epoch_batches
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -55,7 +64,7 @@ class EpochBatchSampler(Sampler[BatchKey]):
         return -(-steps_per_epoch(self.n, self.batch_size) // self.world_size)
 
     def __iter__(self) -> Iterator[BatchKey]:
-        batches = epoch_batches(self.n, self.batch_size, self.seed, self.epoch)
+        batches = self.order(self.n, self.batch_size, self.seed, self.epoch)
         # shard_batches slices any list: sharding the positions keeps each batch's global step.
         steps = shard_batches(list(range(len(batches))), self.rank, self.world_size)
         for step in steps:
@@ -108,6 +117,7 @@ class MNISTDataModule(L.LightningDataModule):
         eval_batch_size: batch size of the validation, test and predict loaders.
         num_workers: DataLoader worker processes (0: batches are cut in the main process,
             which is cheap here).
+        native_order: shuffle as ``DataLoader(shuffle=True)`` does, not in the shared order.
     """
 
     def __init__(
@@ -123,6 +133,7 @@ class MNISTDataModule(L.LightningDataModule):
         download: bool = True,
         eval_batch_size: int = 1000,
         num_workers: int = 0,
+        native_order: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -140,6 +151,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.download = download
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.native_order = native_order
         self.data: Data | None = None
         self._sources: dict[str, BatchSource] = {}
 
@@ -197,7 +209,9 @@ class MNISTDataModule(L.LightningDataModule):
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         spec = self.train_spec
-        sampler = EpochBatchSampler(len(source), spec.batch_size, spec.seed, rank, world)
+        sampler = EpochBatchSampler(
+            len(source), spec.batch_size, spec.seed, rank, world, self.native_order
+        )
         return self._loader(source, sampler)
 
     def _eval_loader(self, split: str) -> DataLoader:

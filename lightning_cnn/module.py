@@ -53,6 +53,8 @@ class LitCNN(L.LightningModule):
         model_spec: the architecture (a ``ModelSpec`` or its dict form); default the seed model.
         train_spec: the optimiser settings and seed are read from it (``TrainSpec`` or dict);
             batch size, split and augmentation belong to the data module.
+        native_padding: pad 'same' layers as PyTorch code usually does
+            (``cnn_common.spec.native_pads``) instead of as the spec says.
 
     Logs the training loss and accuracy per step (``train_loss_step``, ``train_acc_step``) and
     per epoch (``train_loss_epoch``, ``train_acc_epoch``: exact means over the epoch's images,
@@ -73,6 +75,7 @@ class LitCNN(L.LightningModule):
         self,
         model_spec: ModelSpec = ModelSpec(),  # noqa: B008 - frozen, so a shared default is safe
         train_spec: TrainSpec = TrainSpec(),  # noqa: B008
+        native_padding: bool = False,
     ) -> None:
         super().__init__()
         self.model_spec = as_model_spec(model_spec)
@@ -83,12 +86,16 @@ class LitCNN(L.LightningModule):
             {
                 "model_spec": spec_to_dict(self.model_spec)["model"],
                 "train_spec": dataclasses.asdict(self.train_spec),
+                "native_padding": native_padding,
             }
         )
         # Parameters in the spec's dtype, so a float64 run needs no precision plugin; PyTorch's
         # initialisers drawn from the run seed, as the plain loop draws them.
         self.model = build_network(
-            self.model_spec, self.train_spec.dtype, seed=self.train_spec.seed
+            self.model_spec,
+            self.train_spec.dtype,
+            seed=self.train_spec.seed,
+            native_padding=native_padding,
         )
         classes = self.model_spec.num_classes
         self.train_loss = MeanMetric(nan_strategy="disable")  # a NaN loss raises anyway

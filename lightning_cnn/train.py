@@ -11,7 +11,7 @@ import contextlib
 import logging
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 from cnn_common.data import Data
 from cnn_common.events import EventCallback
 from cnn_common.files import check_resumable, load_latest_checkpoint, remove_checkpoints
+from cnn_common.framework import check_native
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
@@ -76,6 +77,7 @@ def train(
     resume: bool = False,
     device: str = "auto",
     progress: bool = True,
+    native: Iterable[str] = (),
 ) -> RunResult:
     """Train ``LitCNN`` on ``data`` with a Trainer and write the run record to ``out_dir``.
 
@@ -90,10 +92,14 @@ def train(
         resume: continue from the newest readable checkpoint in ``out_dir``, if any.
         device: auto | cpu | gpu.
         progress: print a progress bar and a line per epoch.
+        native: defaults handed back to PyTorch: ``order`` (a shuffling ``DataLoader``'s
+            batches), ``padding`` (PyTorch's own 'same' placement); ``optimizer``
+            changes nothing (the spec's torch-convention Adam is ``torch.optim.Adam``).
     """
+    chosen = check_native(native)
     out = Path(out_dir)
     where = torch_device(device)
-    model = LitCNN(spec, train_spec)
+    model = LitCNN(spec, train_spec, native_padding="padding" in chosen)
     if init_weights is not None:
         set_weights(model, init_weights)
     recorder = RunRecorder(
@@ -105,6 +111,7 @@ def train(
         init="native" if init_weights is None else "shared",
         on_event=on_event,
         progress=progress,
+        native=chosen,
     )
     spec_data = spec_to_dict(spec, train_spec)
     found = None
@@ -129,7 +136,7 @@ def train(
             enable_progress_bar=False,  # the recorder prints the same progress as every trainer
             enable_model_summary=False,
         )
-        datamodule = MNISTDataModule.from_data(data, train_spec)
+        datamodule = MNISTDataModule.from_data(data, train_spec, native_order="order" in chosen)
         trainer.fit(model, datamodule=datamodule, ckpt_path=found[1] if found else None)
     test_loss, _, predictions = evaluate(model, data.x_test, data.y_test)
     return recorder.finish(

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnn_common.cli import add_data_arguments, add_trainer_command, train_from_args
+from cnn_common.cli import (
+    HelpFormatter,
+    add_data_arguments,
+    add_trainer_command,
+    train_from_args,
+)
 from cnn_common.errors import run_cli
 
 PROG = "numpy-cnn"
@@ -21,7 +26,7 @@ def make_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="walk-throughs that print and draw what they show",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     demo.add_argument(
         "which",

@@ -25,6 +25,7 @@ FRAMEWORK = FrameworkInfo(
     },
     model_suffix=".safetensors",
     native_epsilon=None,
+    native_init=False,
     default=True,
     order=10,
 )

@@ -87,6 +87,24 @@ def loss_and_grads(model: CNN, x: np.ndarray, y: np.ndarray) -> tuple[float, Wei
     return loss, backward(model, dlogits, caches)
 
 
+def layer_trace(model: CNN, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Every layer's output (``forward/<layer>``), the gradient of the mean loss with respect
+    to every layer's input (``grad_input/<layer>``) and to every weight (``grad/<tensor>``),
+    and the loss (``loss``), dropout off; canonical layout (NHWC maps, H, W, C flatten)."""
+    x = check_images(x, model.spec.input_shape).astype(model.dtype, copy=False)
+    outputs: dict[str, np.ndarray] = {}
+    logits, caches = forward(model, x, keep=outputs, every_layer=True)
+    loss, dlogits = ops.softmax_cross_entropy(logits, np.asarray(y, dtype=np.int64))
+    inputs: dict[str, np.ndarray] = {}
+    grads = backward(model, dlogits, caches, inputs)
+    return {
+        "loss": np.asarray(loss, dtype=np.float64),
+        **{f"forward/{name}": value for name, value in outputs.items()},
+        **{f"grad_input/{name}": value for name, value in inputs.items()},
+        **{f"grad/{name}": value for name, value in grads.items()},
+    }
+
+
 def train_steps(
     model: CNN, train_spec: TrainSpec, batches: list[tuple[np.ndarray, np.ndarray]]
 ) -> list[float]:

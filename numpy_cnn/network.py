@@ -59,12 +59,15 @@ def forward(
     train: bool = False,
     rng: np.random.Generator | None = None,
     keep: dict[str, np.ndarray] | None = None,
+    every_layer: bool = False,
 ) -> tuple[np.ndarray, list[tuple[Layer, ops.Cache]]]:
     """Logits ``(N, K)`` for images ``x (N, H, W, C)``, and the caches for ``backward``.
 
     ``train=True`` uses the per-layer workspaces (the backward pass must follow before the next
     training forward) and applies dropout with ``rng``; ``keep`` (a dict) receives every conv
-    (after its activation) and pool output by layer name.
+    (after its activation) and pool output by layer name, and every layer's output with
+    ``every_layer``, which also applies each activation before pooling, as the spec reads (the
+    layer-by-layer trace compares these with the other frameworks').
     """
     w = model.weights
     caches: list[tuple[Layer, ops.Cache]] = []
@@ -78,7 +81,7 @@ def forward(
                 out, w[f"{name}.kernel"], w[f"{name}.bias"], layer.stride, layer.pad, ws
             )
             following = model.layers[index + 1] if index + 1 < len(model.layers) else None
-            if following is not None and following.kind == "pool":
+            if following is not None and following.kind == "pool" and not every_layer:
                 # max(f(z)) = f(max(z)) for the non-decreasing relu, tanh, sigmoid and linear:
                 # pooling the pre-activations and applying f to the pooled map (a quarter of
                 # the values for 2x2) gives the same outputs and the same gradients.
@@ -104,16 +107,27 @@ def forward(
             cache = (dense_cache, act_cache)
         else:  # dropout
             out, cache = ops.dropout_forward(out, layer.rate, rng if train else None)
-        if keep is not None and layer.kind in ("conv", "pool") and name not in keep:
+        if (
+            keep is not None
+            and name not in keep
+            and (every_layer or layer.kind in ("conv", "pool"))
+        ):
             keep[name] = out
         caches.append((layer, cache))
     return out, caches
 
 
 def backward(
-    model: CNN, dlogits: np.ndarray, caches: list[tuple[Layer, ops.Cache]]
+    model: CNN,
+    dlogits: np.ndarray,
+    caches: list[tuple[Layer, ops.Cache]],
+    inputs: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Gradients of every weight from ``dlogits (N, K)``, walking the caches in reverse."""
+    """Gradients of every weight from ``dlogits (N, K)``, walking the caches in reverse.
+
+    ``inputs`` (a dict) receives the gradient with respect to every layer's input, by layer
+    name (the image's gradient too, which training never needs).
+    """
     grads: dict[str, np.ndarray] = {}
     dout = dlogits
     for index in range(len(caches) - 1, -1, -1):
@@ -123,9 +137,9 @@ def backward(
             conv_cache, act_cache = cache
             if act_cache is not None:
                 dout = ops.activation_backward(dout, act_cache)
-            # The first layer's input is the image: its gradient is never needed.
+            # The first layer's input is the image: training never needs its gradient.
             dout, dw, db = ops.conv2d_backward(
-                dout, conv_cache, need_dx=index > 0, ws=model.workspaces[name]
+                dout, conv_cache, need_dx=index > 0 or inputs is not None, ws=model.workspaces[name]
             )
             grads[f"{name}.kernel"], grads[f"{name}.bias"] = dw, db
         elif layer.kind == "pool":
@@ -142,6 +156,8 @@ def backward(
             grads[f"{name}.kernel"], grads[f"{name}.bias"] = dw, db
         else:  # dropout
             dout = ops.dropout_backward(dout, cache)
+        if inputs is not None:
+            inputs[name] = dout.copy()  # workspaces are reused by the next layer
     return {name: grads[name] for name in model.weights}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from cnn_common.files import (
     load_latest_checkpoint,
     remove_checkpoints,
 )
+from cnn_common.framework import check_native
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.seeds import generator
@@ -91,6 +93,7 @@ def train(
     resume: bool = False,
     device: str = "auto",
     progress: bool = True,
+    native: Iterable[str] = (),
 ) -> RunResult:
     """Train a model of ``spec`` on ``data`` as ``train_spec`` says and write the run record.
 
@@ -100,7 +103,11 @@ def train(
     Writes ``out_dir/run.json``, ``out_dir/weights.safetensors`` and one checkpoint per epoch;
     ``resume=True`` continues from the newest readable checkpoint in ``out_dir``. ``device``
     must be "auto" or "cpu" (NumPy runs on the CPU); ``progress=False`` prints nothing.
+    ``native={"order"}`` shuffles with NumPy's own permutation instead of the shared order;
+    ``"padding"`` and ``"optimizer"`` change nothing (NumPy pads as the spec says and steps the
+    spec's update rule: it has no 'same' or optimiser of its own).
     """
+    chosen = check_native(native)
     if device not in ("auto", "cpu"):
         raise UserError(
             f"numpy_cnn runs on the CPU only, got device={device!r}",
@@ -121,6 +128,7 @@ def train(
         init="native" if init_weights is None else "shared",
         on_event=on_event,
         progress=progress,
+        native=chosen,
     )
 
     def restore(path: Path) -> None:
@@ -132,7 +140,8 @@ def train(
     x_train = data.x_train.astype(model.dtype, copy=False)
     for epoch in range(recorder.epochs_done, train_spec.epochs):
         recorder.begin_epoch(epoch)
-        batches = epoch_batches(len(x_train), train_spec.batch_size, train_spec.seed, epoch)
+        stream = "native_order" if "order" in chosen else "order"
+        batches = epoch_batches(len(x_train), train_spec.batch_size, train_spec.seed, epoch, stream)
         for step, index in enumerate(batches):
             xb = augment_batch(
                 x_train[index], train_spec.augment_shift, train_spec.seed, epoch, step

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.utils.data import BatchSampler, RandomSampler
 
 from cnn_common.batches import augment_batch
 from cnn_common.seeds import int_seed
 from cnn_common.spec import TrainSpec
 from pytorch_cnn.network import to_nchw
+
+
+def native_order_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """PyTorch's own shuffling of epoch ``epoch``: the batches a ``DataLoader(shuffle=True)``
+    draws (``RandomSampler`` cut by ``BatchSampler``), from a torch generator seeded by the
+    ``native_order`` stream, so a run with the native order is still reproducible."""
+    generator = torch.Generator().manual_seed(int_seed(seed, "native_order", epoch))
+    sampler = BatchSampler(RandomSampler(range(n), generator=generator), batch_size, False)
+    return [np.asarray(batch, dtype=np.int64) for batch in sampler]
 
 
 def dropout_seed(seed: int, epoch: int) -> int:

@@ -25,6 +25,7 @@ FRAMEWORK = FrameworkInfo(
     },
     model_suffix=".pt",
     native_epsilon=(1e-8, "torch"),
+    padding_convention="torch",
     default=False,
     order=40,
 )

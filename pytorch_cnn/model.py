@@ -21,7 +21,14 @@ from cnn_common.errors import DataError
 from cnn_common.files import atomic_write_bytes
 from cnn_common.metrics import evaluate_logits, softmax
 from cnn_common.seeds import int_seed
-from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
+from cnn_common.spec import (
+    ModelSpec,
+    TrainSpec,
+    native_pads,
+    spec_from_dict,
+    spec_to_dict,
+)
+from cnn_common.spec import layers as spec_layers
 from cnn_common.weights import Weights, check_weights, from_torch_layout, to_torch_layout
 from pytorch_cnn.network import CNN, TORCH_DTYPES, network_of, to_nchw
 from pytorch_cnn.optim import make_optimizer
@@ -29,13 +36,17 @@ from pytorch_cnn.optim import make_optimizer
 EVAL_BATCH = 1000  # images per forward pass in evaluate/predict: 10,000 fit in memory
 
 
-def build(spec: ModelSpec, dtype: str = "float32", *, seed: int = 0) -> CNN:
+def build(
+    spec: ModelSpec, dtype: str = "float32", *, seed: int = 0, native_padding: bool = False
+) -> CNN:
     """A ``CNN`` for ``spec`` in ``dtype`` with PyTorch's default initialisers
     (Kaiming-uniform(a=sqrt 5) weights, uniform biases), drawn from the ``init`` stream of
-    ``seed`` without touching the global torch generator."""
+    ``seed`` without touching the global torch generator. ``native_padding`` pads 'same'
+    layers as PyTorch code usually does (``cnn_common.spec.native_pads``), not as the spec."""
+    pads = native_pads(spec, "torch") if native_padding else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int_seed(seed, "init"))
-        return CNN(spec).to(TORCH_DTYPES[dtype])
+        return CNN(spec, pads).to(TORCH_DTYPES[dtype])
 
 
 def _param(net: CNN) -> torch.Tensor:
@@ -157,6 +168,56 @@ def loss_and_grads(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[floa
         _canonical_name(name): grad.cpu().numpy() for name, grad in zip(params, grads, strict=True)
     }
     return loss.item(), from_torch_layout(torch_grads, net.spec)
+
+
+def _canonical(value: torch.Tensor, flat_chw: tuple[int, int, int] | None) -> np.ndarray:
+    """A layer's tensor in the canonical layout: NCHW -> NHWC; a flattened map (C, H, W
+    order) -> H, W, C order (``flat_chw`` is its (C, H, W)); anything else as it is."""
+    value = value.detach().cpu()
+    if value.ndim == 4:
+        return value.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+    if flat_chw is not None and value.ndim == 2 and value.shape[1] == np.prod(flat_chw):
+        return (
+            value.reshape(len(value), *flat_chw).permute(0, 2, 3, 1).reshape(len(value), -1).numpy()
+        )
+    return value.numpy()
+
+
+def layer_trace(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Every layer's output (``forward/<layer>``), the gradient of the mean loss with respect
+    to every layer's input (``grad_input/<layer>``) and to every weight (``grad/<tensor>``),
+    and the loss (``loss``), dropout off; canonical layout (NHWC maps, H, W, C flatten)."""
+    net = network_of(model)
+    images, labels = _inputs(net, x).requires_grad_(), _labels(net, y)
+    h, w, c = next(layer.input_shape for layer in spec_layers(net.spec) if layer.kind == "flatten")
+    flat = (c, h, w)
+    was_training = net.training
+    net.eval()
+    try:
+        inputs: dict[str, torch.Tensor] = {}
+        outputs: dict[str, torch.Tensor] = {}
+        out = images
+        for name, module in net.named_children():
+            inputs[name] = out
+            out = module(out)
+            outputs[name] = out
+        loss = F.cross_entropy(out, labels)
+        params = dict(net.named_parameters())
+        grads = torch.autograd.grad(loss, [*inputs.values(), *params.values()])
+    finally:
+        net.train(was_training)
+    grad_inputs, grad_params = grads[: len(inputs)], grads[len(inputs) :]
+    torch_grads = {
+        _canonical_name(n): g.cpu().numpy() for n, g in zip(params, grad_params, strict=True)
+    }
+    return {
+        "loss": np.asarray(loss.item(), dtype=np.float64),
+        **{f"forward/{n}": _canonical(v, flat) for n, v in outputs.items()},
+        **{
+            f"grad_input/{n}": _canonical(g, flat) for n, g in zip(inputs, grad_inputs, strict=True)
+        },
+        **{f"grad/{n}": v for n, v in from_torch_layout(torch_grads, net.spec).items()},
+    }
 
 
 def train_steps(

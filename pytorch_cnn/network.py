@@ -14,6 +14,7 @@ Trainer: the plain loop (``pytorch_cnn.train``) trains it directly, and ``LitCNN
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from torch import nn
 from cnn_common.spec import Layer, ModelSpec, layers
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+Pad = tuple[tuple[int, int], ...]  # ((top, bottom), (left, right))
 
 ACTIVATIONS = {
     "relu": F.relu,
@@ -37,12 +39,13 @@ class SpecConv2d(nn.Conv2d):
 
     Symmetric padding goes to ``nn.Conv2d`` itself; TensorFlow's 'same' placement (the odd
     pixel after) is asymmetric where the total is odd, and is applied with ``F.pad`` first.
+    ``pad`` replaces the spec's padding (PyTorch's own placement, ``cnn_common.spec.native_pads``).
 
     Input shape: ``(N, C_in, H, W)``. Output shape: ``(N, F, Ho, Wo)``.
     """
 
-    def __init__(self, layer: Layer) -> None:
-        (top, bottom), (left, right) = layer.pad
+    def __init__(self, layer: Layer, pad: Pad | None = None) -> None:
+        (top, bottom), (left, right) = pad or layer.pad
         symmetric = top == bottom and left == right
         super().__init__(
             layer.input_shape[2],
@@ -80,9 +83,9 @@ class SpecLinear(nn.Linear):
         return f"{super().extra_repr()}, activation={self.activation}"
 
 
-def _make_layer(layer: Layer) -> nn.Module:
+def _make_layer(layer: Layer, pads: Mapping[str, Pad]) -> nn.Module:
     if layer.kind == "conv":
-        return SpecConv2d(layer)
+        return SpecConv2d(layer, pads.get(layer.name))
     if layer.kind == "pool":
         return nn.MaxPool2d(layer.kernel_size, stride=layer.stride)
     if layer.kind == "flatten":
@@ -97,14 +100,18 @@ class CNN(nn.Sequential):
 
     Args:
         spec: the architecture; layer names and shapes come from ``cnn_common.spec.layers``.
+        pads: conv layers padded otherwise than the spec says (by name), for a run that hands
+            'same' padding back to PyTorch's own placement.
 
     Input shape: ``(N, C, H, W)``. Output shape: ``(N, K)`` logits.
     """
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, pads: Mapping[str, Pad] | None = None) -> None:
         unrolled = layers(spec)
-        super().__init__(OrderedDict((layer.name, _make_layer(layer)) for layer in unrolled))
+        pads = dict(pads or {})
+        super().__init__(OrderedDict((layer.name, _make_layer(layer, pads)) for layer in unrolled))
         self.spec = spec
+        self.pads = pads
         self.layer_kinds = {layer.name: layer.kind for layer in unrolled}
 
     @property

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,12 @@ from cnn_common.files import (
     load_latest_checkpoint,
     remove_checkpoints,
 )
+from cnn_common.framework import check_native
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
 from cnn_common.weights import Weights
-from pytorch_cnn.batching import BatchSource, dropout_seed
+from pytorch_cnn.batching import BatchSource, dropout_seed, native_order_batches
 from pytorch_cnn.framework import FRAMEWORK
 from pytorch_cnn.model import build, evaluate, get_weights, set_weights
 from pytorch_cnn.network import CNN
@@ -74,14 +76,15 @@ def run_epoch(
     epoch: int,
     recorder: RunRecorder,
     device: torch.device,
+    native_order: bool = False,
 ) -> None:
-    """One epoch (0-based) of the plain loop over the shared batch order."""
+    """One epoch (0-based) of the plain loop over the shared batch order (or PyTorch's own
+    shuffling with ``native_order``)."""
     if net.has_dropout:
         torch.manual_seed(dropout_seed(train_spec.seed, epoch))
     net.train()
-    for step, idx in enumerate(
-        epoch_batches(len(source), train_spec.batch_size, train_spec.seed, epoch)
-    ):
+    order = native_order_batches if native_order else epoch_batches
+    for step, idx in enumerate(order(len(source), train_spec.batch_size, train_spec.seed, epoch)):
         xb, yb = source.batch(epoch, step, idx)  # (B, C, H, W), (B,)
         xb, yb = xb.to(device), yb.to(device)
         optimizer.zero_grad()
@@ -132,6 +135,7 @@ def train(
     resume: bool = False,
     device: str = "auto",
     progress: bool = True,
+    native: Iterable[str] = (),
 ) -> RunResult:
     """Train ``CNN`` with a plain PyTorch loop and write the run record to ``out_dir``.
 
@@ -146,10 +150,14 @@ def train(
         resume: continue from the newest readable checkpoint in ``out_dir``, if any.
         device: auto | cpu | gpu.
         progress: print a progress bar and a line per epoch.
+        native: defaults handed back to PyTorch: ``order`` (``DataLoader(shuffle=True)``'s
+            batches), ``padding`` (PyTorch's own 'same' placement); ``optimizer``
+            changes nothing (the spec's torch-convention Adam is ``torch.optim.Adam``).
     """
+    chosen = check_native(native)
     out_dir = Path(out_dir)
     where = torch_device(device)
-    net = build(spec, train_spec.dtype, seed=train_spec.seed)
+    net = build(spec, train_spec.dtype, seed=train_spec.seed, native_padding="padding" in chosen)
     if init_weights is not None:
         set_weights(net, init_weights)
     net.to(where)
@@ -163,6 +171,7 @@ def train(
         init="native" if init_weights is None else "shared",
         on_event=on_event,
         progress=progress,
+        native=chosen,
     )
 
     def restore(path: Path) -> None:
@@ -174,7 +183,7 @@ def train(
     recorder.start(get_weights(net))
     for epoch in range(recorder.epochs_done, train_spec.epochs):
         recorder.begin_epoch(epoch)
-        run_epoch(net, optimizer, source, train_spec, epoch, recorder, where)
+        run_epoch(net, optimizer, source, train_spec, epoch, recorder, where, "order" in chosen)
         val_loss, val_acc, _ = evaluate(net, data.x_val, data.y_val)
         recorder.end_epoch(val_loss, val_acc)
         save_checkpoint(checkpoint_path(out_dir, epoch + 1, SUFFIX), net, optimizer, recorder)

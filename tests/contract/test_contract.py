@@ -205,6 +205,43 @@ def test_logits_loss_and_gradients_match_the_float64_reference(
         np.testing.assert_allclose(got, numeric, err_msg=name, **tolerance)
 
 
+@pytest.mark.parametrize("spec_name", SPECS)
+def test_layer_trace_follows_the_reference_layer_by_layer(framework, info, spec_name) -> None:
+    """Every layer's output matches the float64 reference's; the weight gradients are
+    ``loss_and_grads``'s; the image's gradient matches the reference's numeric one; and each
+    layer's input gradient is the next layer's backward: the trace is what the locator reads."""
+    spec = SPECS[spec_name]
+    weights = random_weights(spec, 8, "float64")
+    x = random_images(spec, 3, 8, "float64")
+    y = np.array([2, 7, 1])
+    model = framework.build(spec, "float64")
+    framework.set_weights(model, weights)
+    trace = framework.layer_trace(model, x, y)
+    names = [layer.name for layer in layers(spec)]
+    assert sorted(trace) == sorted(
+        ["loss"]
+        + [f"forward/{n}" for n in names]
+        + [f"grad_input/{n}" for n in names]
+        + [f"grad/{n}" for n in weight_names(spec)]
+    )
+    atol = 1e-10 if info.float64_exact else 1e-5
+    np.testing.assert_allclose(
+        trace[f"forward/{names[-1]}"], reference_logits(spec, weights, x), atol=atol
+    )
+    loss, grads = framework.loss_and_grads(model, x, y)
+    assert float(trace["loss"]) == pytest.approx(loss, abs=1e-12)
+    for name, value in grads.items():
+        np.testing.assert_allclose(trace[f"grad/{name}"], value, rtol=1e-9, atol=1e-12)
+    for layer in layers(spec):  # shapes: the layer's input and output, batch first
+        assert trace[f"forward/{layer.name}"].shape == (3, *layer.output_shape), layer.name
+        assert trace[f"grad_input/{layer.name}"].shape == (3, *layer.input_shape), layer.name
+    pixels = sample_indices(x.shape, 6, np.random.default_rng(1))
+    numeric = numeric_gradient(lambda: reference_loss(spec, weights, x, y), x, pixels)
+    got = np.array([trace[f"grad_input/{names[0]}"][i] for i in pixels])
+    tolerance = {"rtol": 1e-5, "atol": 1e-8} if info.float64_exact else {"rtol": 1e-2, "atol": 1e-5}
+    np.testing.assert_allclose(got, numeric, **tolerance)
+
+
 def test_train_steps_update_the_weights_and_return_each_loss(framework) -> None:
     spec, train = SEED, TrainSpec(learning_rate=1e-3)
     start = random_weights(spec, 4)

@@ -1,17 +1,20 @@
-"""keras_cnn.model: layer names and shapes, the canonical layout, padding placement, the
-optimisers' update rules, predict/evaluate/feature maps and save/load (TensorFlow backend)."""
+"""keras_cnn's model, network and optimisers beyond the contract suite (tests/contract): Keras
+layers for specs the suite does not build, the canonical layout without transposes, feature
+maps, float64 under floatx, the optimisers' update rules (TorchAdam/TorchSGD against Keras's
+own), train_steps as gradient descent, and the .keras file (TensorFlow backend)."""
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-from cnn_common.data import check_images
-from cnn_common.errors import ImageError
+import numpy_cnn
 from cnn_common.spec import ConvBlock, DenseLayer, ModelSpec, TrainSpec, layers, param_count
 from cnn_common.weights import init_weights
+from tests.reference import reference_logits
 
 
 # keras is imported by fixtures, not at collection: conftest points KERAS_HOME at a temporary
@@ -23,13 +26,24 @@ def keras() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def km(keras: ModuleType) -> ModuleType:
-    from keras_cnn import model
+    """keras_cnn.model (the contract's module)."""
+    return importlib.import_module("keras_cnn.model")
 
-    return model
+
+@pytest.fixture(scope="module")
+def kn(keras: ModuleType) -> ModuleType:
+    """keras_cnn.network."""
+    return importlib.import_module("keras_cnn.network")
 
 
+@pytest.fixture(scope="module")
+def ko(keras: ModuleType) -> ModuleType:
+    """keras_cnn.optim."""
+    return importlib.import_module("keras_cnn.optim")
+
+
+# Specs the contract suite does not build (it builds the seed model and three 3x3 blocks).
 SPECS = {
-    "seed": ModelSpec(),
     "same-stride2-even-kernel": ModelSpec(
         input_shape=(13, 12, 2),
         conv=(
@@ -55,51 +69,6 @@ SPECS = {
         num_classes=3,
     ),
 }
-
-ACT = {
-    "relu": lambda z: np.maximum(z, 0.0),
-    "tanh": np.tanh,
-    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-    "linear": lambda z: z,
-}
-
-
-def reference_forward(spec: ModelSpec, weights: dict, x: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Plain float64 NumPy forward in the canonical layout, padding from ``Layer.pad``.
-
-    ``x: (N, H, W, C)`` -> logits ``(N, K)`` and the conv/pool maps.
-    """
-    out, maps = x.astype(np.float64), {}
-    for layer in layers(spec):
-        if layer.kind == "conv":
-            k, s = layer.kernel_size, layer.stride
-            (top, bottom), (left, right) = layer.pad
-            xp = np.pad(out, ((0, 0), (top, bottom), (left, right), (0, 0)))
-            ho, wo, f = layer.output_shape
-            z = np.zeros((len(x), ho, wo, f))
-            for i in range(ho):
-                for j in range(wo):
-                    patch = xp[:, i * s : i * s + k, j * s : j * s + k, :]  # (N, KH, KW, C)
-                    z[:, i, j, :] = np.einsum(
-                        "nhwc,hwcf->nf", patch, weights[f"{layer.name}.kernel"]
-                    )
-            out = ACT[layer.activation](z + weights[f"{layer.name}.bias"])
-            maps[layer.name] = out
-        elif layer.kind == "pool":
-            p, s = layer.kernel_size, layer.stride
-            ho, wo, c = layer.output_shape
-            pooled = np.empty((len(x), ho, wo, c))
-            for i in range(ho):
-                for j in range(wo):
-                    pooled[:, i, j, :] = out[:, i * s : i * s + p, j * s : j * s + p, :].max((1, 2))
-            out = pooled
-            maps[layer.name] = out
-        elif layer.kind == "flatten":
-            out = out.reshape(len(x), -1)  # H, W, C order
-        elif layer.kind in ("dense", "logits"):
-            z = out @ weights[f"{layer.name}.kernel"] + weights[f"{layer.name}.bias"]
-            out = ACT[layer.activation](z)
-    return out, maps
 
 
 def images(spec: ModelSpec, n: int = 6, seed: int = 1) -> np.ndarray:
@@ -134,17 +103,21 @@ def test_seed_model_matches_the_design(km: ModuleType) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_forward_matches_plain_numpy_in_the_canonical_layout(name: str, km: ModuleType) -> None:
-    """Same canonical weights -> same logits and maps as an independent NumPy forward: this
-    pins the kernel layout, the flatten order and TensorFlow's 'same' placement at once."""
+def test_forward_matches_the_reference_in_the_canonical_layout(name: str, km: ModuleType) -> None:
+    """Same canonical weights -> the float64 reference's logits (tests/reference.py) and
+    numpy_cnn's feature maps: this pins the kernel layout, the flatten order and TensorFlow's
+    'same' placement at once, for specs the contract suite does not build."""
     spec = SPECS[name]
     weights = init_weights(spec, seed=3)
     weights = {k: v + 0.05 for k, v in weights.items()}  # non-zero biases
     model = km.build(spec)
     km.set_weights(model, weights)
     x = images(spec)
-    expected_logits, expected_maps = reference_forward(spec, weights, x)
+    expected_logits = reference_logits(spec, weights, x)
     np.testing.assert_allclose(km.predict_logits(model, x), expected_logits, rtol=1e-5, atol=1e-5)
+    reference = numpy_cnn.build(spec)
+    numpy_cnn.set_weights(reference, weights)
+    expected_maps = numpy_cnn.feature_maps(reference, x)
     maps = km.feature_maps(model, x)
     assert list(maps) == list(expected_maps)
     for key, value in maps.items():
@@ -168,47 +141,25 @@ def test_weights_round_trip_without_transposes(km: ModuleType) -> None:
     )
 
 
-def test_set_weights_rejects_a_mismatch(km: ModuleType) -> None:
-    model = km.build(ModelSpec())
-    weights = init_weights(ModelSpec())
-    with pytest.raises(ValueError, match="missing"):
-        km.set_weights(model, {k: v for k, v in weights.items() if k != "logits.bias"})
-    weights["dense1.kernel"] = weights["dense1.kernel"].T
-    with pytest.raises(ValueError, match="dense1.kernel"):
-        km.set_weights(model, weights)
-
-
-def test_build_with_a_seed_is_repeatable_and_float64_works(km: ModuleType) -> None:
+def test_a_float64_model_computes_in_float64_under_floatx(
+    km: ModuleType, kn: ModuleType, keras: ModuleType
+) -> None:
+    """Keras casts inputs to floatx: predict_logits runs under the model's dtype, and leaves
+    floatx as it found it."""
     spec = SPECS["strided-pool-deep-dense"]
-    a, b = km.build(spec, seed=7), km.build(spec, seed=7)
-    for key, value in km.get_weights(a).items():
-        np.testing.assert_array_equal(value, km.get_weights(b)[key])
     model = km.build(spec, "float64")
-    assert km.predict_logits(model, images(spec).astype(np.float64)).dtype == np.float64
-
-
-def test_predict_evaluate_and_bad_images(km: ModuleType) -> None:
-    spec = ModelSpec()
-    model = km.build(spec, seed=0)
-    x = images(spec, n=20)
-    y = np.arange(20) % 10
-    probs = km.predict(model, x)
-    assert probs.shape == (20, 10)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
-    loss, accuracy, predictions = km.evaluate(model, x, y)
-    logits = km.predict_logits(model, x).astype(np.float64)
-    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    assert loss == pytest.approx(-log_softmax[np.arange(20), y].mean(), rel=1e-6)
-    assert predictions.dtype == np.int64
-    np.testing.assert_array_equal(predictions, probs.argmax(axis=1))
-    assert accuracy == pytest.approx(np.mean(predictions == y))
-    with pytest.raises(ImageError, match="single image"):
-        km.predict(model, x[0])
-    with pytest.raises(ImageError, match="NHWC"):
-        km.predict(model, x.transpose(0, 3, 1, 2))
-    with pytest.raises(ValueError, match="float"):
-        km.predict_logits(model, (x * 255).astype(np.uint8))
-    assert check_images(x, spec.input_shape) is not None
+    assert kn.model_dtype(model) == "float64"
+    assert all(w.dtype == np.float64 for w in km.get_weights(model).values())
+    before = keras.config.floatx()
+    x = images(spec).astype(np.float64)
+    logits = km.predict_logits(model, x)
+    assert logits.dtype == np.float64
+    assert keras.config.floatx() == before
+    weights = km.get_weights(model)
+    np.testing.assert_allclose(logits, reference_logits(spec, weights, x), rtol=0, atol=1e-10)
+    with kn.floatx("float64"):
+        assert keras.config.floatx() == "float64"
+    assert keras.config.floatx() == before
 
 
 def _adam_reference(w, grads, spec: TrainSpec):
@@ -251,20 +202,20 @@ def _sgd_reference(w, grads, spec: TrainSpec):
     ids=["adam-torch", "adam-torch-big-eps", "adam-keras-big-eps", "sgd-momentum", "sgd-plain"],
 )
 def test_optimizers_follow_the_spec_formula(
-    train_spec: TrainSpec, km: ModuleType, keras: ModuleType
+    train_spec: TrainSpec, ko: ModuleType, kn: ModuleType, keras: ModuleType
 ) -> None:
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=(4, 3))
     grads = [rng.normal(size=(4, 3)) * 10.0**-k for k in range(6)]  # shrinking: eps matters
     variable = keras.Variable(w0, dtype="float64")
-    optimizer = km.make_optimizer(train_spec)
+    optimizer = ko.make_optimizer(train_spec)
     for g in grads:
         optimizer.apply_gradients([(keras.ops.convert_to_tensor(g), variable)])
     reference = _adam_reference if train_spec.optimizer == "adam" else _sgd_reference
-    np.testing.assert_allclose(km.to_numpy(variable), reference(w0, grads, train_spec), rtol=1e-12)
+    np.testing.assert_allclose(kn.to_numpy(variable), reference(w0, grads, train_spec), rtol=1e-12)
 
 
-def test_epsilon_conventions_give_different_steps(km: ModuleType, keras: ModuleType) -> None:
+def test_epsilon_conventions_give_different_steps(ko: ModuleType, keras: ModuleType) -> None:
     """The point of implementing both: with a large eps the two rules differ measurably."""
     torch_spec = TrainSpec(epsilon=1e-3, learning_rate=0.05)
     keras_spec = TrainSpec(epsilon=1e-3, learning_rate=0.05, epsilon_convention="keras")
@@ -272,8 +223,10 @@ def test_epsilon_conventions_give_different_steps(km: ModuleType, keras: ModuleT
     assert not np.allclose(
         _adam_reference(w0, grads, torch_spec), _adam_reference(w0, grads, keras_spec), rtol=1e-6
     )
-    assert type(km.make_optimizer(torch_spec)).__name__ == "TorchAdam"
-    assert type(km.make_optimizer(keras_spec)) is keras.optimizers.Adam
+    assert type(ko.make_optimizer(torch_spec)) is ko.TorchAdam
+    assert type(ko.make_optimizer(keras_spec)) is keras.optimizers.Adam
+    sgd = TrainSpec(optimizer="sgd", learning_rate=0.1, momentum=0.5)
+    assert type(ko.make_optimizer(sgd)) is ko.TorchSGD
 
 
 def test_train_steps_is_gradient_descent_on_loss_and_grads(km: ModuleType) -> None:
@@ -297,32 +250,12 @@ def test_train_steps_is_gradient_descent_on_loss_and_grads(km: ModuleType) -> No
     assert len(more) == 5 and more[-1] < more[0]
 
 
-def test_loss_and_grads_match_finite_differences(km: ModuleType) -> None:
-    spec = SPECS["same-stride2-even-kernel"]
-    model = km.build(spec, "float64", seed=2)
-    x = images(spec, n=4).astype(np.float64)
-    y = np.array([0, 1, 2, 3])
-    loss, grads = km.loss_and_grads(model, x, y)
-    weights = km.get_weights(model)
-    rng = np.random.default_rng(0)
-    for key in ("conv1.kernel", "conv2.bias", "dense1.kernel", "logits.bias"):
-        index = tuple(rng.integers(0, d) for d in weights[key].shape)
-        shifted = {k: v.copy() for k, v in weights.items()}
-        h = 1e-6
-        shifted[key][index] += h
-        km.set_weights(model, shifted)
-        plus = km.loss_and_grads(model, x, y)[0]
-        shifted[key][index] -= 2 * h
-        km.set_weights(model, shifted)
-        minus = km.loss_and_grads(model, x, y)[0]
-        assert grads[key][index] == pytest.approx((plus - minus) / (2 * h), rel=1e-5, abs=1e-9)
-    assert np.isfinite(loss)
-
-
-def test_save_and_load_round_trip(tmp_path, km: ModuleType) -> None:
+def test_save_and_load_keep_the_optimizer_and_leave_no_temporary(
+    tmp_path, km: ModuleType, ko: ModuleType
+) -> None:
     spec = SPECS["strided-pool-deep-dense"]
     model = km.build(spec, seed=3)
-    km.compile_model(model, TrainSpec())
+    ko.compile_model(model, TrainSpec())
     x = images(spec)
     km.train_steps(model, TrainSpec(), [(x, np.arange(6) % 4)])
     path = tmp_path / "cnn.keras"

@@ -3,6 +3,7 @@ gradients within 1e-4 relative, and the same weights after a few optimiser steps
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
 import numpy as np
@@ -18,9 +19,7 @@ from cnn_common.weights import init_weights
 def km() -> ModuleType:
     """keras_cnn.model, imported once conftest has set KERAS_HOME (keras writes there)."""
     pytest.importorskip("keras")
-    from keras_cnn import model
-
-    return model
+    return importlib.import_module("keras_cnn.model")
 
 
 OTHER_SPECS = {

@@ -1,15 +1,15 @@
-"""keras_cnn.train and the CLI: the run record, the shared batch order, per-step losses, NaN,
-kill and resume, backends in their own processes, and the MNIST accuracy of the default run."""
+"""keras_cnn.train and the CLI: the run record, the shared batch order, per-step losses, resume
+checks, backends in their own processes, and the MNIST accuracy of the default run. A NaN loss
+and resume after a SIGKILL are the contract suite's (tests/contract)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -18,7 +18,8 @@ import pytest
 
 from cnn_common.batches import augment_batch, epoch_batches
 from cnn_common.data import Data, subset
-from cnn_common.errors import NonFiniteLossError, UserError
+from cnn_common.errors import UserError
+from cnn_common.events import End, Event, Start, Step
 from cnn_common.results import RESULT_FILE, WEIGHTS_FILE, RunResult
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.weights import init_weights, load_weights
@@ -31,17 +32,15 @@ SMALL = ModelSpec(dense=({"units": 32},))
 # folder first (importing keras writes keras.json there).
 @pytest.fixture(scope="module")
 def km() -> ModuleType:
+    """keras_cnn.model."""
     pytest.importorskip("keras")
-    from keras_cnn import model
-
-    return model
+    return importlib.import_module("keras_cnn.model")
 
 
 @pytest.fixture(scope="module")
 def kt(km: ModuleType) -> ModuleType:
-    from keras_cnn import train
-
-    return train
+    """The module keras_cnn.train (``keras_cnn.train`` itself is the function)."""
+    return importlib.import_module("keras_cnn.train")
 
 
 def run_python(code: str, env_extra: dict[str, str] | None = None, timeout: float = 300):
@@ -71,7 +70,7 @@ def test_train_writes_the_run_record(
 ) -> None:
     train_spec = TrainSpec(epochs=2, batch_size=64)
     weights = init_weights(SMALL, seed=0)
-    events: list[dict] = []
+    events: list[Event] = []
     result = kt.train(SMALL, train_spec, small, tmp_path, weights, events.append, progress=False)
     assert capsys.readouterr().out == ""  # progress=False prints nothing
     assert (result.framework, result.backend, result.init) == ("keras", "tensorflow", "shared")
@@ -84,6 +83,7 @@ def test_train_writes_the_run_record(
         assert record.train_loss == pytest.approx(np.mean(epoch_losses), rel=1e-12)
         assert 0 <= record.val_accuracy <= 1 and record.time_s > 0
     assert len(result.predictions) == 256
+    assert result.sizes == {"train": 640, "val": 128, "test": 256}
     assert result.test_accuracy == pytest.approx(
         np.mean(np.array(result.predictions) == small.y_test)
     )
@@ -91,13 +91,15 @@ def test_train_writes_the_run_record(
     saved, spec, _ = load_weights(tmp_path / WEIGHTS_FILE)
     assert spec == SMALL and not np.array_equal(saved["conv1.kernel"], weights["conv1.kernel"])
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        "epoch-001.npz",
-        "epoch-002.npz",
+        "epoch-0001.npz",
+        "epoch-0002.npz",
     ]
-    kinds = [e["event"] for e in events]
+    kinds = [e.kind for e in events]
     assert kinds == ["start"] + (["step"] * steps + ["epoch"]) * 2 + ["end"]
-    assert events[1] == {**events[1], "epoch": 1, "step": 1, "steps": steps}
-    assert events[-1]["test_accuracy"] == result.test_accuracy
+    assert events[0] == Start("keras", 2, steps, 0)
+    assert isinstance(events[1], Step)
+    assert (events[1].epoch, events[1].step, events[1].steps) == (1, 1, steps)
+    assert isinstance(events[-1], End) and events[-1].test_accuracy == result.test_accuracy
 
     # The first recorded loss is the real loss of the first shared batch under the initial
     # weights (not a running mean, not another batch).
@@ -109,43 +111,33 @@ def test_train_writes_the_run_record(
 
 
 def test_fit_follows_the_shared_batch_order_unshuffled(
-    small: Data, km: ModuleType, kt: ModuleType
+    small: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kt: ModuleType
 ) -> None:
+    calls: list[tuple[int, int]] = []
+
     class RecordingBatches(kt.EpochBatches):
         """Logs which (epoch, step) fit asks for, in order."""
 
-        calls: list[tuple[int, int]]
-
         def __getitem__(self, step: int):
-            self.calls.append((self.epoch, step))
+            calls.append((self.epoch, step))
             return super().__getitem__(step)
 
+    monkeypatch.setattr(kt, "EpochBatches", RecordingBatches)  # what train() hands to fit
     train_spec = TrainSpec(epochs=3, batch_size=64, augment_shift=2, seed=4)
-    dataset = RecordingBatches(small.x_train, small.y_train, train_spec)
-    dataset.calls = []
-    model = km.build(SMALL, seed=0)
-    km.compile_model(model, train_spec)
-    recorder = kt.RunRecorder(dataset, Path("unused"), {"history": [], "step_losses": []}, None)
-    recorder.on_epoch_end = lambda epoch, logs=None: None  # no checkpoints here
-    kt._fit(model, dataset, small, train_spec, 0, False, [recorder])
-    calls = dataset.calls[2:]  # Keras reads the first two batches once to infer the signature
-    assert calls == [(epoch, step) for epoch in range(3) for step in range(10)]
+    kt.train(SMALL, train_spec, small, tmp_path, progress=False)
+    # Keras may read the first batches once ahead to infer the input signature.
+    expected = [(epoch, step) for epoch in range(3) for step in range(10)]
+    assert calls[-len(expected) :] == expected
+    assert set(calls[: -len(expected)]) <= {(0, 0), (0, 1)}
+    dataset = kt.EpochBatches(small.x_train, small.y_train, train_spec)
     for epoch, step in [(0, 0), (2, 9)]:
         dataset.set_epoch(epoch)
         xb, yb = dataset[step]
         idx = epoch_batches(640, 64, seed=4, epoch=epoch)[step]
         np.testing.assert_array_equal(yb, small.y_train[idx])
-        expected = augment_batch(small.x_train[idx], 2, 4, epoch, step)
-        np.testing.assert_array_equal(xb, expected)
+        expected_x = augment_batch(small.x_train[idx], 2, 4, epoch, step)
+        np.testing.assert_array_equal(xb, expected_x)
         assert not np.array_equal(xb, small.x_train[idx])  # the augmentation did something
-
-
-def test_a_nan_loss_stops_training_with_a_clear_error(
-    small: Data, tmp_path: Path, kt: ModuleType
-) -> None:
-    diverging = TrainSpec(epochs=1, batch_size=64, optimizer="sgd", learning_rate=1e5)
-    with pytest.raises(NonFiniteLossError, match=r"became (nan|inf) at epoch 1, step \d+"):
-        kt.train(SMALL, diverging, small, tmp_path, progress=False)
 
 
 def test_cli_reports_user_errors(capsys, monkeypatch, kt: ModuleType) -> None:
@@ -157,7 +149,8 @@ def test_cli_reports_user_errors(capsys, monkeypatch, kt: ModuleType) -> None:
     assert "fresh process" in capsys.readouterr().err
     assert main(["train", "--set", "conv.0.kernel_size=40"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("keras-cnn: error: layer conv1") and "Traceback" not in err
+    assert err.startswith("keras-cnn: error: ") and "layer conv1" in err
+    assert "Traceback" not in err
     monkeypatch.setenv("KERAS_BACKEND", "numpy")  # a Keras backend this package does not run on
     assert main(["train"]) == 2
     assert "unsupported Keras backend 'numpy'" in capsys.readouterr().err
@@ -185,37 +178,6 @@ def test_a_missing_gpu_is_a_user_error(kt: ModuleType) -> None:
     with pytest.raises(UserError, match="no GPU"):
         kt.device_scope("gpu")
     assert kt.device_scope("auto")[0] == "cpu"
-
-
-def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(data_dir, tmp_path) -> None:
-    args = ["--subset", "3000", "--epochs", "4", "--batch-size", "100", "--init", "shared"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("KERAS_BACKEND", None)
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    subprocess.run(cli(*args, "--out", str(full)), env=env, check=True, timeout=300)
-
-    victim = subprocess.Popen(cli(*args, "--out", str(cut)), env=env)
-    deadline = time.monotonic() + 240
-    while not (cut / "checkpoints" / "epoch-002.npz").exists() and victim.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait() == -signal.SIGKILL  # killed mid-run, not finished
-    assert not (cut / RESULT_FILE).exists()
-    subprocess.run(cli(*args, "--out", str(cut), "--resume"), env=env, check=True, timeout=300)
-
-    a, b = RunResult.from_json(full / RESULT_FILE), RunResult.from_json(cut / RESULT_FILE)
-    assert b.extra["resumed_from_epoch"] >= 2
-    assert [h.epoch for h in b.history] == [1, 2, 3, 4]
-    for ha, hb in zip(a.history, b.history, strict=True):
-        assert (ha.train_loss, ha.train_accuracy) == (hb.train_loss, hb.train_accuracy)
-        assert (ha.val_loss, ha.val_accuracy) == (hb.val_loss, hb.val_accuracy)
-    assert a.step_losses == b.step_losses
-    assert (a.test_loss, a.test_accuracy, a.predictions) == (
-        b.test_loss,
-        b.test_accuracy,
-        b.predictions,
-    )
 
 
 def test_the_default_path_never_imports_torch(data_dir, tmp_path) -> None:
@@ -292,7 +254,7 @@ def test_another_backend_trains_and_predicts(backend, data_dir, tmp_path) -> Non
         print(json.dumps({{
             "rc": rc, "backend": keras.backend.backend(), "record_backend": record.backend,
             "tf": "tensorflow" in sys.modules, "accuracy": record.test_accuracy,
-            "same_predictions": probs.argmax(1).tolist() == record.predictions,
+            "same_predictions": probs.argmax(1).tolist() == record.predictions[:200],
             "steps": len(record.step_losses), "loss_gap": abs(loss - ref_loss),
             "worst_grad": float(worst), "same_gap": float(same_gap),
             "optimizer": record.extra["optimizer"], "adam_gap": float(adam_gap)}}))

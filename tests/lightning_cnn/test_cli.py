@@ -19,13 +19,16 @@ pytest.importorskip("lightning")
 yaml = pytest.importorskip("yaml")
 
 import lightning_cnn as lc  # noqa: E402
+import pytorch_cnn  # noqa: E402
 from cnn_common.batches import epoch_batches, shard_batches  # noqa: E402
 from cnn_common.data import prepare_data, subset  # noqa: E402
+from cnn_common.results import WEIGHTS_FILE  # noqa: E402
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict  # noqa: E402
+from cnn_common.weights import load_weights  # noqa: E402
 from lightning_cnn.__main__ import main  # noqa: E402
 from lightning_cnn.cli import cli_main  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def quick_args(root: Path, data_dir: Path, *extra: str) -> list[str]:
@@ -54,7 +57,11 @@ def test_print_config_shows_the_seed_run(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_fit_with_the_defaults_trains_as_train_does(tmp_path: Path, data_dir: Path) -> None:
-    """The CLI's seed run (native init, seed 0) ends with train()'s weights, on a subset."""
+    """The CLI's seed run (native init, seed 0) ends with train()'s weights, on a subset.
+
+    Both start from the native weights of the run seed's ``init`` stream
+    (``pytorch_cnn.model.build``), which the CLI's ``seed_everything`` does not touch: a CLI
+    run with another ``seed_everything`` starts from the same weights."""
     cli = cli_main(
         ["fit", *quick_args(tmp_path / "cli", data_dir, "--model.train_spec.epochs", "1")]
     )
@@ -62,9 +69,18 @@ def test_fit_with_the_defaults_trains_as_train_does(tmp_path: Path, data_dir: Pa
     lc.train(
         ModelSpec(), TrainSpec(epochs=1), data, tmp_path / "train", progress=False, device="cpu"
     )
-    expected = lc.load(tmp_path / "train" / "checkpoints" / "last.ckpt")
-    for key, value in lc.get_weights(expected).items():
-        np.testing.assert_array_equal(lc.get_weights(cli.model)[key], value, err_msg=key)
+    expected = load_weights(tmp_path / "train" / WEIGHTS_FILE)[0]
+    trained = lc.get_weights(cli.model)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(trained[key], value, err_msg=key)
+    # the initial weights are the run seed's, whatever seed_everything says
+    other = cli_main(
+        ["fit", *quick_args(tmp_path / "other", data_dir, "--model.train_spec.epochs", "1"),
+         "--seed_everything", "7", "--trainer.max_steps", "0"]
+    )  # fmt: skip
+    native = pytorch_cnn.get_weights(pytorch_cnn.build(ModelSpec(), seed=TrainSpec().seed))
+    for key, value in native.items():
+        np.testing.assert_array_equal(lc.get_weights(other.model)[key], value, err_msg=key)
 
 
 def test_fit_resume_validate_test_and_predict(tmp_path: Path, data_dir: Path) -> None:
@@ -121,7 +137,6 @@ def test_fit_resume_validate_test_and_predict(tmp_path: Path, data_dir: Path) ->
     [
         (["fit", "--model.model_spec.conv=[{filters: 0}]"], "conv[0].filters must be"),
         (["fit", "--data.dataset", "nope"], "unknown dataset 'nope'"),
-        (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
         (["train", "--set", "conv.0.kernel_size=40"], "does not fit"),
     ],
 )
@@ -132,6 +147,19 @@ def test_user_errors_exit_2_with_the_fix_and_no_traceback(
     err = capsys.readouterr().err
     assert "lightning-cnn: error: " in err and message in err and "fix:" in err
     assert "Traceback" not in err
+
+
+def test_an_unknown_dataset_for_train_is_refused_by_its_choices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``train --dataset`` lists the registry's datasets as its choices, so argparse refuses
+    an unknown one (exit 2, usage, no traceback) before anything is loaded."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--dataset", "nope"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "lightning-cnn train: error: " in err and "invalid choice: 'nope'" in err
+    assert "fashion-mnist" in err and "Traceback" not in err
 
 
 BATCH_LOG = textwrap.dedent(

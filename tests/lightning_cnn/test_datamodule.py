@@ -8,8 +8,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 
-from lightning_cnn.batching import BatchSource, to_nchw  # noqa: E402
-
 from cnn_common.batches import augment_batch, epoch_batches, shard_batches  # noqa: E402
 from cnn_common.data import Data  # noqa: E402
 from cnn_common.spec import TrainSpec  # noqa: E402
@@ -19,6 +17,8 @@ from lightning_cnn.datamodule import (  # noqa: E402
     MNISTDataModule,
     SequentialBatchSampler,
 )
+from pytorch_cnn.batching import BatchSource  # noqa: E402
+from pytorch_cnn.network import to_nchw  # noqa: E402
 
 
 def tiny_data(n: int = 50, seed: int = 0) -> Data:
@@ -129,7 +129,7 @@ def test_setup_never_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
         100,
         7,
         9,
-    )  # subset keeps the first 100 train and at most 10 / 20 of the others
+    )  # subset keeps the first 100 training images; validation and test stay whole
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])

@@ -13,6 +13,7 @@ L = pytest.importorskip("lightning")
 import lightning_cnn as lc  # noqa: E402
 from cnn_common.data import Data  # noqa: E402
 from cnn_common.spec import ConvBlock, DenseLayer, ModelSpec, TrainSpec, spec_to_dict  # noqa: E402
+from pytorch_cnn.optim import KerasAdam  # noqa: E402
 
 SMALL = ModelSpec(input_shape=(8, 8, 1), conv=(ConvBlock(filters=3, kernel_size=3),),
                   dense=(DenseLayer(units=6),), num_classes=3)  # fmt: skip
@@ -38,7 +39,7 @@ def test_hyperparameters_are_plain_dicts_and_rebuild_the_module() -> None:
     assert model.hparams["train_spec"] == dataclasses.asdict(train_spec)
     again = lc.LitCNN(**model.hparams)
     assert again.model_spec == SMALL and again.train_spec == train_spec
-    assert isinstance(again.configure_optimizers(), lc.KerasAdam)
+    assert isinstance(again.configure_optimizers(), KerasAdam)
 
 
 def test_forward_gives_logits_of_nchw_images() -> None:
@@ -88,3 +89,20 @@ def test_step_values_are_logged_on_the_steps_the_trainer_writes(tmp_path) -> Non
     assert steps == [2, 5, 8, 11, 14]  # every third of the 16 steps
     epochs = [row for row in rows if row["train_loss_epoch"]]
     assert len(epochs) == 2
+
+
+def test_native_weights_are_the_plain_networks_of_the_run_seed() -> None:
+    """LitCNN initialises as ``pytorch_cnn.build`` does, from the ``init`` stream of its train
+    seed: the global torch generator (which Lightning's seed_everything sets) plays no part."""
+    import pytorch_cnn
+
+    torch.manual_seed(123)
+    a = lc.LitCNN(SMALL, TrainSpec(seed=4))
+    torch.manual_seed(456)
+    b = lc.LitCNN(SMALL, TrainSpec(seed=4))
+    expected = pytorch_cnn.get_weights(pytorch_cnn.build(SMALL, seed=4))
+    for name, value in expected.items():
+        np.testing.assert_array_equal(lc.get_weights(a)[name], value, err_msg=name)
+        np.testing.assert_array_equal(lc.get_weights(b)[name], value, err_msg=name)
+    other = lc.get_weights(lc.LitCNN(SMALL, TrainSpec(seed=5)))
+    assert not np.array_equal(other["conv1.kernel"], expected["conv1.kernel"])

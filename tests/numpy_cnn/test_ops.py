@@ -1,4 +1,5 @@
-"""numpy_cnn.ops: fast against naive, and every backward pass against finite differences."""
+"""numpy_cnn.ops: fast against naive, and every backward pass against finite differences
+(float64, ``tests.reference.numeric_gradient``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from cnn_common.spec import same_padding
 from numpy_cnn import ops
+from tests.reference import numeric_gradient
 
 
 def rel_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -24,18 +26,9 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def numeric_grad(f: Callable[[], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    """Central differences ``(f(x + h) - f(x - h)) / 2h`` for every element of ``x`` (float64)."""
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for k in range(flat.size):
-        old = flat[k]
-        flat[k] = old + h
-        plus = f()
-        flat[k] = old - h
-        minus = f()
-        flat[k] = old
-        gflat[k] = (plus - minus) / (2 * h)
-    return grad
+    """Central differences of ``f`` for every element of ``x`` (float64), shaped like ``x``:
+    ``tests.reference.numeric_gradient`` over all of ``x``'s indices."""
+    return numeric_gradient(f, x, list(np.ndindex(x.shape)), h).reshape(x.shape)
 
 
 def away_from_zero(x: np.ndarray) -> np.ndarray:
