@@ -17,15 +17,18 @@ from cnn_common.seeds import generator
 T = TypeVar("T")  # a batch of indices, or anything that stands for one (a step number)
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+def epoch_batches(
+    n: int, batch_size: int, seed: int, epoch: int, stream: str = "order"
+) -> list[np.ndarray]:
     """Index batches of epoch ``epoch`` (0-based): each of ``range(n)`` exactly once.
 
     Returns ``ceil(n / batch_size)`` int64 arrays of length ``batch_size`` (the last may be
-    shorter).
+    shorter). ``stream="native_order"`` draws another permutation (NumPy's own shuffling when
+    a run asks for the framework's native batch order).
     """
     if n < 1 or batch_size < 1:
         raise ValueError(f"n and batch_size must be positive, got n={n}, batch_size={batch_size}")
-    order = generator(seed, "order", epoch).permutation(n)  # (n,)
+    order = generator(seed, stream, epoch).permutation(n)  # (n,)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 

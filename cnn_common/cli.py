@@ -17,9 +17,21 @@ from cnn_common.weights import Weights, init_weights
 DEVICES = ("auto", "cpu", "gpu")
 
 
-def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
-    """--spec, --set, --epochs, --batch-size, --seed, --dtype."""
-    defaults = TrainSpec()
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none to show
+    (a flag that is off, an empty list, a value that comes from the spec)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, defaults: TrainSpec | None = None) -> None:
+    """--spec, --set, --epochs, --batch-size, --seed, --dtype; ``defaults`` are the values
+    the help text names (the command's own when it differs from ``TrainSpec()``)."""
+    defaults = defaults or TrainSpec()
     parser.add_argument(
         "--spec", type=Path, help="YAML/JSON spec file with model: and train: sections"
     )
@@ -47,7 +59,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, default_subset: int | None = None) -> None:
     """--dataset, --data-dir, --subset."""
     parser.add_argument(
         "--dataset",
@@ -64,8 +76,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--subset",
         type=int,
         metavar="N",
-        help="train on the first N training images only (quick runs); "
-        "validation and test sets stay whole (default: all)",
+        default=default_subset,
+        help="train on the first N training images only (quick runs); validation and test "
+        f"sets stay whole (default: {default_subset or 'all'})",
     )
 
 
@@ -95,7 +108,7 @@ def add_trainer_command(
         "train",
         help="train, evaluate on the test set and write the run record",
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_train_arguments(parser)
     parser.add_argument(

@@ -35,10 +35,26 @@ CONTRACT = (
     "get_weights",
     "set_weights",
     "loss_and_grads",
+    "layer_trace",
     "train_steps",
     "save",
     "load",
 )
+
+# What ``train(..., native=...)`` can hand back to a framework's own default (the shared,
+# neutralised choice is the default): its own shuffling, its own 'same' padding placement,
+# its own optimiser class where the project writes the spec's update rule with another one.
+NATIVE_CHOICES = ("order", "padding", "optimizer")
+
+
+def check_native(native: object) -> frozenset[str]:
+    """``train``'s ``native`` argument as a set; an unknown choice raises ``ValueError``."""
+    chosen = frozenset(native or ())
+    unknown = sorted(chosen - set(NATIVE_CHOICES))
+    if unknown:
+        raise ValueError(f"unknown native choice(s) {unknown}; choose from {NATIVE_CHOICES}")
+    return chosen
+
 
 # The topics of the report's differences table, in its order.
 TOPICS = (
@@ -75,7 +91,9 @@ class FrameworkInfo:
     native: Mapping[str, str]
     model_suffix: str  # the file suffix of ``save``/``load``: .safetensors, .keras, .ckpt, .pt
     native_epsilon: tuple[float, str] | None = None
+    native_init: bool = True  # False: it has no initialisers of its own (the canonical ones)
     float64_exact: bool = True  # False: dtype float64 is computed (partly) in float32
+    padding_convention: str = "tensorflow"  # its own 'same' placement (cnn_common.spec)
     env: Mapping[str, str] = field(default_factory=dict)
     default: bool = False  # part of the default --frameworks
     order: int = 100  # position in tables and figures (lower first)

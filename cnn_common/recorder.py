@@ -45,6 +45,7 @@ class RunRecorder:
         progress: also print a progress bar and one line per epoch on the terminal.
         steps: training steps per epoch in this process (default: the whole training set in
             batches of ``train_spec.batch_size``; less for one process of several under DDP).
+        native: the defaults the run handed back to the framework (``train(native=...)``).
     """
 
     def __init__(
@@ -59,12 +60,14 @@ class RunRecorder:
         on_event: EventCallback | None = None,
         progress: bool = False,
         steps: int | None = None,
+        native: frozenset[str] = frozenset(),
     ) -> None:
         self.framework = framework
         self.model_spec, self.train_spec = model_spec, train_spec
         self.data = data
         self.out_dir = Path(out_dir)
         self.init = init
+        self.native = native
         self.steps = steps or steps_per_epoch(len(data.x_train), train_spec.batch_size)
         self.history: list[EpochRecord] = []
         self.step_losses: list[float] = []
@@ -200,6 +203,7 @@ class RunRecorder:
             n_train=len(self.data.x_train),
             n_val=len(self.data.x_val),
             init_digest=self.init_digest,
+            native=self.native,
             wall_time_s=time.perf_counter() - self._started,
             extra=extra,
         )

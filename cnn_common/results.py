@@ -75,6 +75,7 @@ class RunResult:
     wall_time_s: float = 0.0
     sizes: dict[str, int] = field(default_factory=dict)  # images used: train, val, test
     init_digest: str = ""  # cnn_common.weights.weights_digest of the initial weights
+    native: list[str] = field(default_factory=list)  # defaults handed back: order, padding
     status: str = "ok"  # ok | failed
     error: str = ""
     schema: int = SCHEMA_VERSION
@@ -137,6 +138,7 @@ def finish_result(
     wall_time_s: float,
     n_val: int = 0,
     init_digest: str = "",
+    native: Iterable[str] = (),
     extra: dict[str, Any] | None = None,
 ) -> RunResult:
     """Assemble a ``RunResult``: confusion matrix, report and throughput computed here, once."""
@@ -166,6 +168,7 @@ def finish_result(
         samples_per_s=n_train / median_time if median_time else 0.0,
         sizes={"train": n_train, "val": n_val, "test": len(y_test)},
         init_digest=init_digest,
+        native=sorted(native),
         peak_memory_mb=peak_memory_mb(),
         wall_time_s=wall_time_s,
         extra=extra or {},

@@ -1,6 +1,6 @@
 """The model and training spec: one frozen description that all three frameworks follow.
 
-``ModelSpec()`` is the seed model of DESIGN.md::
+``ModelSpec()`` is the seed model (docs/design.md)::
 
     Conv2D(16, 5x5) ReLU -> MaxPool 2x2 -> Conv2D(32, 5x5) ReLU -> MaxPool 2x2 -> Flatten
     -> Dense(64) ReLU -> Dense(10)
@@ -85,7 +85,7 @@ class TrainSpec:
     # "keras" (Keras/TensorFlow): eps is added to sqrt(v) before bias correction:
     #   w -= lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + eps)
     # The default is the paper's Algorithm 1 (PyTorch's form) with PyTorch's 1e-8; Keras applies
-    # it with its own class (DESIGN.md: "the spec states the values").
+    # it with its own class (docs/design.md: "the spec states the values").
     epsilon: float = 1e-8
     epsilon_convention: str = "torch"
     momentum: float = 0.9  # SGD momentum (PyTorch's form: v = mu*v + g; w -= lr*v)
@@ -227,12 +227,41 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """Zero padding (before, after) for 'same' along one axis, as TensorFlow places it.
 
     The output length is ``ceil(size / stride)``; when the total padding is odd the extra
-    pixel goes after (bottom/right). PyTorch's ``padding='same'`` agrees for stride 1 and odd
-    kernels only, so the frameworks pad explicitly with these amounts.
+    pixel goes after (bottom/right). PyTorch's ``padding='same'`` agrees, but exists for
+    stride 1 only, so the frameworks pad explicitly with these amounts.
     """
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
+
+
+PADDING_CONVENTIONS = ("tensorflow", "torch")
+
+
+def native_pads(spec: ModelSpec, convention: str) -> dict[str, tuple[tuple[int, int], ...]]:
+    """The conv layers a framework would pad otherwise by its own 'same' convention, with
+    those pads: ``{layer name: ((top, bottom), (left, right))}``; empty where it agrees.
+
+    - ``tensorflow``: the spec's placement (``same_padding``) everywhere.
+    - ``torch``: ``padding='same'`` (the spec's placement) for stride 1; for a larger stride
+      PyTorch has no 'same', and the usual ``padding=k // 2`` pads both sides alike. That
+      gives the spec's output size for odd kernels only; an even kernel with a stride keeps
+      the spec's pads (the layer would change shape otherwise).
+    """
+    if convention not in PADDING_CONVENTIONS:
+        raise ValueError(f"unknown padding convention {convention!r}")
+    found: dict[str, tuple[tuple[int, int], ...]] = {}
+    if convention == "tensorflow":
+        return found
+    convs = [layer for layer in layers(spec) if layer.kind == "conv"]
+    for block, layer in zip(spec.conv, convs, strict=True):
+        k = layer.kernel_size
+        if block.padding != "same" or layer.stride == 1 or k % 2 == 0:
+            continue
+        symmetric = ((k // 2, k // 2), (k // 2, k // 2))
+        if symmetric != layer.pad:
+            found[layer.name] = symmetric
+    return found
 
 
 def layers(spec: ModelSpec) -> list[Layer]:

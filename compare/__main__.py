@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from cnn_common.cli import DEVICES, add_data_arguments, add_spec_arguments, specs_from_args
+from cnn_common.cli import (
+    DEVICES,
+    HelpFormatter,
+    add_data_arguments,
+    add_spec_arguments,
+    specs_from_args,
+)
 from cnn_common.data import check_image_count, load_dataset
 from cnn_common.errors import UserError, run_cli
 from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict
 from compare import registry
+from compare.arms import FACTORS, check_factors
 from compare.layout import CONFIG_FILE
 
 PROG = "cnn-compare"
-HELP = argparse.ArgumentDefaultsHelpFormatter
+HELP = HelpFormatter
 
 
 def _frameworks_argument(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +115,42 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, help="CPU threads per framework (default: all)")
     bench.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder")
 
+    ablate = sub.add_parser(
+        "ablate",
+        help="which framework default causes a difference, and how much",
+        description="Train a baseline with every difference neutralised, then one arm per "
+        "factor that turns one default back to each framework's own, on the same seeds; "
+        "report each effect with its 95% interval against two noise floors (threads, ulp).",
+        formatter_class=HELP,
+    )
+    _frameworks_argument(ablate)
+    ablate.add_argument(
+        "--factors",
+        default=",".join(FACTORS),
+        help="comma-separated factors: init, epsilon, order, padding, and the noise floors "
+        "threads and ulp",
+    )
+    add_spec_arguments(ablate, TrainSpec(epochs=1))
+    add_data_arguments(ablate, default_subset=20000)
+    ablate.add_argument(
+        "--eval-subset",
+        type=int,
+        metavar="N",
+        help="evaluate on the first N validation and N test images only (default: all)",
+    )
+    ablate.add_argument("--seeds", type=int, default=5, help="seeds per arm (at least 3)")
+    ablate.add_argument("--out", type=Path, default=Path("runs/ablate"), help="results folder")
+    ablate.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the ablation in --out with its saved configuration; finished runs are kept",
+    )
+    ablate.add_argument(
+        "--overwrite", action="store_true", help="replace an ablation already in --out"
+    )
+    ablate.add_argument("--threads", type=int, help="CPU threads per run (default: all cores)")
+    ablate.add_argument("--quiet", action="store_true", help="no live progress display")
+
     report = sub.add_parser(
         "report",
         help="render the report of a results folder again",
@@ -135,6 +179,8 @@ def _main(argv: list[str] | None) -> int:
     model, train = specs_from_args(args)
     if args.command == "run":
         return _run(args, names, model, train)
+    if args.command == "ablate":
+        return _ablate(args, names, model, train)
     if args.command == "parity":
         from compare.parity import ParityOptions, run_parity
 
@@ -233,6 +279,40 @@ def _run(args: argparse.Namespace, names: list[str], model: ModelSpec, train: Tr
     if status == 2:
         print(f"{PROG}: error: some frameworks could not run; see the report", file=sys.stderr)
     return status
+
+
+def _ablate(args: argparse.Namespace, names: list[str], model: ModelSpec, train: TrainSpec) -> int:
+    from compare.ablate import AblateOptions, run_ablation
+
+    if args.seeds < 3:
+        raise UserError(
+            f"--seeds must be at least 3 for an ablation, got {args.seeds}",
+            "use --seeds 3 or more: fewer give intervals too wide to say anything",
+        )
+    if args.epochs is None:
+        train = dataclasses.replace(train, epochs=1)
+    for flag, value in (("--subset", args.subset), ("--eval-subset", args.eval_subset)):
+        if value is not None:
+            check_image_count(flag, value)
+    load_dataset(args.dataset, root=args.data_dir)
+    return run_ablation(
+        AblateOptions(
+            frameworks=tuple(names),
+            dataset=args.dataset,
+            model_spec=model,
+            train_spec=train,
+            factors=check_factors(args.factors.split(",")),
+            seeds=args.seeds,
+            out=args.out,
+            data_dir=args.data_dir,
+            subset=args.subset,
+            eval_subset=args.eval_subset,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            threads=args.threads,
+            progress=not args.quiet,
+        )
+    )
 
 
 if __name__ == "__main__":

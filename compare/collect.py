@@ -1,4 +1,5 @@
-"""Reading a results folder: every run record, every failure, the parity and bench results.
+"""Reading a results folder: every run record, every failure, and the parity, bench, ablation
+and cross-evaluation results when they are there.
 
 Only what the runs left on disk is read (``compare.layout`` names every file), so a report
 can be rendered again from a copied folder, without training, the dataset or even the
@@ -16,8 +17,10 @@ from cnn_common.errors import UserError
 from cnn_common.results import RunResult
 from compare import registry
 from compare.layout import (
+    ABLATION_FILE,
     BENCH_FILE,
     CONFIG_FILE,
+    CROSSEVAL_FILE,
     FAILED_FILE,
     PARITY_FILE,
     RESULT_FILE,
@@ -39,6 +42,8 @@ class Collected:
     failures: list[dict[str, Any]] = field(default_factory=list)  # framework, seed, kind, error
     parity: dict[str, Any] | None = None
     bench: dict[str, Any] | None = None
+    ablation: dict[str, Any] | None = None
+    crosseval: dict[str, Any] | None = None
 
     def first_seeds(self) -> list[tuple[RunResult, Path]]:
         """Each framework's run of the lowest seed and its folder: what per-run figures show."""
@@ -62,17 +67,22 @@ def collect(out: Path) -> Collected:
     """Read every run under ``out/runs``, by seed then framework; a run folder without a
     record or a failure was interrupted and counts as a ``killed`` failure."""
     out = Path(out)
+    if not out.is_dir():
+        raise UserError(f"{out} is not a folder", "give the --out folder of a `cnn-compare run`")
+    extras = {
+        "parity": _read_json(out / PARITY_FILE),
+        "bench": _read_json(out / BENCH_FILE),
+        "ablation": _read_json(out / ABLATION_FILE),
+        "crosseval": _read_json(out / CROSSEVAL_FILE),
+    }
     config = _read_json(out / CONFIG_FILE)
-    if config is None:
+    if config is None and not any(extras.values()):
         raise UserError(
-            f"{out} is not a results folder (no {CONFIG_FILE})",
-            "give the --out folder of a `cnn-compare run`",
+            f"{out} is not a results folder (no {CONFIG_FILE}, {PARITY_FILE}, {BENCH_FILE} "
+            f"or {ABLATION_FILE})",
+            "give the --out folder of `cnn-compare run`, `parity`, `bench` or `ablate`",
         )
-    found = Collected(
-        config=config,
-        parity=_read_json(out / PARITY_FILE),
-        bench=_read_json(out / BENCH_FILE),
-    )
+    found = Collected(config=config or {}, **extras)
     runs_dir = out / RUNS_DIR
     named = [(parse_run_dir(p), p) for p in runs_dir.iterdir()] if runs_dir.is_dir() else []
     folders = sorted(
@@ -91,6 +101,14 @@ def collect(out: Path) -> Collected:
                 {"framework": framework, "seed": seed, "kind": "killed", "error": KILLED}
             )
     found.frameworks = list(
-        config.get("frameworks") or dict.fromkeys(framework for (framework, _), _ in folders)
+        found.config.get("frameworks") or dict.fromkeys(framework for (framework, _), _ in folders)
     )
     return found
+
+
+def completed(path: Path) -> bool:
+    """True when the run folder ``path`` holds a finished, successful run record."""
+    try:
+        return RunResult.from_json(path / RESULT_FILE).status == "ok"
+    except (OSError, ValueError, TypeError, KeyError):
+        return False

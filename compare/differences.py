@@ -23,6 +23,7 @@ class Difference:
     native: dict[str, str]  # framework -> its default, in the run's framework order
     this_run: str  # what every framework used in this run
     neutralised: str  # yes | no | n/a, with why
+    key: str = ""  # the topic of cnn_common.framework.TOPICS ("" for run-level rows)
 
 
 def native_default(framework: str, topic: str) -> str:
@@ -105,7 +106,7 @@ def differences(config: dict[str, Any], frameworks: list[str]) -> list[Differenc
     for topic in TOPICS:
         title, this_run, neutralised = run_level[topic]
         native = {name: native_default(name, topic) for name in frameworks}
-        rows.append(Difference(title, native, this_run, neutralised))
+        rows.append(Difference(title, native, this_run, neutralised, topic))
     dense = config.get("model", {}).get("dense", [])
     if any(layer.get("dropout", 0) > 0 for layer in dense):
         rows.append(

@@ -24,6 +24,7 @@ from cnn_common.weights import load_weights
 from compare import registry
 from compare.collect import Collected
 from compare.layout import FEATURES_FILE, FIGURES_DIR, WEIGHTS_FILE
+from compare.render import FigureFile
 
 # Frameworks trained from shared weights often draw the same line: each gets its own marker and,
 # within a figure, its own width, widest first, so lines lying on top of each other stay visible.
@@ -50,12 +51,6 @@ class Style(NamedTuple):
     width: float
 
 
-class FigureFile(NamedTuple):
-    name: str  # the figure's key in CAPTIONS, and its anchor in the HTML report
-    caption: str
-    path: Path
-
-
 def styles(names: list[str]) -> dict[str, Style]:
     """A distinct style per framework of one figure. Colour and marker follow the position in
     the registry (unknown names after it, alphabetically), so a framework keeps them from one
@@ -72,7 +67,8 @@ def styles(names: list[str]) -> dict[str, Style]:
     return found
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG, atomically; return ``path``."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
@@ -118,7 +114,7 @@ def fig_curves(found: Collected, path: Path) -> Path:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def fig_step_loss(found: Collected, path: Path) -> Path:
@@ -164,7 +160,7 @@ def fig_step_loss(found: Collected, path: Path) -> Path:
     axes[0].grid(alpha=0.3)
     axes[0].legend()
     axes[-1].set_xlabel("training step")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def fig_confusion(found: Collected, path: Path) -> Path:
@@ -186,7 +182,7 @@ def fig_confusion(found: Collected, path: Path) -> Path:
         ax.set_ylabel("true")
         ax.set_xticks(range(k))
         ax.set_yticks(range(k))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def fig_class_f1(found: Collected, path: Path) -> Path:
@@ -208,7 +204,7 @@ def fig_class_f1(found: Collected, path: Path) -> Path:
     ax.set_title("per-class F1")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def mosaic(maps: np.ndarray) -> np.ndarray:
@@ -273,7 +269,7 @@ def fig_feature_maps(loaded: FeatureMaps, path: Path, shared: bool) -> Path | No
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def fig_filters(found: Collected, path: Path) -> Path | None:
@@ -292,7 +288,7 @@ def fig_filters(found: Collected, path: Path) -> Path | None:
         ax.set_title(f"{framework}: conv1 kernels {kernel.shape}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def fig_misclassified(
@@ -320,7 +316,7 @@ def fig_misclassified(
                 f"#{arrays['wrong/index'][col]}\npred {predicted} / true {true}", fontsize=7
             )
         axes[row, 0].set_ylabel(framework)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def make_figures(out: Path, found: Collected) -> list[FigureFile]:

@@ -2,8 +2,11 @@
 the worker reads it back (``to_json`` / ``from_json``), so nothing travels as loose strings.
 
 - ``TrainJob``: train one framework on one seed and leave its run in ``out``;
+- ``BatchJob``: several ``TrainJob`` of one framework, one after the other in one process
+  (the ablation: the framework is imported once for all its runs);
 - ``ParityJob``: record one framework's logits, gradients and updates from shared weights;
-- ``BenchJob``: time one framework's training epochs and inference.
+- ``BenchJob``: time one framework's training epochs and inference;
+- ``CrossEvalJob``: evaluate other frameworks' trained weights in one framework.
 """
 
 from __future__ import annotations
@@ -43,13 +46,26 @@ class Job:
     def specs(self) -> tuple[ModelSpec, TrainSpec]:
         return spec_from_dict({"model": self.model_spec, "train": self.train_spec})
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, **dataclasses.asdict(self)}, indent=1)
+        return json.dumps(self.to_dict(), indent=1)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Job:
+        data = dict(data)
+        cls = JOB_TYPES[data.pop("kind")]
+        if cls is BatchJob:
+            data["jobs"] = [Job.from_dict(job) for job in data["jobs"]]
+        return cls(**data)
 
     @staticmethod
     def from_json(text: str) -> Job:
-        data = json.loads(text)
-        return JOB_TYPES[data.pop("kind")](**data)
+        return Job.from_dict(json.loads(text))
+
+
+INITS = ("shared", "native", "shared-ulp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,9 +74,26 @@ class TrainJob(Job):
     seed: int
     subset: int | None = None  # training images (None: all)
     eval_subset: int | None = None  # validation and test images (None: all)
-    init: str = "shared"  # shared | native
+    # shared: cnn_common's initial weights; native: the framework's own initialisers;
+    # shared-ulp: the shared weights with the last bit of one weight flipped (a noise floor).
+    init: str = "shared"
+    native: list[str] = dataclasses.field(default_factory=list)  # train(native=...)
     device: str = "auto"
     resume: bool = True  # continue from the folder's checkpoints, if any
+    feature_maps: bool = True  # keep feature maps and misclassified images for the report
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchJob(Job):
+    """Training runs of one framework in one process; ``out`` holds the batch's events and
+    log, each run writes into its own ``out``. A failed run is recorded in its folder and the
+    batch goes on with the next."""
+
+    kind: ClassVar[str] = "batch"
+    jobs: list[TrainJob]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "jobs": [job.to_dict() for job in self.jobs]}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,4 +109,16 @@ class BenchJob(Job):
     repeats: int = 3
 
 
-JOB_TYPES: dict[str, type[Job]] = {cls.kind: cls for cls in (TrainJob, ParityJob, BenchJob)}
+@dataclass(frozen=True, kw_only=True)
+class CrossEvalJob(Job):
+    """The test-set logits of each weight file (canonical safetensors, by source framework)
+    in ``framework``, written to ``out``."""
+
+    kind: ClassVar[str] = "crosseval"
+    weights: dict[str, str]  # source framework -> its weights.safetensors
+    eval_subset: int | None = None
+
+
+JOB_TYPES: dict[str, type[Job]] = {
+    cls.kind: cls for cls in (TrainJob, BatchJob, ParityJob, BenchJob, CrossEvalJob)
+}

@@ -13,6 +13,10 @@
     OUT/figures/*.png                 the figures
     OUT/parity.json                   ``cnn-compare parity`` (when run into this folder)
     OUT/bench.json                    ``cnn-compare bench`` (when run into this folder)
+    OUT/ablation/                     ``cnn-compare ablate``'s runs (``compare.ablate``)
+    OUT/ablation.json                 the ablation's effects
+    OUT/crosseval/<framework>/        every run's trained weights evaluated in <framework>
+    OUT/crosseval.json                the cross-evaluation matrices
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ REPORT_HTML = "report.html"
 FIGURES_DIR = "figures"
 PARITY_FILE = "parity.json"
 BENCH_FILE = "bench.json"
+ABLATION_DIR = "ablation"
+ABLATION_FILE = "ablation.json"
+CROSSEVAL_DIR = "crosseval"
+CROSSEVAL_FILE = "crosseval.json"
+CROSSEVAL_RECORD = "logits.npz"
 
 # Inside a job's folder (a run, or one framework's parity or bench job):
 JOB_FILE = "job.json"
@@ -41,7 +50,12 @@ PARITY_RECORD = "parity.npz"
 BENCH_RECORD = "bench.json"
 
 __all__ = [
+    "ABLATION_DIR",
+    "ABLATION_FILE",
     "BENCH_FILE",
+    "CROSSEVAL_DIR",
+    "CROSSEVAL_FILE",
+    "CROSSEVAL_RECORD",
     "BENCH_RECORD",
     "CONFIG_FILE",
     "EVENTS_FILE",

@@ -1,23 +1,16 @@
-"""``cnn-compare parity``: one set of weights in every framework, the same batches, K steps.
+"""``cnn-compare parity``: one set of weights in every framework, the same batches, K steps:
+where do the numerics part?
 
-Each framework (in its own process, ``compare.parity_task``) loads ``init_weights(spec, seed)``
-and records, for each of the first K batches of the shared batch order, the logits, the loss
-and the gradients at those shared weights — a like-for-like comparison of forward and backward.
-It then records its own weights after ``k = 1..K`` optimiser steps, which compares the
-optimisers (and the drift that rounding adds step by step).
-
-Metrics: logits and loss by ``max |a - b|``; gradients by ``max |a - b| / max |b|`` (per
-tensor); weights by the relative difference of the update, ``||(a - w0) - (b - w0)|| /
-||b - w0||``, so that one entry whose float32 gradient took the other side of a max-pooling
-near-tie (it happens: the frameworks' kernels round differently) does not hide, or fake, a
-difference of the optimisers. The parent names the first batch or step, and the tensor, where
-a pair departs beyond tolerance.
+Each framework (in its own process, ``compare.parity_task``) records its layer-by-layer trace
+and its updates step by step from the shared initial weights; ``compare.locate`` compares
+every pair in the order the computation runs and names the first step, layer and quantity
+(forward, backward or update) where each pair departs beyond tolerance. A departure that a
+framework's declaration explains (float64 computed in float32) is named with its cause.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,31 +19,20 @@ import numpy as np
 
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import ModelSpec, TrainSpec
-from cnn_common.weights import weight_names
 from compare import registry
 from compare.jobs import ParityJob
 from compare.launch import run_checked
 from compare.layout import PARITY_FILE, PARITY_RECORD
+from compare.locate import (
+    PHASES,
+    TOLERANCES,
+    Row,
+    compare_records,
+    first_departures,
+    near_tie_pools,
+)
 from compare.render import md_table
-
-# dtype -> quantity -> (metric, tolerance). float32: the kernels of each framework round
-# differently; float64 leaves only the order of summation.
-TOLERANCES: dict[str, dict[str, tuple[str, float]]] = {
-    "float32": {
-        "logits": ("abs", 1e-5),
-        "loss": ("abs", 1e-5),
-        "grad": ("rel", 1e-4),
-        # Updates drift apart step by step as rounding differs; 1e-3 after a few steps, while
-        # a wrong epsilon convention or bias correction shows at 1e-4..1 from step 1.
-        "weights": ("update", 1e-3),
-    },
-    "float64": {
-        "logits": ("abs", 1e-10),
-        "loss": ("abs", 1e-10),
-        "grad": ("rel", 1e-10),
-        "weights": ("update", 1e-9),
-    },
-}
+from compare.report import write_outputs
 
 
 @dataclass(frozen=True)
@@ -71,122 +53,84 @@ def without_dropout(spec: ModelSpec) -> ModelSpec:
     return dataclasses.replace(spec, dense=dense)
 
 
-def compare_arrays(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """``(max |a - b|, max |a - b| / max |b|, ||a - b|| / ||b||)`` in float64."""
-    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if not a64.size:
-        return 0.0, 0.0, 0.0
-    diff = float(np.max(np.abs(a64 - b64)))
-    scale = float(np.max(np.abs(b64)))
-    norm_diff, norm = float(np.linalg.norm(a64 - b64)), float(np.linalg.norm(b64))
-    return diff, diff / scale if scale > 0 else diff, norm_diff / norm if norm > 0 else norm_diff
-
-
-def _quantity(key: str) -> tuple[int, str, str]:
-    """``step2/grad/conv1.kernel`` -> (2, "grad", "conv1.kernel")."""
-    parts = key.split("/")
-    step = int(parts[0][4:])
-    return step, parts[1], parts[2] if len(parts) > 2 else parts[1]
-
-
-def compare_frameworks(
-    recorded: dict[str, dict[str, np.ndarray]], names: list[str], dtype: str
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Every pair, step and tensor: rows of differences, and the first row past tolerance."""
-    tolerances = TOLERANCES[dtype]
-    kind_order = {"logits": 0, "loss": 1, "grad": 2, "weights": 3}
-    rows: list[dict[str, Any]] = []
-    for a, b in itertools.combinations(recorded, 2):
-        keys = sorted(
-            recorded[a],
-            key=lambda k: (
-                _quantity(k)[0],
-                kind_order[_quantity(k)[1]],
-                _layer_pos(_quantity(k)[2], names),
-            ),
-        )
-        for key in keys:
-            step, kind, tensor = _quantity(key)
-            abs_diff, rel_diff, norm_rel = compare_arrays(recorded[a][key], recorded[b][key])
-            metric, tol = tolerances[kind]
-            value = {"abs": abs_diff, "rel": rel_diff, "update": norm_rel}[metric]
-            rows.append(
-                {
-                    "pair": f"{a} vs {b}",
-                    "step": step,
-                    "quantity": kind,
-                    "tensor": tensor,
-                    "max_abs": abs_diff,
-                    "max_rel": rel_diff,
-                    "norm_rel": norm_rel,
-                    "metric": metric,
-                    "value": value,
-                    "tolerance": tol,
-                    "ok": value <= tol,
-                }
-            )
-    failing = [r for r in rows if not r["ok"]]
-    first = (
-        min(
-            failing,
-            key=lambda r: (r["step"], kind_order[r["quantity"]], _layer_pos(r["tensor"], names)),
-        )
-        if failing
-        else None
-    )
-    return rows, first
-
-
-def _layer_pos(tensor: str, names: list[str]) -> int:
-    return names.index(tensor) if tensor in names else -1
-
-
-QUANTITY_LABELS = {
-    "logits": "logits (shared weights)",
-    "loss": "loss (shared weights)",
-    "grad": "gradients (shared weights)",
-    "weights": "update after k steps",
-}
-
-
-def describe(row: dict[str, Any]) -> str:
-    """Where a row stands: 'batch 2, grad of conv1.kernel' or 'after step 3, weights of ...'."""
-    if row["quantity"] == "weights":
-        return f"after step {row['step']}, update of {row['tensor']}"
-    what = row["tensor"] if row["quantity"] == "grad" else ""
-    return f"batch {row['step']}, {row['quantity']}" + (f" of {what}" if what else "")
-
-
-def summary_table(rows: list[dict[str, Any]]) -> list[list[str]]:
-    """Per pair and quantity: the row closest to (or furthest past) its tolerance."""
-    worst: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        key = (row["pair"], row["quantity"])
-        if key not in worst or row["value"] / row["tolerance"] > (
-            worst[key]["value"] / worst[key]["tolerance"]
-        ):
-            worst[key] = row
-    return [
-        [
-            pair,
-            QUANTITY_LABELS[kind],
-            f"{row['max_abs']:.3g}",
-            f"{row['max_rel']:.3g}",
-            f"{row['value']:.3g}",
-            f"{row['metric']} <= {row['tolerance']:g}",
-            "ok" if row["ok"] else f"DEPARTS ({describe(row)})",
+def known_cause(
+    row: Row, dtype: str, recorded: dict[str, dict[str, np.ndarray]], spec: ModelSpec
+) -> str:
+    """Why a pair departs, when the cause is known: a framework's own declaration (float64
+    computed in float32), or a max-pooling near-tie at this step or before (float32
+    rounding routing a gradient to another pixel: every later quantity inherits it)."""
+    a, b = row.pair.split(" vs ")
+    if dtype == "float64":
+        causes = [
+            f"{name}: {registry.get(name).native['float64']}"
+            for name in (a, b)
+            if name in registry.frameworks() and not registry.get(name).float64_exact
         ]
-        for (pair, kind), row in worst.items()
-    ]
+        if causes:
+            return "; ".join(causes)
+    for step in range(row.step + 1):
+        pools = near_tie_pools(recorded[a], recorded[b], spec, step)
+        if pools:
+            return (
+                f"float32 rounding: a max-pooling near-tie in {', '.join(pools)} at step "
+                f"{step} sent a gradient to another pixel of its window (both are right); "
+                "--dtype float64 separates rounding from real differences"
+            )
+    return ""
+
+
+def pair_table(rows: list[Row], causes: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    """Per pair: the worst relative difference of each phase against its tolerance, and the
+    first departure with its cause when one is known."""
+    head = ["pair", *(f"{phase} (worst / tol)" for phase in PHASES), "first departure"]
+    firsts = first_departures(rows)
+    table = []
+    for pair, first in firsts.items():
+        cells = [pair]
+        for phase in PHASES:
+            mine = [r for r in rows if r.pair == pair and r.phase == phase]
+            worst = max(mine, key=lambda r: r.value / r.tolerance, default=None)
+            cells.append(f"{worst.value:.2g} / {worst.tolerance:g}" if worst else "-")
+        if first is None:
+            cells.append("none: agree within tolerance")
+        else:
+            cause = causes.get(pair, "")
+            cells.append(
+                f"{first.where()} ({first.value:.3g} > {first.tolerance:g})"
+                + (f"; known cause: {cause}" if cause else "")
+            )
+        table.append(cells)
+    return head, table
+
+
+def summary(rows: list[Row], options: ParityOptions, causes: dict[str, str]) -> dict[str, Any]:
+    """The parity record: settings, every row, and each pair's first departure with its known
+    cause (JSON-safe)."""
+    train = options.train_spec
+    firsts = first_departures(rows)
+    return {
+        "frameworks": list(options.frameworks),
+        "dtype": train.dtype,
+        "steps": options.steps,
+        "batch_size": train.batch_size,
+        "optimizer": f"{train.optimizer} ({train.epsilon_convention} epsilon {train.epsilon})",
+        "tolerances": TOLERANCES[train.dtype],
+        "rows": [row.to_dict() for row in rows],
+        "departures": {
+            pair: None if row is None else {**row.to_dict(), "cause": causes.get(pair, "")}
+            for pair, row in firsts.items()
+        },
+    }
 
 
 def run_parity(options: ParityOptions) -> int:
-    """Run every framework's parity job, print the table; 0 within tolerance, else 1."""
+    """Run every framework's parity job, print where each pair parts; 0 when none does."""
     model_spec = without_dropout(options.model_spec)
     train = options.train_spec
-    recorded: dict[str, dict[str, np.ndarray]] = {}
     for name in options.frameworks:
         registry.check_installed(name)
+    recorded: dict[str, dict[str, np.ndarray]] = {}
+    for name in options.frameworks:
         job = ParityJob.create(
             model_spec=model_spec,
             train_spec=train,
@@ -199,32 +143,22 @@ def run_parity(options: ParityOptions) -> int:
         run_checked(job, options.in_process)
         with np.load(job.path / PARITY_RECORD) as npz:
             recorded[name] = {k: npz[k] for k in npz.files}
-    names = weight_names(model_spec)
-    rows, first = compare_frameworks(recorded, names, train.dtype)
-    head = ["pair", "quantity", "max abs diff", "max rel diff", "measured", "tolerance", "verdict"]
-    table = summary_table(rows)
-    print(
-        f"parity: {', '.join(options.frameworks)}, {train.dtype}, {options.steps} step(s), "
-        f"batch {train.batch_size}, {train.optimizer} ({train.epsilon_convention} epsilon)"
-    )
-    print(md_table(head, table))
-    if first is None:
-        verdict = "all pairs agree within tolerance"
-    else:
-        verdict = (
-            f"first departure: {first['pair']} at {describe(first)}: "
-            f"{first['metric']} {first['value']:.3g} > {first['tolerance']:g} "
-            f"(max abs {first['max_abs']:.3g})"
-        )
-    print(verdict)
-    report = {
-        "dtype": train.dtype,
-        "steps": options.steps,
-        "frameworks": list(recorded),
-        "rows": rows,
-        "first_departure": first,
-        "verdict": verdict,
+    rows = compare_records(recorded, model_spec, train.dtype)
+    causes = {
+        pair: known_cause(row, train.dtype, recorded, model_spec)
+        for pair, row in first_departures(rows).items()
+        if row is not None
     }
-    atomic_write_json(options.out / PARITY_FILE, report)
-    print(f"wrote {options.out / PARITY_FILE}")
-    return 0 if first is None else 1
+    record = summary(rows, options, causes)
+    print(
+        f"parity: {', '.join(options.frameworks)}, {train.dtype}, {options.steps} step(s) from "
+        f"shared weights, batch {train.batch_size}, {record['optimizer']}"
+    )
+    print(md_table(*pair_table(rows, causes)))
+    atomic_write_json(options.out / PARITY_FILE, record)
+    for line in write_outputs(options.out)[-1:]:
+        print(f"wrote {options.out / PARITY_FILE}; {line}")
+    unexplained = [p for p, row in record["departures"].items() if row and not row["cause"]]
+    if unexplained:
+        print(f"unexplained departures: {', '.join(unexplained)}")
+    return 1 if unexplained else 0

@@ -1,9 +1,15 @@
 """A worker's parity task: one framework, the shared weights, the shared batches, K steps.
 
-It records, for each of the first K batches of epoch 0's shared order, the logits, the loss and
-the gradients at the shared initial weights (a like-for-like comparison of forward and
-backward), and its own weights after ``k = 1..K`` optimiser steps from those weights, as the
-update ``w_k - w_0`` (which compares the optimisers, and the drift rounding adds step by step).
+From the shared initial weights ``w0``, for each step ``k = 0..K-1`` it records the
+framework's layer-by-layer trace on batch ``k`` at its own weights after ``k`` updates
+(``layer_trace``: every layer's output, the gradient with respect to every layer's input and
+every weight, the loss), and its weights after ``k + 1`` updates as the update ``w_{k+1} - w0``.
+Each ``w_k`` comes from replaying ``k`` optimiser steps from ``w0`` in one ``train_steps`` call
+(one optimiser state, as in training): K(K+1)/2 steps in all, which for the few steps a
+locator needs costs less than a process start.
+
+Keys of ``parity.npz``: ``step{k}/loss``, ``step{k}/forward/<layer>``,
+``step{k}/grad_input/<layer>``, ``step{k}/grad/<tensor>`` and ``step{k+1}/update/<tensor>``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from compare.layout import PARITY_RECORD
 
 
 def run_parity_task(job: ParityJob) -> None:
-    """Record ``step{k}/logits|loss|grad/<tensor>|weights/<tensor>`` into ``parity.npz``."""
+    """Record the trace of every step and the update after it into ``parity.npz``."""
     model_spec, train_spec = job.specs()
     framework = registry.load(job.framework)
     data = training_data(job.dataset, train_spec, root=job.data_dir)
@@ -28,20 +34,15 @@ def run_parity_task(job: ParityJob) -> None:
     batches = [(data.x_train[i], data.y_train[i]) for i in index_batches[: job.steps]]
     start = init_weights(model_spec, train_spec.seed, train_spec.dtype)
     arrays: dict[str, np.ndarray] = {}
-    model = framework.build(model_spec, train_spec.dtype)
-    framework.set_weights(model, start)
-    for k, (x, y) in enumerate(batches):  # forward and backward at the shared weights
-        arrays[f"step{k}/logits"] = np.asarray(framework.predict_logits(model, x))
-        loss, grads = framework.loss_and_grads(model, x, y)
-        arrays[f"step{k}/loss"] = np.asarray(loss, dtype=np.float64)
-        for name, value in grads.items():
-            arrays[f"step{k}/grad/{name}"] = np.asarray(value)
-    for k in range(1, job.steps + 1):
-        # A fresh model and optimiser replayed over k batches: the optimiser state stays inside
-        # one train_steps call, as it does in training.
+    for k in range(job.steps + 1):
         model = framework.build(model_spec, train_spec.dtype)
         framework.set_weights(model, start)
-        framework.train_steps(model, train_spec, batches[:k])
-        for name, value in framework.get_weights(model).items():
-            arrays[f"step{k}/weights/{name}"] = np.asarray(value) - start[name]  # the update
+        if k:
+            framework.train_steps(model, train_spec, batches[:k])
+            for name, value in framework.get_weights(model).items():
+                arrays[f"step{k}/update/{name}"] = np.asarray(value) - start[name]
+        if k < job.steps:
+            x, y = batches[k]
+            for key, value in framework.layer_trace(model, x, y).items():
+                arrays[f"step{k}/{key}"] = np.asarray(value)
     atomic_write_npz(job.path / PARITY_RECORD, arrays)

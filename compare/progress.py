@@ -20,14 +20,25 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from cnn_common.events import End, Epoch, Event, Start, Step
+from cnn_common.events import End, Epoch, Event, EventCallback, Start, Step
 
 
 class RunDisplay:
-    """A row per run label; ``event`` moves its bar, ``note`` writes its status."""
+    """A row per run label; ``event`` moves its bar, ``note`` writes its status.
 
-    def __init__(self, labels: list[str], enabled: bool, file: TextIO | None = None) -> None:
+    ``totals`` gives a row its number of steps up front (a row that stands for several runs);
+    a row without one takes it from its run's ``Start`` event.
+    """
+
+    def __init__(
+        self,
+        labels: list[str],
+        enabled: bool,
+        file: TextIO | None = None,
+        totals: dict[str, int] | None = None,
+    ) -> None:
         self.tasks: dict[str, TaskID] = {}
+        self.totals = dict(totals or {})
         self.progress: Progress | None = None
         if not enabled or not labels:
             return
@@ -42,7 +53,8 @@ class RunDisplay:
             transient=True,
         )
         for label in labels:
-            self.tasks[label] = self.progress.add_task(label, total=None, info="waiting")
+            total = self.totals.get(label)
+            self.tasks[label] = self.progress.add_task(label, total=total, info="waiting")
         self.progress.start()
 
     def event(self, label: str, event: Event) -> None:
@@ -50,12 +62,12 @@ class RunDisplay:
             return
         task = self.tasks[label]
         if isinstance(event, Start):
-            self.progress.update(
-                task,
-                total=event.epochs * event.steps_per_epoch,
-                completed=event.start_epoch * event.steps_per_epoch,
-                info="starting",
-            )
+            done = event.start_epoch * event.steps_per_epoch
+            if label in self.totals:  # one run of several: count what it skips
+                self.progress.update(task, advance=done, info="starting")
+            else:
+                total = event.epochs * event.steps_per_epoch
+                self.progress.update(task, total=total, completed=done, info="starting")
         elif isinstance(event, Step):
             self.progress.update(
                 task,
@@ -70,6 +82,10 @@ class RunDisplay:
             )
         elif isinstance(event, End):
             self.progress.update(task, info=f"test accuracy {100 * event.test_accuracy:.2f} %")
+
+    def listener(self, label: str) -> EventCallback:
+        """A callback that feeds ``label``'s row."""
+        return lambda event: self.event(label, event)
 
     def note(self, label: str, text: str) -> None:
         if self.progress is not None and label in self.tasks:

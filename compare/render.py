@@ -42,16 +42,20 @@ figcaption { font-size: 0.9em; color: #555; }
 """
 
 
+class FigureFile(NamedTuple):
+    name: str  # the figure's anchor in the HTML report
+    caption: str
+    path: Path  # the PNG, under figures/
+
+
 class Section(NamedTuple):
-    """One titled table of the report."""
+    """One titled part of the report: a paragraph, a table, figures (each may be empty)."""
 
     title: str
-    text: str  # a paragraph before the table ("" for none)
-    head: list[str]
-    rows: list[list[str]]
-
-
-FigureRef = tuple[str, str, Path]  # anchor name, caption, PNG file
+    text: str = ""
+    head: Sequence[str] = ()
+    rows: Sequence[Sequence[str]] = ()
+    figures: Sequence[FigureFile] = ()
 
 
 def _md_cell(value: object) -> str:
@@ -79,49 +83,54 @@ def html_table(head: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_markdown(
-    path: Path, intro: str, sections: Sequence[Section], figures: Sequence[FigureRef]
-) -> None:
-    """report.md: the intro line, each section's text and table, each figure linked."""
-    parts = [f"# {TITLE}", "", intro, ""]
-    for title, text, head, rows in sections:
-        parts += [f"## {title}", "", *([text, ""] if text else []), md_table(head, rows), ""]
-    for _, caption, fig_path in figures:
-        parts += [f"## {caption}", "", f"![{caption}]({FIGURES_DIR}/{fig_path.name})", ""]
+def write_markdown(path: Path, intro: Sequence[str], sections: Sequence[Section]) -> None:
+    """report.md: the intro lines, a table of contents, then each section's text, table and
+    figures (linked from ``figures/``)."""
+    parts = [f"# {TITLE}", "", *intro, ""]
+    parts += [f"- [{s.title}](#{anchor(s.title)})" for s in sections] + [""]
+    for section in sections:
+        parts += [f"## {section.title}", ""]
+        if section.text:
+            parts += [section.text, ""]
+        if section.head:
+            parts += [md_table(list(section.head), [list(r) for r in section.rows]), ""]
+        for figure in section.figures:
+            parts += [f"![{figure.caption}]({FIGURES_DIR}/{figure.path.name})", ""]
     atomic_write_bytes(path, "\n".join(parts).encode())
 
 
-def _anchor(title: str) -> str:
+def anchor(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
 
 
-def write_html(
-    path: Path, intro: str, sections: Sequence[Section], figures: Sequence[FigureRef]
-) -> None:
-    """report.html, self-contained: inline CSS, figures as base64 data URIs."""
+def write_html(path: Path, intro: Sequence[str], sections: Sequence[Section]) -> None:
+    """report.html, self-contained: inline CSS, a table of contents, figures as base64 data
+    URIs."""
     parts = [
         "<!DOCTYPE html>",
         "<html lang='en'><head><meta charset='utf-8'>",
         f"<title>{TITLE}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>{TITLE}</h1>",
-        f"<p>{html.escape(intro)}</p>",
+        *(f"<p>{html.escape(line)}</p>" for line in intro),
+        "<nav><ol>",
+        *(f"<li><a href='#{anchor(s.title)}'>{html.escape(s.title)}</a></li>" for s in sections),
+        "</ol></nav>",
     ]
-    for title, text, head, rows in sections:
-        parts += [
-            f"<h2 id='{_anchor(title)}'>{html.escape(title)}</h2>",
-            *([f"<p>{html.escape(text)}</p>"] if text else []),
-            html_table(head, rows),
-        ]
-    for name, caption, fig_path in figures:
-        data = base64.b64encode(fig_path.read_bytes()).decode()
-        caption = html.escape(caption)
-        parts += [
-            f"<h2 id='{name}'>{caption}</h2>",
-            "<figure>",
-            f"<img alt='{caption}' src='data:image/png;base64,{data}'>",
-            f"<figcaption>{caption}</figcaption></figure>",
-        ]
+    for section in sections:
+        parts.append(f"<h2 id='{anchor(section.title)}'>{html.escape(section.title)}</h2>")
+        if section.text:
+            parts.append(f"<p>{_html_cell(section.text)}</p>")
+        if section.head:
+            parts.append(html_table(list(section.head), [list(r) for r in section.rows]))
+        for figure in section.figures:
+            data = base64.b64encode(figure.path.read_bytes()).decode()
+            caption = html.escape(figure.caption)
+            parts += [
+                f"<figure id='{figure.name}'>",
+                f"<img alt='{caption}' src='data:image/png;base64,{data}'>",
+                f"<figcaption>{caption}</figcaption></figure>",
+            ]
     parts.append("</body></html>")
     atomic_write_bytes(path, "\n".join(parts).encode())
 

@@ -1,9 +1,10 @@
 """Results folder -> results.json, history.csv, figures/*.png, report.md, report.html.
 
-``write_outputs(out)`` reads only what the runs left on disk (``compare.collect``), so
+``write_outputs(out)`` reads only what the commands left on disk (``compare.collect``), so
 ``cnn-compare report DIR`` renders the same report again without training or the dataset.
-The work is split by job: ``collect`` reads, ``differences`` and ``tables`` compute,
-``figures`` plots, ``render`` writes the documents; this module only puts them in order.
+The work is split by job: ``collect`` reads, ``differences``, ``tables`` and ``analysis``
+compute, ``figures`` and ``analysis_figures`` plot, ``render`` writes the documents; this
+module only puts them in order.
 """
 
 from __future__ import annotations
@@ -13,37 +14,50 @@ from pathlib import Path
 from typing import Any
 
 from cnn_common.files import atomic_write_json
-from compare import tables
+from compare import analysis, tables
 from compare.collect import Collected, collect
-from compare.differences import Difference, differences
+from compare.differences import differences
 from compare.figures import make_figures
-from compare.layout import HISTORY_FILE, REPORT_HTML, REPORT_MD, RESULTS_FILE
+from compare.layout import FIGURES_DIR, HISTORY_FILE, REPORT_HTML, REPORT_MD, RESULTS_FILE
 from compare.render import Section, write_history_csv, write_html, write_markdown
 
 
-def sections(
-    found: Collected, rows: list[dict[str, Any]], diffs: list[Difference]
-) -> list[Section]:
-    """Every table of the report, in order: results, failures, per-class scores, differences."""
-    text = "Test-set results; epoch time is the median training epoch."
-    spread = tables.accuracy_spread(rows)
-    if spread is not None:
-        text += f" Spread of test accuracy across frameworks: {spread:.2f} points."
-    made = [Section("Results", text, *tables.results_table(rows))]
+def sections(found: Collected, rows: list[dict[str, Any]], out: Path) -> list[Section]:
+    """Every part of the report, in order: results, the statistics, failures, the analysis
+    (differences, ablation, locator, cross-evaluation), then the per-run figures."""
+    figures_dir = out / FIGURES_DIR
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    made: list[Section] = []
+    if found.runs:
+        text = "Test-set results; epoch time is the median training epoch."
+        spread = tables.accuracy_spread(rows)
+        if spread is not None:
+            text += f" Spread of test accuracy across frameworks: {spread:.2f} points."
+        made.append(Section("Results", text, *tables.results_table(rows)))
+        made += analysis.statistics_sections(found)
     if found.failures:
         failures = tables.failures_table(found)
         made.append(Section("Failed or incomplete runs", "These runs left no result:", *failures))
-    if found.runs:
-        classes = tables.class_report_table(found)
-        made.append(Section("Per-class precision / recall / F1", "", *classes))
-    made.append(
-        Section(
-            "Framework differences",
-            "What each framework does by default, what this run used, and whether "
-            "the run neutralised the difference.",
-            *tables.differences_table(diffs, found.frameworks),
+    if found.frameworks:
+        diffs = differences(found.config, found.frameworks)
+        measured = analysis.measured_effects(found.ablation)
+        made.append(
+            Section(
+                "Framework differences",
+                "What each framework does by default, what this run used, and whether "
+                "the run neutralised the difference"
+                + (" (and, from the ablation, how much it matters)." if measured else "."),
+                *tables.differences_table(diffs, found.frameworks, measured),
+            )
         )
-    )
+    made += analysis.ablation_sections(found, figures_dir)
+    made += analysis.parity_sections(found, figures_dir)
+    made += analysis.crosseval_sections(found, figures_dir)
+    if found.runs:
+        made.append(
+            Section("Per-class precision / recall / F1", "", *tables.class_report_table(found))
+        )
+    made += [Section(f.caption, figures=[f]) for f in make_figures(out, found)]
     return made
 
 
@@ -65,11 +79,10 @@ def write_outputs(out: Path) -> list[str]:
         },
     )
     write_history_csv(out / HISTORY_FILE, found)
-    figures = make_figures(out, found)
-    made = sections(found, rows, diffs)
-    intro = tables.config_line(found)
-    write_markdown(out / REPORT_MD, intro, made, figures)
-    write_html(out / REPORT_HTML, intro, made, figures)
+    made = sections(found, rows, out)
+    intro = [tables.config_line(found)] if found.runs else []
+    write_markdown(out / REPORT_MD, intro, made)
+    write_html(out / REPORT_HTML, intro, made)
     lines = [
         f"{r['framework']:<12} test accuracy {100 * r['test_accuracy']:.2f} %  "
         f"loss {r['test_loss']:.4f}  epoch {r['epoch_time_s']:.1f} s"

@@ -18,9 +18,10 @@ from typing import Any
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.events import Event
 from cnn_common.files import atomic_write_json
-from cnn_common.results import RunResult
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
 from compare import registry
+from compare.collect import completed
+from compare.crosseval import run_crosseval
 from compare.jobs import TrainJob
 from compare.launch import launch, read_failure, run_in_process
 from compare.layout import CONFIG_FILE, RESULT_FILE, RUNS_DIR, run_dir
@@ -65,14 +66,6 @@ class RunOptions:
 
     def seed_list(self) -> list[int]:
         return [self.train_spec.seed + i for i in range(self.seeds)]
-
-
-def completed(path: Path) -> bool:
-    """True when ``path`` holds a finished, successful run record."""
-    try:
-        return RunResult.from_json(path / RESULT_FILE).status == "ok"
-    except (OSError, ValueError, TypeError, KeyError):
-        return False
 
 
 def _check_out(options: RunOptions) -> None:
@@ -158,8 +151,30 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
                 display.note(label, f"failed: {failure['error'].splitlines()[0][:60]}")
                 worst = max(worst, EXIT_USER_ERROR if failure["kind"] == "user" else 1)
             display.finish(label)
+        if len(options.frameworks) > 1:
+            display.note(labels[-1], "cross-evaluating the trained weights")
+            run_crosseval(
+                options.out,
+                list(options.frameworks),
+                options.seed_list()[0],
+                crosseval_fields(options),
+                options.in_process,
+                options.threads,
+                log,
+            )
     finally:
         display.close()
     for line in write_outputs(options.out):
         log(line)
     return worst
+
+
+def crosseval_fields(options: RunOptions) -> dict[str, Any]:
+    """What every cross-evaluation job of a run shares: its specs and test data."""
+    return {
+        "model_spec": spec_to_dict(options.model_spec)["model"],
+        "train_spec": spec_to_dict(options.model_spec, options.train_spec)["train"],
+        "dataset": options.dataset,
+        "data_dir": options.data_dir,
+        "eval_subset": options.eval_subset,
+    }

@@ -127,14 +127,21 @@ def class_report_table(found: Collected) -> Table:
     return head, rows
 
 
-def differences_table(diffs: list[Difference], frameworks: list[str]) -> Table:
+def differences_table(
+    diffs: list[Difference], frameworks: list[str], measured: dict[str, str] | None = None
+) -> Table:
     """One row per difference: each framework's default (a column per framework, titled by
-    its label), then what this run used and whether that neutralised it."""
+    its label), what this run used, whether that neutralised it and, when an ablation is in
+    the folder, its measured effect (``measured``: topic key -> text)."""
     head = ["difference", *(label(name) for name in frameworks), "this run", "neutralised"]
-    rows = [
-        [d.topic, *(d.native.get(name, "") for name in frameworks), d.this_run, d.neutralised]
-        for d in diffs
-    ]
+    if measured:
+        head.append("measured effect (ablation)")
+    rows = []
+    for d in diffs:
+        row = [d.topic, *(d.native.get(n, "") for n in frameworks), d.this_run, d.neutralised]
+        if measured:
+            row.append(measured.get(d.key, "not measured"))
+        rows.append(row)
     return head, rows
 
 

@@ -17,20 +17,27 @@ from cnn_common.errors import EXIT_USER_ERROR, UserError
 from cnn_common.events import Event, EventCallback
 from cnn_common.files import atomic_write_json
 from compare.bench_task import run_bench_task
-from compare.jobs import BenchJob, Job, ParityJob, TrainJob
+from compare.crosseval_task import run_crosseval_task
+from compare.jobs import BatchJob, BenchJob, CrossEvalJob, Job, ParityJob, TrainJob
 from compare.layout import EVENTS_FILE, FAILED_FILE
 from compare.parity_task import run_parity_task
 from compare.train_task import run_train_task
 
 
 def run_job(job: Job, on_event: EventCallback | None) -> None:
-    """Run ``job`` in this process: training, parity or bench."""
+    """Run ``job`` in this process: training (one run or a batch), parity or bench."""
     if isinstance(job, TrainJob):
         run_train_task(job, on_event)
+    elif isinstance(job, BatchJob):
+        for run in job.jobs:  # one failure is recorded in its folder; the batch goes on
+            run.path.mkdir(parents=True, exist_ok=True)
+            run_recorded(run, on_event)
     elif isinstance(job, ParityJob):
         run_parity_task(job)
     elif isinstance(job, BenchJob):
         run_bench_task(job)
+    elif isinstance(job, CrossEvalJob):
+        run_crosseval_task(job)
     else:
         raise TypeError(f"unknown job {type(job).__name__}")
 

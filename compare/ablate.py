@@ -1,0 +1,250 @@
+"""``cnn-compare ablate``: which of a framework's defaults causes a difference, and how much.
+
+The baseline arm neutralises every difference (what ``cnn-compare run --init shared`` runs:
+the shared initial weights, the shared batch order, the spec's Adam epsilon, the spec's
+padding, all cores). Each factor's arm turns one thing back to the framework's own default,
+on the same seeds, so each arm pairs with the baseline seed by seed:
+
+- ``init``: the framework's own initialisers;
+- ``epsilon``: its own Adam epsilon and where it adds it;
+- ``order``: its own shuffling (``train(native={"order"})``);
+- ``padding``: its own 'same' placement (``train(native={"padding"})``);
+- two noise floors that change no default at all: ``threads`` (one thread instead of all
+  cores: only the order of summation changes) and ``ulp`` (the last bit of one initial weight
+  flipped).
+
+A factor a framework has no default of its own for (NumPy has no Adam epsilon of its own) is
+reported as such, not run. The runs of one framework share one worker process (one per thread
+setting), so the framework is imported once. Layout under ``OUT``::
+
+    OUT/ablation/config.json                         what was asked (--resume reads it back)
+    OUT/ablation/runs/<framework>/<arm>-seed<S>/     one training run
+    OUT/ablation/batches/<framework>-<threads>t/     a worker's events and log
+    OUT/ablation.json                                the effects (compare.ablation_stats)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnn_common.batches import steps_per_epoch
+from cnn_common.errors import UserError
+from cnn_common.files import atomic_write_json
+from cnn_common.machine import matmul_gflops, usable_cores
+from cnn_common.spec import ModelSpec, TrainSpec, flops, spec_to_dict
+from compare import registry
+from compare.ablation_stats import summarize
+from compare.arms import FACTORS, Arm, plan_arms
+from compare.collect import completed
+from compare.jobs import BatchJob, TrainJob
+from compare.launch import launch, read_failure
+from compare.layout import ABLATION_DIR, ABLATION_FILE, CONFIG_FILE, RESULT_FILE, RUNS_DIR
+from compare.progress import RunDisplay
+from compare.report import write_outputs
+
+# Assumed share of the machine's matrix-multiply speed a framework reaches when training this
+# small CNN, for the estimate printed before the runs start (bench measures the real share).
+ESTIMATE_EFFICIENCY = 0.3
+SECONDS_PER_RUN = 1.5  # building, evaluating and writing a run, beyond its training FLOPs
+SECONDS_PER_PROCESS = 5.0  # starting a worker and importing its framework
+
+
+@dataclass(frozen=True)
+class AblateOptions:
+    """Everything ``cnn-compare ablate`` was asked to do."""
+
+    frameworks: tuple[str, ...]
+    dataset: str
+    model_spec: ModelSpec
+    train_spec: TrainSpec
+    factors: tuple[str, ...] = FACTORS
+    seeds: int = 5
+    out: Path = Path("runs/ablate")
+    data_dir: str | None = None
+    subset: int | None = 20000
+    eval_subset: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    threads: int | None = None
+    progress: bool = True
+
+    def config(self) -> dict[str, Any]:
+        """What decides the results (``--resume`` reads it back)."""
+        return {
+            "frameworks": list(self.frameworks),
+            "factors": list(self.factors),
+            "dataset": self.dataset,
+            "seeds": self.seeds,
+            "subset": self.subset,
+            "eval_subset": self.eval_subset,
+            "threads": self.threads or usable_cores(),
+            **spec_to_dict(self.model_spec, self.train_spec),
+        }
+
+    def seed_list(self) -> list[int]:
+        return [self.train_spec.seed + i for i in range(self.seeds)]
+
+    @property
+    def folder(self) -> Path:
+        return self.out / ABLATION_DIR
+
+
+def run_folder(options: AblateOptions, arm: Arm, seed: int) -> Path:
+    return options.folder / RUNS_DIR / arm.framework / f"{arm.factor}-seed{seed}"
+
+
+def arm_job(options: AblateOptions, arm: Arm, seed: int) -> TrainJob:
+    train = dataclasses.replace(options.train_spec, seed=seed, **dict(arm.train_changes))
+    return TrainJob.create(
+        model_spec=options.model_spec,
+        train_spec=train,
+        out=run_folder(options, arm, seed),
+        framework=arm.framework,
+        seed=seed,
+        dataset=options.dataset,
+        data_dir=options.data_dir,
+        subset=options.subset,
+        eval_subset=options.eval_subset,
+        init=arm.init,
+        native=list(arm.native),
+        feature_maps=False,
+    )
+
+
+def estimate_seconds(options: AblateOptions, runs: int, processes: int, n_train: int) -> float:
+    """A rough wall time for ``runs`` runs, from this machine's matrix-multiply speed."""
+    train = options.train_spec
+    n_val = 0 if options.eval_subset is None else options.eval_subset
+    per_run = flops(options.model_spec) * (3 * n_train * train.epochs + 15000 + n_val)
+    rate = matmul_gflops(seconds=0.3) * 1e9 * ESTIMATE_EFFICIENCY
+    return runs * (per_run / rate + SECONDS_PER_RUN) + processes * SECONDS_PER_PROCESS
+
+
+def _check_out(options: AblateOptions) -> None:
+    path = options.folder / CONFIG_FILE
+    if path.exists() and not options.overwrite:
+        old = json.loads(path.read_text())
+        new = json.loads(json.dumps(options.config()))
+        if options.resume and old != new:
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise UserError(
+                f"{options.folder} holds an ablation of another configuration "
+                f"(differs in: {', '.join(changed)})",
+                "resume with the same options, or choose another --out",
+            )
+        if not options.resume and any((options.folder / RUNS_DIR).rglob(RESULT_FILE)):
+            raise UserError(
+                f"{options.folder} already holds ablation runs",
+                "pass --resume to complete them, --overwrite to replace them, "
+                "or choose another --out",
+            )
+    if options.overwrite and options.folder.exists():
+        shutil.rmtree(options.folder)
+    options.folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, options.config())
+
+
+def run_ablation(options: AblateOptions, log: Callable[[str], None] = print) -> int:
+    """Run every arm that is not done yet, then write and print the effects.
+
+    Returns 0 when every run succeeded, 2 when one failed for a user error, 1 on a crash.
+    """
+    for name in options.frameworks:
+        registry.check_installed(name)
+    _check_out(options)
+    arms = plan_arms(
+        options.frameworks,
+        options.factors,
+        options.model_spec,
+        options.train_spec,
+        options.threads or usable_cores(),
+    )
+    seeds = options.seed_list()
+    todo = [
+        (arm, seed)
+        for arm in arms
+        if arm.runs
+        for seed in seeds
+        if not (options.resume and completed(run_folder(options, arm, seed)))
+    ]
+    n_train = options.subset or 55000
+    steps = steps_per_epoch(n_train, options.train_spec.batch_size) * options.train_spec.epochs
+    groups: dict[tuple[str, int | None], list[TrainJob]] = {}
+    for arm, seed in todo:
+        groups.setdefault((arm.framework, arm.threads), []).append(arm_job(options, arm, seed))
+    total = sum(len(seeds) for arm in arms if arm.runs)
+    minutes = estimate_seconds(options, len(todo), len(groups), n_train) / 60
+    log(
+        f"ablate: {len(todo)} training runs to do ({total} in all: {len(options.frameworks)} "
+        f"framework(s), {len(options.factors)} factor(s) and the baseline, {len(seeds)} "
+        f"seed(s); {options.train_spec.epochs} epoch(s) on {n_train:,} images); "
+        f"estimate about {minutes:.0f} min"
+    )
+    for arm in arms:
+        if not arm.runs:
+            log(f"  {arm.framework} {arm.factor}: not run ({arm.why})")
+    labels = {key: f"{key[0]}" + (f" ({key[1]} thread)" if key[1] else "") for key in groups}
+    display = RunDisplay(
+        list(labels.values()),
+        options.progress,
+        totals={labels[key]: steps * len(jobs) for key, jobs in groups.items()},
+    )
+    worst = 0
+    try:
+        for key, jobs in groups.items():
+            framework, threads = key
+            suffix = f"{threads or options.threads or usable_cores()}t"
+            batch = BatchJob.create(
+                model_spec=options.model_spec,
+                train_spec=options.train_spec,
+                out=options.folder / "batches" / f"{framework}-{suffix}",
+                framework=framework,
+                dataset=options.dataset,
+                data_dir=options.data_dir,
+                jobs=jobs,
+            )
+            label = labels[key]
+            status = launch(batch, threads or options.threads, display.listener(label))
+            if status != 0:
+                failure = read_failure(batch.path, status)
+                display.note(label, f"failed: {failure['error'].splitlines()[0][:60]}")
+                worst = max(worst, 1)
+            for job in jobs:
+                if not completed(job.path):
+                    failure = read_failure(job.path, 1)
+                    worst = max(worst, 2 if failure["kind"] == "user" else 1)
+            display.finish(label)
+    finally:
+        display.close()
+    summary = summarize(options.folder, arms, seeds)
+    atomic_write_json(options.out / ABLATION_FILE, summary)
+    for line in summary_lines(summary):
+        log(line)
+    log(f"wrote {options.out / ABLATION_FILE}; {write_outputs(options.out)[-1]}")
+    return worst
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The effects table as text lines, one per framework and factor."""
+    lines = [
+        f"{'framework':<12} {'factor':<8} {'accuracy effect (points)':<28} "
+        f"{'loss effect':<26} verdict"
+    ]
+    for row in summary["effects"]:
+        if not row["runs"]:
+            lines.append(f"{row['framework']:<12} {row['factor']:<8} {row['why']}")
+            continue
+        acc, loss = row["accuracy"], row["loss"]
+        lines.append(
+            f"{row['framework']:<12} {row['factor']:<8} "
+            f"{100 * acc['difference']:+.3f} [{100 * acc['low']:+.3f}, {100 * acc['high']:+.3f}]"
+            f"{'':<3}{loss['difference']:+.4f} [{loss['low']:+.4f}, {loss['high']:+.4f}]  "
+            f"{row['verdict']}"
+        )
+    return lines

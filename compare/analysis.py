@@ -1,0 +1,249 @@
+"""The report's answers to "do they really differ, why, and where?": its analysis sections.
+
+- statistics over seeds (``compare.stats``): each framework's mean with its 95% interval, and
+  each pair's difference with its interval, p-value and verdict;
+- the ablation (``ablation.json``): each default's measured effect, as a table and a forest
+  plot, and the text of the differences table's "measured effect" column;
+- the divergence locator (``parity.json``): where each pair first parts, and the heatmaps;
+- the cross-evaluation (``crosseval.json``): the same weights in every framework.
+
+Each section appears only when its data is in the folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from compare.analysis_figures import fig_crosseval, fig_forest, fig_parity
+from compare.collect import Collected
+from compare.render import FigureFile, Section
+from compare.stats import MIN_SEEDS, compare_samples, mean_interval
+
+# topic of the differences table -> the ablation factor that measures it
+FACTOR_OF_TOPIC = {
+    "init": "init",
+    "adam_epsilon": "epsilon",
+    "batch_order": "order",
+    "same_padding": "padding",
+}
+
+
+def _interval(mean: float, low: float, high: float, scale: float, fmt: str) -> str:
+    return f"{scale * mean:{fmt}} [{scale * low:{fmt}}, {scale * high:{fmt}}]"
+
+
+def statistics_sections(found: Collected) -> list[Section]:
+    """Means and pairwise differences over seeds; a note when there are fewer than three."""
+    by_framework: dict[str, dict[int, Any]] = defaultdict(dict)
+    for run in found.runs:
+        by_framework[run.framework][int(run.train_spec["seed"])] = run
+    if not by_framework:
+        return []
+    fewest = min(len(runs) for runs in by_framework.values())
+    title = "Is the difference real?"
+    if fewest < MIN_SEEDS:
+        text = (
+            f"Statistics need at least {MIN_SEEDS} seeds per framework (this folder has "
+            f"{fewest}): run with --seeds {MIN_SEEDS} or more for 95% intervals and a verdict "
+            "on each pair."
+        )
+        return [Section(title, text)]
+    means = []
+    for name, runs in by_framework.items():
+        acc = mean_interval([r.test_accuracy for r in runs.values()])
+        loss = mean_interval([r.test_loss for r in runs.values()])
+        means.append(
+            [
+                name,
+                str(acc.n),
+                _interval(acc.mean, acc.low, acc.high, 100, ".2f") + " %",
+                _interval(loss.mean, loss.low, loss.high, 1, ".4f"),
+            ]
+        )
+    pairs = []
+    for a, b in itertools.combinations(by_framework, 2):
+        cells = [f"{a} − {b}"]
+        verdicts = []
+        for field, scale, fmt in (("test_accuracy", 100, "+.3f"), ("test_loss", 1, "+.4f")):
+            result = compare_samples(
+                {s: getattr(r, field) for s, r in by_framework[a].items()},
+                {s: getattr(r, field) for s, r in by_framework[b].items()},
+            )
+            cells += [
+                _interval(result.difference, result.low, result.high, scale, fmt),
+                f"{result.p_value:.3g}",
+            ]
+            verdicts.append(result.verdict)
+            test = result.test
+        cells += [test, *verdicts]
+        pairs.append(cells)
+    text = (
+        "Mean over seeds with its 95% Student's t interval. Differences between two "
+        "frameworks: paired t-test on the per-seed differences when both ran the same seeds "
+        "(each seed fixes the batch order, split and, with shared init, the starting "
+        "weights), Welch's t-test otherwise; a real difference has p < 0.05."
+    )
+    return [
+        Section(
+            title,
+            text,
+            ["framework", "seeds", "test accuracy [95% CI]", "test loss [95% CI]"],
+            means,
+        ),
+        Section(
+            "Pairwise differences",
+            "Accuracy in points, loss in nats; [95% interval of the mean difference].",
+            [
+                "pair",
+                "Δ accuracy",
+                "p",
+                "Δ loss",
+                "p",
+                "test",
+                "verdict (accuracy)",
+                "verdict (loss)",
+            ],
+            pairs,
+        ),
+    ]
+
+
+def measured_effects(ablation: dict[str, Any] | None) -> dict[str, str]:
+    """Topic key -> one line per framework with the ablation's effect and verdict."""
+    if not ablation:
+        return {}
+    measured: dict[str, str] = {}
+    for topic, factor in FACTOR_OF_TOPIC.items():
+        lines = []
+        for row in ablation["effects"]:
+            if row["factor"] != factor:
+                continue
+            if not row["runs"]:
+                lines.append(f"{row['framework']}: {row['why']}")
+                continue
+            acc = row["accuracy"]
+            effect = _interval(acc["difference"], acc["low"], acc["high"], 100, "+.2f")
+            lines.append(f"{row['framework']}: {effect} pts, {row['verdict']}")
+        if lines:
+            measured[topic] = "\n".join(lines)
+    return measured
+
+
+def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
+    ablation = found.ablation
+    if not ablation:
+        return []
+    rows = []
+    for row in ablation["effects"]:
+        if not row["runs"]:
+            rows.append([row["framework"], row["factor"], "-", "-", "-", "-", row["why"]])
+            continue
+        acc, loss = row["accuracy"], row["loss"]
+        rows.append(
+            [
+                row["framework"],
+                row["factor"],
+                _interval(acc["difference"], acc["low"], acc["high"], 100, "+.3f"),
+                f"{acc['p_value']:.3g}",
+                _interval(loss["difference"], loss["low"], loss["high"], 1, "+.4f"),
+                f"{loss['p_value']:.3g}",
+                row["verdict"],
+            ]
+        )
+    figure = fig_forest(ablation, figures_dir / "ablation.png")
+    text = (
+        f"Each arm turns one default back to the framework's own, on seeds "
+        f"{', '.join(map(str, ablation['seeds']))}, paired by seed with the baseline (every "
+        f"difference neutralised). Rule: {ablation['rule']}."
+    )
+    figures = (
+        [FigureFile("ablation-figure", "Effects with 95% intervals", figure)] if figure else []
+    )
+    return [
+        Section(
+            "What causes it: the ablation",
+            text,
+            ["framework", "factor", "Δ accuracy (points)", "p", "Δ loss", "p", "verdict"],
+            rows,
+            figures,
+        )
+    ]
+
+
+def parity_sections(found: Collected, figures_dir: Path) -> list[Section]:
+    parity = found.parity
+    if not parity:
+        return []
+    rows = []
+    for pair, departure in parity["departures"].items():
+        if departure is None:
+            rows.append([pair, "agree within tolerance", "", ""])
+            continue
+        rows.append(
+            [
+                pair,
+                departure["where"],
+                f"{departure['value']:.3g} > {departure['tolerance']:g}",
+                departure.get("cause") or "",
+            ]
+        )
+    figure = fig_parity(parity, figures_dir / "parity.png")
+    text = (
+        f"{parity['steps']} step(s) from shared weights on the shared batches, "
+        f"{parity['dtype']}, {parity['optimizer']}: every layer's forward output, every "
+        "gradient (of each layer's input and weights) and every update, compared in the order "
+        f"the computation runs. Tolerances (relative): {parity['tolerances']}."
+    )
+    figures = [FigureFile("parity-figure", "Relative differences per layer and step", figure)]
+    return [
+        Section(
+            "Where it starts: the divergence locator",
+            text,
+            ["pair", "first departure", "relative difference", "known cause"],
+            rows,
+            figures if figure else [],
+        )
+    ]
+
+
+def crosseval_sections(found: Collected, figures_dir: Path) -> list[Section]:
+    crosseval = found.crosseval
+    if not crosseval:
+        return []
+    cases = crosseval["cases"]
+    rows = [
+        [
+            c["weights"],
+            c["evaluated_in"],
+            str(c["image"]),
+            f"{c['own_prediction']} -> {c['prediction']} (true {c['label']})",
+            f"{c['margin']:.2e}",
+            "near-tie" if c["near_tie"] else "NOT a near-tie",
+        ]
+        for c in cases
+    ]
+    if cases:
+        text = (
+            f"The seed-{crosseval['seed']} weights of each framework, run in every framework. "
+            f"{len(cases)} prediction(s) differ from the training framework's own; a near-tie "
+            f"is a margin between the two highest logits below {crosseval['near_tie']:g} of "
+            "the largest: " + ("all are." if crosseval["all_near_ties"] else "NOT all are.")
+        )
+    else:
+        text = (
+            f"The seed-{crosseval['seed']} weights of each framework, run in every framework: "
+            "every prediction is the same everywhere."
+        )
+    figure = fig_crosseval(crosseval, figures_dir / "crosseval.png")
+    return [
+        Section(
+            "The same weights everywhere: cross-evaluation",
+            text,
+            ["trained in", "run in", "test image", "prediction", "margin", "why"] if rows else (),
+            rows,
+            [FigureFile("crosseval-figure", "Cross-evaluation matrices", figure)],
+        )
+    ]
