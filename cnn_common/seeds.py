@@ -36,7 +36,10 @@ def seed_sequence(seed: int, stream: str, *keys: int) -> np.random.SeedSequence:
     """The ``SeedSequence`` of ``stream`` for the run seed ``seed`` and the stream's keys."""
     if stream not in STREAMS:
         raise ValueError(f"unknown seed stream {stream!r}; known: {', '.join(STREAMS)}")
-    return np.random.SeedSequence([int(seed), STREAMS[stream], *(int(k) for k in keys)])
+    # The number of keys goes in too: SeedSequence pads its entropy with zeros, so without it
+    # a trailing key 0 would give the same sequence as no key at all.
+    entropy = [int(seed), STREAMS[stream], len(keys), *(int(k) for k in keys)]
+    return np.random.SeedSequence(entropy)
 
 
 def generator(seed: int, stream: str, *keys: int) -> np.random.Generator:

@@ -231,9 +231,10 @@ def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name) != getattr(defaults, name)
     ]
     if given:
+        flags = {"overrides": "--set"}
         raise UserError(
             f"--resume takes its configuration from {path}; do not give "
-            + ", ".join(f"--{name.replace('_', '-')}" for name in given),
+            + ", ".join(flags.get(name, f"--{name.replace('_', '-')}") for name in given),
             f"run `{PROG} run --resume --out {args.out}` alone, or start a new --out",
         )
     return saved

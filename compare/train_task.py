@@ -49,6 +49,7 @@ def run_train_task(job: TrainJob, on_event: EventCallback | None) -> None:
         device=job.device,
         progress=False,
         native=job.native,
+        name=job.framework,
     )
     if job.feature_maps:
         save_feature_maps(job, framework, data, np.asarray(result.predictions))

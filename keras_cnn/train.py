@@ -201,13 +201,15 @@ def train(
     device: str = "auto",
     progress: bool = True,
     native: Iterable[str] = (),
+    name: str | None = None,
 ) -> RunResult:
     """Train on the shared batch order, evaluate on the test set, write the run record.
 
     ``data`` holds NHWC images in [0, 1] and int64 labels. Writes ``out_dir/run.json``,
     ``out_dir/weights.safetensors`` (canonical layout) and a checkpoint per epoch under
     ``out_dir/checkpoints/``; ``resume=True`` continues from the newest readable one there.
-    The framework name in the record follows the backend: keras, keras-torch or keras-jax.
+    The framework name in the record follows the backend (keras, keras-torch or keras-jax)
+    unless ``name`` gives another.
     ``native={"order"}`` lets ``fit(x, y, shuffle=True)`` shuffle the arrays itself (with the
     shared augmentation off: Keras's array pipeline has no per-batch hook for it);
     ``"padding"`` changes nothing (Keras's 'same' is the spec's placement); ``"optimizer"``
@@ -225,7 +227,7 @@ def train(
     used_device, scope = device_scope(device)
     backend = keras.backend.backend()
     recorder = RunRecorder(
-        framework_for_backend(backend).name,
+        name or framework_for_backend(backend).name,
         spec,
         train_spec,
         data,

@@ -78,6 +78,7 @@ def train(
     device: str = "auto",
     progress: bool = True,
     native: Iterable[str] = (),
+    name: str | None = None,
 ) -> RunResult:
     """Train ``LitCNN`` on ``data`` with a Trainer and write the run record to ``out_dir``.
 
@@ -95,6 +96,7 @@ def train(
         native: defaults handed back to PyTorch: ``order`` (a shuffling ``DataLoader``'s
             batches), ``padding`` (PyTorch's own 'same' placement); ``optimizer``
             changes nothing (the spec's torch-convention Adam is ``torch.optim.Adam``).
+        name: the framework name the record carries (default ``lightning``).
     """
     chosen = check_native(native)
     out = Path(out_dir)
@@ -103,7 +105,7 @@ def train(
     if init_weights is not None:
         set_weights(model, init_weights)
     recorder = RunRecorder(
-        FRAMEWORK.name,
+        name or FRAMEWORK.name,
         spec,
         train_spec,
         data,

@@ -94,6 +94,7 @@ def train(
     device: str = "auto",
     progress: bool = True,
     native: Iterable[str] = (),
+    name: str | None = None,
 ) -> RunResult:
     """Train a model of ``spec`` on ``data`` as ``train_spec`` says and write the run record.
 
@@ -102,7 +103,9 @@ def train(
     layout) are used when given (``init="shared"``), else ``build``'s own (``init="native"``).
     Writes ``out_dir/run.json``, ``out_dir/weights.safetensors`` and one checkpoint per epoch;
     ``resume=True`` continues from the newest readable checkpoint in ``out_dir``. ``device``
-    must be "auto" or "cpu" (NumPy runs on the CPU); ``progress=False`` prints nothing.
+    must be "auto" or "cpu" (NumPy runs on the CPU); ``progress=False`` prints nothing;
+    ``name`` is the framework name the record carries (default ``numpy``; a package that
+    publishes this loop under its own name passes its own).
     ``native={"order"}`` shuffles with NumPy's own permutation instead of the shared order;
     ``"padding"`` and ``"optimizer"`` change nothing (NumPy pads as the spec says and steps the
     spec's update rule: it has no 'same' or optimiser of its own).
@@ -120,7 +123,7 @@ def train(
     optimizer = Optimizer(train_spec, model.weights)
     rng = generator(train_spec.seed, "dropout")
     recorder = RunRecorder(
-        FRAMEWORK.name,
+        name or FRAMEWORK.name,
         spec,
         train_spec,
         data,

@@ -136,6 +136,7 @@ def train(
     device: str = "auto",
     progress: bool = True,
     native: Iterable[str] = (),
+    name: str | None = None,
 ) -> RunResult:
     """Train ``CNN`` with a plain PyTorch loop and write the run record to ``out_dir``.
 
@@ -153,6 +154,7 @@ def train(
         native: defaults handed back to PyTorch: ``order`` (``DataLoader(shuffle=True)``'s
             batches), ``padding`` (PyTorch's own 'same' placement); ``optimizer``
             changes nothing (the spec's torch-convention Adam is ``torch.optim.Adam``).
+        name: the framework name the record carries (default ``pytorch``).
     """
     chosen = check_native(native)
     out_dir = Path(out_dir)
@@ -163,7 +165,7 @@ def train(
     net.to(where)
     optimizer = make_optimizer(net.parameters(), train_spec)
     recorder = RunRecorder(
-        FRAMEWORK.name,
+        name or FRAMEWORK.name,
         spec,
         train_spec,
         data,

@@ -60,10 +60,15 @@ def test_same_batches_in_another_process() -> None:
 
 def test_order_is_pinned() -> None:
     # The order is part of the record (resume, parity, saved runs): a change must be deliberate.
+    # It is the permutation drawn from the "order" seed stream (tag 0x0D3E) of the seed and
+    # the epoch: SeedSequence([seed, 0x0D3E, 1 key, epoch]).
     batches = epoch_batches(10, 4, seed=0, epoch=0)
-    expected = np.random.default_rng([0, 0]).permutation(10)
+    expected = np.random.default_rng(np.random.SeedSequence([0, 0x0D3E, 1, 0])).permutation(10)
     np.testing.assert_array_equal(np.concatenate(batches), expected)
+    np.testing.assert_array_equal(np.concatenate(batches), [9, 2, 6, 0, 7, 1, 5, 3, 4, 8])
     assert [len(b) for b in batches] == [4, 4, 2]
+    later = np.random.default_rng(np.random.SeedSequence([7, 0x0D3E, 1, 3])).permutation(50)
+    np.testing.assert_array_equal(np.concatenate(epoch_batches(50, 8, seed=7, epoch=3)), later)
 
 
 @pytest.mark.parametrize(("n", "batch_size"), [(0, 4), (4, 0), (-1, 4)])
@@ -161,6 +166,9 @@ def test_augment_batch_is_identity_at_zero_and_seeded_by_step() -> None:
     assert augment_batch(x, 0, seed=0, epoch=0, step=0) is x
     a = augment_batch(x, 2, seed=0, epoch=1, step=3)
     np.testing.assert_array_equal(a, random_shift(x, 2, augment_rng(0, 1, 3)))
+    # the "augment" seed stream (tag 0xA06) of the seed, the epoch and the step
+    pinned = np.random.default_rng(np.random.SeedSequence([0, 0xA06, 2, 1, 3]))
+    np.testing.assert_array_equal(a, random_shift(x, 2, pinned))
     np.testing.assert_array_equal(a, augment_batch(x, 2, seed=0, epoch=1, step=3))
     for other in [(0, 1, 4), (0, 2, 3), (1, 1, 3)]:
         assert not np.array_equal(a, augment_batch(x, 2, *other))

@@ -1,16 +1,27 @@
-"""cnn_common.cli and cnn_common.errors: the shared flags and the user-error exit."""
+"""cnn_common.cli and cnn_common.errors: the shared flags, the ``train`` subcommand every
+trainer shares, and the user-error exit."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from cnn_common.cli import add_train_arguments, data_from_args, init_from_args, specs_from_args
-from cnn_common.errors import EXIT_USER_ERROR, DataError, SpecError, run_cli
-from cnn_common.spec import ConvBlock, ModelSpec, TrainSpec, save_spec
+from cnn_common.cli import (
+    add_train_arguments,
+    add_trainer_command,
+    data_from_args,
+    init_from_args,
+    specs_from_args,
+    train_from_args,
+)
+from cnn_common.errors import EXIT_USER_ERROR, DataError, SpecError, UserError, run_cli
+from cnn_common.results import RESULT_FILE, RunResult
+from cnn_common.spec import ConvBlock, ModelSpec, TrainSpec
+from cnn_common.spec_files import save_spec
 from cnn_common.weights import init_weights
 
 
@@ -20,17 +31,41 @@ def parse(argv: list[str], default_init: str = "native") -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def parse_train(argv: list[str], framework: str = "numpy") -> argparse.Namespace:
+    """``<framework>-cnn train ARGV`` as every trainer's command line parses it."""
+    parser = argparse.ArgumentParser(prog=f"{framework}-cnn")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_trainer_command(commands, framework, "train it")
+    return parser.parse_args(["train", *argv])
+
+
 def test_no_flags_give_the_default_specs() -> None:
     args = parse([])
     assert specs_from_args(args) == (ModelSpec(), TrainSpec())
-    assert (args.dataset, args.data_dir, args.subset, args.out, args.resume) == (
+    assert (args.dataset, args.data_dir, args.subset, args.resume, args.init) == (
         "mnist",
         None,
         None,
-        None,
         False,
+        "native",
     )
     assert init_from_args(args, ModelSpec(), TrainSpec()) is None
+
+
+def test_the_train_command_defaults() -> None:
+    args = parse_train([], framework="keras")
+    assert args.command == "train"
+    assert specs_from_args(args) == (ModelSpec(), TrainSpec())
+    assert (args.out, args.overwrite, args.resume, args.device, args.quiet, args.init) == (
+        Path("runs") / "keras",
+        False,
+        False,
+        "auto",
+        False,
+        "native",
+    )
+    with pytest.raises(SystemExit):
+        parse_train(["--device", "tpu"])
 
 
 def test_spec_file_then_set_then_flags(tmp_path: Path) -> None:
@@ -91,8 +126,11 @@ def test_data_from_args_subset(data_dir: Path, monkeypatch: pytest.MonkeyPatch) 
     args = parse(["--data-dir", str(data_dir), "--subset", "200", "--set", "validation_size=100"])
     _, train = specs_from_args(args)
     data = data_from_args(args, train)
-    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (200, 20, 40)
+    # --subset cuts the training images only: validation and test stay whole
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (200, 100, 10_000)
     assert data.x_train.dtype == np.float32 and data.name == "mnist"
+    with pytest.raises(UserError, match="--subset must be a positive number of images, got 0"):
+        data_from_args(parse(["--data-dir", str(data_dir), "--subset", "0"]), train)
 
 
 def test_data_from_args_missing_data_is_a_user_error(
@@ -137,3 +175,69 @@ def test_run_cli_keeps_bugs_and_handles_interrupts(capsys: pytest.CaptureFixture
 
     assert run_cli(interrupted, "numpy-cnn") == 130
     assert "numpy-cnn: interrupted" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- train_from_args
+
+
+class FakeTrain:
+    """Stands for a framework's ``train``: records how it was called, returns a record."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, model, train, data, out, **kwargs) -> RunResult:  # noqa: ANN001
+        self.calls.append({"model": model, "train": train, "data": data, "out": out, **kwargs})
+        result = RunResult("numpy", "numpy", "mnist", {}, {}, "native", "cpu", {}, 0)
+        result.test_accuracy, result.test_loss, result.wall_time_s = 0.5, 1.25, 2.0
+        return result
+
+
+def test_an_out_holding_a_finished_run_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / RESULT_FILE).write_text("{}")
+    fake = FakeTrain()
+    # The refusal comes first: no data is loaded (there is none here) and nothing trains.
+    args = parse_train(["--out", str(out), "--data-dir", str(tmp_path / "nowhere")])
+    with pytest.raises(UserError) as info:
+        train_from_args(args, fake)
+    assert info.value.message == f"{out} already holds a finished run ({RESULT_FILE})"
+    assert "--resume" in info.value.hint and "--overwrite" in info.value.hint
+    assert fake.calls == [] and (out / RESULT_FILE).read_text() == "{}"
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--overwrite"])
+def test_resume_or_overwrite_lets_the_trainer_run(
+    tmp_path: Path, data_dir: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / RESULT_FILE).write_text("{}")
+    fake = FakeTrain()
+    argv = ["--out", str(out), "--data-dir", str(data_dir), "--subset", "64", flag]
+    argv += ["--init", "shared", "--seed", "2", "--device", "cpu"]
+    result = train_from_args(parse_train(argv), fake)
+    (call,) = fake.calls
+    assert result.test_accuracy == 0.5
+    assert call["out"] == out and call["resume"] is (flag == "--resume")
+    assert (call["device"], call["progress"]) == ("cpu", True)
+    assert call["train"].seed == 2 and len(call["data"].x_train) == 64
+    expected = init_weights(ModelSpec(), 2)
+    assert list(call["init_weights"]) == list(expected)
+    np.testing.assert_array_equal(call["init_weights"]["conv1.kernel"], expected["conv1.kernel"])
+    assert capsys.readouterr().out == (
+        f"numpy (numpy): test accuracy 0.5000, test loss 1.2500, 2.0 s -> {out}\n"
+    )
+
+
+def test_quiet_prints_nothing(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeTrain()
+    argv = ["--out", str(tmp_path / "run"), "--data-dir", str(data_dir), "--subset", "64"]
+    train_from_args(parse_train([*argv, "--quiet"]), fake)
+    (call,) = fake.calls
+    assert call["progress"] is False and call["resume"] is False
+    assert call["init_weights"] is None  # --init native: the framework initialises
+    assert capsys.readouterr().out == ""

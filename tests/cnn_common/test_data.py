@@ -21,14 +21,17 @@ from cnn_common.data import (
     FILES,
     Data,
     RawDataset,
+    check_image_count,
     check_images,
     load_dataset,
     prepare_data,
     scale_images,
     subset,
     train_val_split,
+    training_data,
 )
-from cnn_common.errors import DataError, ImageError
+from cnn_common.errors import DataError, ImageError, UserError
+from cnn_common.spec import TrainSpec
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
@@ -127,6 +130,9 @@ def test_split_is_deterministic_disjoint_and_complete() -> None:
     assert not np.array_equal(val, other_val)
     # a random subset, not a block at either end
     assert val.min() < 1_000 and val.max() > 59_000
+    # drawn from the "split" seed stream (tag 0x5EED) of the seed: a change must be deliberate
+    perm = np.random.default_rng(np.random.SeedSequence([3, 0x5EED, 0])).permutation(60_000)
+    np.testing.assert_array_equal(val, np.sort(perm[:5_000]))
 
 
 def test_split_sizes_out_of_range() -> None:
@@ -149,10 +155,66 @@ def test_scale_images_to_unit_interval(dtype: str) -> None:
 def test_prepare_data_float64_and_subset(data_dir: Path, isolated: Path) -> None:
     data = prepare_data("mnist", validation_size=1000, seed=1, root=data_dir, dtype="float64")
     assert data.x_train.dtype == np.float64 and len(data.x_val) == 1000
-    small = subset(data, 300)
-    assert (len(small.x_train), len(small.x_val), len(small.x_test)) == (300, 30, 60)
+    small = subset(data, 300)  # None keeps a split whole
+    assert (len(small.x_train), len(small.x_val), len(small.x_test)) == (300, 1000, 10_000)
     assert len(small.y_train) == 300 and small.class_names == data.class_names
-    np.testing.assert_array_equal(small.x_test, data.x_test[:60])
+    np.testing.assert_array_equal(small.x_train, data.x_train[:300])
+    np.testing.assert_array_equal(small.y_val, data.y_val)
+    cut = subset(data, 300, 30, 60)
+    assert (len(cut.x_train), len(cut.x_val), len(cut.x_test)) == (300, 30, 60)
+    assert (len(cut.y_train), len(cut.y_val), len(cut.y_test)) == (300, 30, 60)
+    np.testing.assert_array_equal(cut.x_test, data.x_test[:60])
+    np.testing.assert_array_equal(cut.y_val, data.y_val[:30])
+    whole = subset(data, None)
+    assert len(whole.x_train) == len(data.x_train) == 59_000
+
+
+def test_training_data_cuts_the_training_images_only(data_dir: Path, isolated: Path) -> None:
+    spec = TrainSpec(validation_size=2000, seed=4)
+    full = prepare_data("mnist", validation_size=2000, seed=4, root=data_dir)
+    data = training_data("mnist", spec, root=data_dir, subset_size=500)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (500, 2000, 10_000)
+    np.testing.assert_array_equal(data.y_train, full.y_train[:500])
+    np.testing.assert_array_equal(data.x_val, full.x_val)  # the seed's split, whole
+    evaluated = training_data("mnist", spec, root=data_dir, subset_size=500, eval_size=300)
+    assert (len(evaluated.x_val), len(evaluated.x_test)) == (300, 300)
+    np.testing.assert_array_equal(evaluated.y_test, full.y_test[:300])
+    f64 = training_data("mnist", TrainSpec(dtype="float64"), root=data_dir, subset_size=10)
+    assert f64.x_train.dtype == np.float64 and len(f64.x_val) == 5000
+
+
+def test_training_data_refuses_a_subset_larger_than_the_training_set(
+    data_dir: Path, isolated: Path
+) -> None:
+    with pytest.raises(DataError) as info:
+        training_data("mnist", TrainSpec(), root=data_dir, subset_size=55_001)
+    assert "--subset 55001" in info.value.message and "55,000 training" in info.value.message
+    assert "5,000 for validation" in info.value.message
+    assert "--subset 55000" in info.value.hint
+
+
+@pytest.mark.parametrize("value", [0, -3, True, 2.5])
+def test_image_counts_must_be_positive_integers(value: object) -> None:
+    with pytest.raises(UserError) as info:
+        check_image_count("--eval-subset", value)  # type: ignore[arg-type]
+    assert info.value.message == (
+        f"--eval-subset must be a positive number of images, got {value!r}"
+    )
+    assert "--eval-subset N" in info.value.hint
+    check_image_count("--eval-subset", 1)
+
+
+def test_training_data_checks_the_counts_before_reading_a_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(data_mod, "prepare_data", no_reading)
+    with pytest.raises(UserError, match="--subset must be a positive number of images, got 0"):
+        training_data("mnist", TrainSpec(), subset_size=0)
+    with pytest.raises(UserError, match="--eval-subset must be .* got -1"):
+        training_data("mnist", TrainSpec(), subset_size=5, eval_size=-1)
 
 
 def test_check_images() -> None:

@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from cnn_common.spec import ModelSpec, TrainSpec, load_spec, param_count
+from cnn_common.spec import ModelSpec, TrainSpec, param_count
+from cnn_common.spec_files import load_spec
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_examples_are_found() -> None:
+    # a wrong EXAMPLES path would leave the parametrised test below with nothing to check
+    assert {"seed.yaml", "wide_same.yaml"} <= {p.name for p in EXAMPLES.glob("*.yaml")}
 
 
 def test_seed_yaml_is_the_default_spec() -> None:

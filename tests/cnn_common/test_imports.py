@@ -37,7 +37,23 @@ def frameworks_loaded_by(code: str, cwd: Path) -> list[str]:
 
 
 def test_submodules_are_all_listed() -> None:
-    expected = {"batches", "cli", "data", "errors", "metrics", "results", "spec", "weights"}
+    expected = {
+        "batches",
+        "cli",
+        "data",
+        "errors",
+        "events",
+        "files",
+        "framework",
+        "metrics",
+        "progress",
+        "recorder",
+        "results",
+        "seeds",
+        "spec",
+        "spec_files",
+        "weights",
+    }
     assert {m.rsplit(".", 1)[1] for m in SUBMODULES} >= expected
 
 
@@ -50,10 +66,17 @@ def test_using_cnn_common_loads_no_framework(tmp_path: Path) -> None:
     # The lazy imports (PyYAML, safetensors, pooch) must not drag a framework in either.
     code = f"""
 import numpy as np, pooch
-from cnn_common.spec import ModelSpec, TrainSpec, save_spec, load_spec, apply_overrides
+from cnn_common.spec import ModelSpec, TrainSpec
+from cnn_common.spec_files import save_spec, load_spec, apply_overrides
 from cnn_common.weights import init_weights, save_weights, load_weights, to_torch_layout
 from cnn_common.batches import epoch_batches, augment_batch
 from cnn_common.results import finish_result, package_versions
+from cnn_common.data import Data
+from cnn_common.recorder import RunRecorder
+from cnn_common.events import Event
+from cnn_common.files import atomic_write_npz, load_latest_checkpoint
+from cnn_common.framework import FrameworkInfo, TOPICS
+from cnn_common.metrics import evaluate_logits
 spec = ModelSpec()
 save_spec({str(tmp_path / "s.yaml")!r}, spec, TrainSpec())
 load_spec({str(tmp_path / "s.yaml")!r})
@@ -64,6 +87,25 @@ load_weights({str(tmp_path / "w.safetensors")!r})
 to_torch_layout(w, spec)
 augment_batch(np.zeros((2, 28, 28, 1)), 2, 0, 0, 0)
 package_versions(["numpy"])
+x, y = np.zeros((4, 28, 28, 1), np.float32), np.arange(4)
+data = Data("mnist", x, y, x, y, x, y, tuple("0123456789"))
+events = []
+recorder = RunRecorder(
+    "numpy", spec, TrainSpec(epochs=1, batch_size=4), data, {str(tmp_path / "run")!r},
+    init="shared", on_event=events.append, progress=True,
+)
+recorder.start(w)
+recorder.begin_epoch(0)
+recorder.step(2.3, 1, 4)
+recorder.end_epoch(2.2, 0.25)
+recorder.finish(
+    backend="numpy", device="cpu", versions={{}}, test_loss=2.2, predictions=y, weights=w
+)
+Event.from_json(events[-1].to_json())
+atomic_write_npz({str(tmp_path / "run" / "checkpoints" / "epoch-0001.npz")!r}, w)
+load_latest_checkpoint({str(tmp_path / "run")!r}, ".npz", np.load)
+FrameworkInfo("x", "x", "x", (), "", dict.fromkeys(TOPICS, ""), ".x")
+evaluate_logits(np.zeros((4, 10)), y)
 """
     assert frameworks_loaded_by(code, tmp_path) == []
 

@@ -117,6 +117,8 @@ def finished() -> RunResult:
         y_test=Y_TRUE,
         y_pred=Y_PRED,
         n_train=55_000,
+        n_val=5_000,
+        init_digest="0123456789abcdef",
         wall_time_s=12.5,
         extra={"threads": 2},
     )
@@ -140,6 +142,18 @@ def test_finish_result_computes_the_numbers_once(finished: RunResult) -> None:
     assert finished.class_names == ["a", "b", "c"] and finished.extra == {"threads": 2}
     assert finished.peak_memory_mb > 1.0  # this process holds more than 1 MiB
     assert finished.status == "ok" and finished.schema == 1
+    assert finished.sizes == {"train": 55_000, "val": 5_000, "test": 7}  # test: len(y_test)
+    assert finished.init_digest == "0123456789abcdef"
+    assert finished.wall_time_s == 12.5
+
+
+def test_a_record_without_the_new_fields_still_reads(tmp_path) -> None:
+    # records written before sizes and init_digest existed take their defaults
+    result = RunResult("numpy", "numpy", "mnist", {}, {}, "shared", "cpu", {}, 0)
+    data = result.to_dict()
+    del data["sizes"], data["init_digest"]
+    back = RunResult.from_dict(data)
+    assert back.sizes == {} and back.init_digest == ""
 
 
 def test_run_result_json_round_trip(tmp_path, finished: RunResult) -> None:

@@ -1,4 +1,5 @@
-"""cnn_common.spec: the seed model's shapes and counts, 'same' padding, validation, loading."""
+"""cnn_common.spec: the seed model's shapes and counts, 'same' padding, validation, and the
+plain-data form of the specs (files and overrides: test_spec_files.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,12 @@ from cnn_common.spec import (
     DenseLayer,
     ModelSpec,
     TrainSpec,
-    apply_overrides,
+    conv_output_size,
     flops,
     layer_shapes,
     layers,
-    load_spec,
     param_count,
     same_padding,
-    save_spec,
     spec_from_dict,
     spec_to_dict,
     weight_shapes,
@@ -300,126 +299,39 @@ def test_lists_and_mappings_become_blocks() -> None:
     assert from_plain == ModelSpec()
 
 
-# ----------------------------------------------------------------------------- files, overrides
+# ----------------------------------------------------------------------------- plain data
 
 
-def custom_specs() -> tuple[ModelSpec, TrainSpec]:
+def test_spec_to_dict_is_json_and_round_trips() -> None:
     model = ModelSpec(
         input_shape=(32, 30, 3),
-        conv=(
-            ConvBlock(filters=8, kernel_size=3, stride=2, padding="same", activation="tanh"),
-            ConvBlock(filters=12, kernel_size=4, padding="same", pool_size=0),
-        ),
-        dense=(DenseLayer(units=40, dropout=0.25), DenseLayer(units=20, activation="sigmoid")),
+        conv=(ConvBlock(filters=8, kernel_size=3, padding="same", pool_size=0),),
+        dense=(DenseLayer(units=40, dropout=0.25),),
         num_classes=5,
     )
-    train = TrainSpec(
-        epochs=2,
-        optimizer="sgd",
-        learning_rate=0.05,
-        momentum=0.8,
-        epsilon=1e-7,
-        epsilon_convention="keras",
-        augment_shift=2,
-        dtype="float64",
-        seed=9,
-    )
-    return model, train
+    train = TrainSpec(epochs=2, optimizer="sgd", dtype="float64", seed=9)
+    data = spec_to_dict(model, train)
+    assert json.loads(json.dumps(data)) == data  # plain lists and dicts, no tuples
+    assert data["model"]["input_shape"] == [32, 30, 3]
+    assert data["model"]["conv"][0]["padding"] == "same"
+    assert data["train"]["seed"] == 9
+    assert spec_from_dict(json.loads(json.dumps(data))) == (model, train)
+    assert set(spec_to_dict(model)) == {"model"}
 
 
-@pytest.mark.parametrize("suffix", [".yaml", ".yml", ".json"])
-def test_spec_file_round_trip(tmp_path, suffix: str) -> None:
-    model, train = custom_specs()
-    path = tmp_path / f"spec{suffix}"
-    save_spec(path, model, train)
-    assert load_spec(path) == (model, train)
-    if suffix == ".json":
-        assert json.loads(path.read_text()) == spec_to_dict(model, train)
-
-
-def test_hand_written_yaml_reads_exponent_floats(tmp_path) -> None:
-    # PyYAML's YAML 1.1 reads "1e-3" as a string; a spec must read it as the number it is.
-    path = tmp_path / "spec.yaml"
-    path.write_text(
-        "model:\n  conv:\n    - {filters: 8}\n  dense: []\n"
-        "train:\n  learning_rate: 1e-3\n  epsilon: 1E-7\n  epochs: 2\n"
-    )
-    model, train = load_spec(path)
-    assert train.learning_rate == 1e-3 and train.epsilon == 1e-7 and train.epochs == 2
-    assert model.conv == (ConvBlock(filters=8),) and model.dense == ()
-    assert layer_shapes(model)["flatten"] == (12 * 12 * 8,)
-
-
-def test_empty_spec_file_gives_defaults(tmp_path) -> None:
-    path = tmp_path / "empty.yaml"
-    path.write_text("")
-    assert load_spec(path) == (ModelSpec(), TrainSpec())
-
-
-def test_unreadable_spec_files(tmp_path) -> None:
-    with pytest.raises(SpecError, match="cannot read spec file .*nope.yaml"):
-        load_spec(tmp_path / "nope.yaml")
-    bad = tmp_path / "bad.json"
-    bad.write_text("{model: ")
-    with pytest.raises(SpecError, match="bad.json is not valid .json"):
-        load_spec(bad)
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("model: [1, 2\n")
-    with pytest.raises(SpecError, match="bad.yaml is not valid"):
-        load_spec(bad)
-
-
-def test_overrides() -> None:
-    model, train = apply_overrides(
+def test_missing_sections_take_the_defaults() -> None:
+    assert spec_from_dict({}) == (ModelSpec(), TrainSpec())
+    assert spec_from_dict({"model": None, "train": {"epochs": 2}}) == (
         ModelSpec(),
-        TrainSpec(),
-        [
-            "epochs=3",
-            "train.seed=7",
-            "learning_rate=1e-3",
-            "optimizer=sgd",
-            "conv.0.filters=8",
-            "model.dense.0.units=128",
-            "conv.1.padding=same",
-            "input_shape=[32, 32, 3]",
-        ],
+        TrainSpec(epochs=2),
     )
-    assert (train.epochs, train.seed, train.learning_rate, train.optimizer) == (3, 7, 1e-3, "sgd")
-    assert model.conv[0].filters == 8 and model.conv[1].padding == "same"
-    assert model.dense[0].units == 128 and model.input_shape == (32, 32, 3)
-    # untouched fields keep their values
-    assert model.conv[1].filters == 32 and train.batch_size == 128
-
-
-def test_no_overrides_change_nothing() -> None:
-    model, train = custom_specs()
-    assert apply_overrides(model, train, []) == (model, train)
+    with pytest.raises(SpecError, match="must be a mapping"):
+        spec_from_dict([1, 2])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("override", "words"),
-    [
-        ("foo=1", ["'foo'", "no field"]),
-        ("conv.0.filterz=8", ["'filterz'"]),
-        ("conv.5.filters=8", ["'5'", "below 2"]),
-        ("conv.x.filters=8", ["'x'"]),
-        ("epochs", ["not key=value"]),
-        ("epochs=0", ["epochs must be"]),
-        ("conv.0.filters=0", ["conv[0].filters"]),
-        ("dense.0.dropout=-0.5", ["dense[0].dropout"]),
-    ],
+    ("size", "kernel", "stride", "pad", "expected"),
+    [(28, 5, 1, 0, 24), (24, 2, 2, 0, 12), (28, 3, 1, 2, 28), (10, 3, 2, 0, 4), (4, 5, 1, 0, 0)],
 )
-def test_bad_override_is_named(override: str, words: list[str]) -> None:
-    with pytest.raises(SpecError) as info:
-        apply_overrides(ModelSpec(), TrainSpec(), [override])
-    for word in words:
-        assert word in info.value.message
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [("1e-3", 1e-3), ("1E-3", 1e-3), ("+2e-4", 2e-4), ("1.5e2", 150.0), ("0.01", 0.01), ("3", 3)],
-)
-def test_override_numbers_in_every_usual_form(text: str, value: float) -> None:
-    _, train = apply_overrides(ModelSpec(), TrainSpec(), [f"learning_rate={text}"])
-    assert train.learning_rate == value and isinstance(train.learning_rate, (int, float))
+def test_conv_output_size(size: int, kernel: int, stride: int, pad: int, expected: int) -> None:
+    assert conv_output_size(size, kernel, stride, pad) == expected

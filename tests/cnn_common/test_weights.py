@@ -1,4 +1,5 @@
-"""cnn_common.weights: canonical names, Glorot init, the safetensors file, the PyTorch layout."""
+"""cnn_common.weights: canonical names, Glorot init, the digest, the safetensors file, the
+PyTorch layout (checked against the float64 reference of tests/reference.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,21 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cnn_common.errors import DataError
+from cnn_common.errors import DataError, UserError, WeightsError
 from cnn_common.spec import ConvBlock, DenseLayer, ModelSpec, TrainSpec, layers, weight_shapes
 from cnn_common.weights import (
+    check_weight_shapes,
     check_weights,
     from_torch_layout,
+    glorot_uniform,
     init_weights,
     load_weights,
     save_weights,
     to_torch_layout,
     weight_names,
+    weights_digest,
 )
+from tests.reference import reference_logits
 
 SPECS = {
     "seed": ModelSpec(),
@@ -88,6 +93,18 @@ def test_init_weights_glorot_limits_and_zero_biases() -> None:
         assert abs(float(w.var()) - limit**2 / 3) < 4 * limit**2 / np.sqrt(n)
     for name in ("conv1.bias", "conv2.bias", "dense1.bias", "logits.bias"):
         assert weights[name].dtype == np.float32 and not weights[name].any()
+
+
+def test_init_weights_draw_from_the_init_stream_in_layer_order() -> None:
+    # The initial weights are part of every shared-init run: a change must be deliberate.
+    # Kernels in layer order from the "init" seed stream (tag 0x1417, no key):
+    # SeedSequence([seed, 0x1417, 0]).
+    spec = SPECS["same-3-blocks"]
+    rng = np.random.default_rng(np.random.SeedSequence([5, 0x1417, 0]))
+    weights = init_weights(spec, seed=5, dtype="float64")
+    for name, shape in weight_shapes(spec).items():
+        if name.endswith(".kernel"):
+            np.testing.assert_array_equal(weights[name], glorot_uniform(shape, rng), err_msg=name)
 
 
 def test_init_weights_same_numbers_in_float32_and_float64_and_reproducible() -> None:
@@ -166,36 +183,9 @@ def test_conv_kernel_nhwc_equals_nchw_with_converted_kernel() -> None:
     np.testing.assert_allclose(nchw.transpose(0, 2, 3, 1), nhwc, rtol=1e-12, atol=1e-12)
 
 
-# A whole forward pass in both layouts: NumPy on NHWC with the canonical weights, torch on
-# NCHW with the converted weights. Equal logits mean every transpose and permutation is right.
-
-_ACT = {
-    "relu": lambda v: np.maximum(v, 0),
-    "tanh": np.tanh,
-    "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
-    "linear": lambda v: v,
-}
-
-
-def numpy_forward(spec: ModelSpec, weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Logits ``(N, K)`` of ``x (N, H, W, C)`` with canonical weights (reference, float64)."""
-    for layer in layers(spec):
-        if layer.kind == "conv":
-            k, s = layer.kernel_size, layer.stride
-            xp = np.pad(x, ((0, 0), *layer.pad, (0, 0)))
-            win = sliding_window_view(xp, (k, k), axis=(1, 2))[:, ::s, ::s]  # (N,Ho,Wo,C,KH,KW)
-            x = np.einsum("nhwcij,ijcf->nhwf", win, weights[f"{layer.name}.kernel"])
-            x = _ACT[layer.activation](x + weights[f"{layer.name}.bias"])
-        elif layer.kind == "pool":
-            p, s = layer.kernel_size, layer.stride
-            x = sliding_window_view(x, (p, p), axis=(1, 2))[:, ::s, ::s].max(axis=(-2, -1))
-        elif layer.kind == "flatten":
-            x = x.reshape(len(x), -1)  # H, W, C order
-        elif layer.kind in ("dense", "logits"):
-            x = x @ weights[f"{layer.name}.kernel"] + weights[f"{layer.name}.bias"]
-            x = _ACT[layer.activation](x)
-    assert x.shape[1:] == layers(spec)[-1].output_shape
-    return x
+# A whole forward pass in both layouts: the float64 reference (tests/reference.py) on NHWC with
+# the canonical weights, torch on NCHW with the converted weights. Equal logits mean every
+# transpose and permutation is right.
 
 
 def torch_forward(spec: ModelSpec, torch_weights: dict[str, np.ndarray], x_nchw: np.ndarray):
@@ -229,7 +219,8 @@ def test_torch_forward_with_converted_weights_matches_canonical(name: str) -> No
     spec = SPECS[name]
     weights = random_weights(spec, seed=5)
     x = np.random.default_rng(6).uniform(size=(3, *spec.input_shape))  # NHWC
-    expected = numpy_forward(spec, weights, x)
+    expected = reference_logits(spec, weights, x)
+    assert expected.shape == (3, spec.num_classes)
     got = torch_forward(
         spec, to_torch_layout(weights, spec), np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     )
@@ -288,9 +279,12 @@ def test_wrong_shaped_weights_are_rejected_naming_the_tensor(tmp_path) -> None:
     weights = init_weights(spec)
     weights["dense1.kernel"] = weights["dense1.kernel"].T  # (64, 512): the torch shape
     with pytest.raises(
-        ValueError, match=r"dense1\.kernel: expected shape \(512, 64\), got \(64, 512\)"
-    ):
+        WeightsError, match=r"dense1\.kernel: expected shape \(512, 64\), got \(64, 512\)"
+    ) as info:
         check_weights(spec, weights)
+    # a user error (the CLI prints it without a traceback) and still a ValueError
+    assert isinstance(info.value, UserError) and isinstance(info.value, ValueError)
+    assert "spec" in info.value.hint
     with pytest.raises(ValueError, match=r"dense1\.kernel"):
         save_weights(tmp_path / "w.safetensors", weights, spec)
     assert list(tmp_path.iterdir()) == []  # nothing written
@@ -298,9 +292,37 @@ def test_wrong_shaped_weights_are_rejected_naming_the_tensor(tmp_path) -> None:
     del weights["conv2.bias"]
     weights["conv3.kernel"] = np.zeros(1)
     with pytest.raises(
-        ValueError, match=r"missing \['conv2.bias'\], unexpected \['conv3.kernel'\]"
+        WeightsError, match=r"missing \['conv2.bias'\], unexpected \['conv3.kernel'\]"
     ):
         check_weights(spec, weights)
+
+
+def test_check_weight_shapes_against_any_expected_set() -> None:
+    expected = {"a.kernel": (2, 3), "a.bias": (3,)}
+    check_weight_shapes(expected, {"a.kernel": np.zeros((2, 3)), "a.bias": np.zeros(3)})
+    with pytest.raises(WeightsError, match=r"a\.bias: expected shape \(3,\), got \(1, 3\)"):
+        check_weight_shapes(expected, {"a.kernel": np.zeros((2, 3)), "a.bias": np.zeros((1, 3))})
+    with pytest.raises(WeightsError, match=r"missing \['a.bias'\], unexpected \[\]"):
+        check_weight_shapes(expected, {"a.kernel": np.zeros((2, 3))})
+
+
+# ----------------------------------------------------------------------------- the digest
+
+
+def test_weights_digest_fingerprints_names_and_values() -> None:
+    weights = init_weights(ModelSpec(), seed=0, dtype="float64")
+    digest = weights_digest(weights)
+    assert len(digest) == 16 and int(digest, 16) >= 0  # 16 hex digits
+    assert weights_digest(dict(reversed(list(weights.items())))) == digest  # order-free
+    # the float32 values count: the same numbers in float32 or float64 give the same digest
+    assert weights_digest({k: v.astype(np.float32) for k, v in weights.items()}) == digest
+    assert weights_digest(init_weights(ModelSpec(), seed=0, dtype="float32")) == digest
+    assert weights_digest(init_weights(ModelSpec(), seed=1)) != digest
+    changed = {k: v.copy() for k, v in weights.items()}
+    changed["logits.bias"][3] += 1e-3
+    assert weights_digest(changed) != digest
+    renamed = {("x." + k if k == "logits.bias" else k): v for k, v in weights.items()}
+    assert weights_digest(renamed) != digest
 
 
 def test_file_whose_tensors_do_not_match_its_spec(tmp_path) -> None:
@@ -312,7 +334,7 @@ def test_file_whose_tensors_do_not_match_its_spec(tmp_path) -> None:
     path = tmp_path / "w.safetensors"
     other = ModelSpec(dense=(DenseLayer(units=32),))
     save_file(weights, str(path), metadata={"spec": json.dumps(spec_to_dict(other))})
-    with pytest.raises(ValueError, match=r"dense1\.kernel: expected shape \(512, 32\)"):
+    with pytest.raises(WeightsError, match=r"dense1\.kernel: expected shape \(512, 32\)"):
         load_weights(path)
 
 

@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import compare.frameworks
 import pytest
 
+from cnn_common.spec import ModelSpec, TrainSpec
+from compare import registry
 from compare.__main__ import main
-from compare.runner import run_dir
+from compare.layout import CONFIG_FILE, run_dir
+from compare.runner import RunOptions
 
 
 def cli(
@@ -38,13 +40,15 @@ def assert_user_error(result: subprocess.CompletedProcess, *phrases: str) -> Non
 
 def test_unknown_framework(tmp_path: Path) -> None:
     result = cli("run", "--frameworks", "numpy,caffe", "--out", str(tmp_path / "o"))
-    assert_user_error(result, "unknown framework", "caffe", "numpy, keras, lightning")
+    assert_user_error(result, "unknown framework", "caffe", ", ".join(registry.frameworks()))
     assert not (tmp_path / "o").exists()
 
 
 def test_unknown_dataset(tmp_path: Path) -> None:
+    # --dataset lists its choices: argparse refuses an unknown one before anything runs
     result = cli("run", "--dataset", "cifar-11", "--out", str(tmp_path / "o"))
-    assert_user_error(result, "unknown dataset 'cifar-11'", "mnist, fashion-mnist")
+    assert_user_error(result, "invalid choice: 'cifar-11'", "'fashion-mnist', 'mnist'")
+    assert not (tmp_path / "o").exists()
 
 
 def test_unreadable_spec(tmp_path: Path) -> None:
@@ -101,9 +105,9 @@ def test_framework_not_installed_loses_nothing_else(
     data_dir: Path,
 ) -> None:
     """keras reported missing: numpy still trains, the report names keras and the fix."""
-    real = compare.frameworks.missing_modules
+    real = registry.missing_modules
     monkeypatch.setattr(
-        compare.frameworks,
+        registry,
         "missing_modules",
         lambda name: ["tensorflow"] if name == "keras" else real(name),
     )
@@ -119,7 +123,7 @@ def test_framework_not_installed_loses_nothing_else(
             "1",
             "--out",
             str(out),
-            "--no-progress",
+            "--quiet",
             "--data-dir",
             str(data_dir),
         ]
@@ -133,3 +137,77 @@ def test_framework_not_installed_loses_nothing_else(
     results = json.loads((out / "results.json").read_text())
     assert [r["framework"] for r in results["summary"]] == ["numpy"]
     assert "tensorflow" in (out / "report.html").read_text()
+
+
+def test_help_shows_quiet_not_no_progress() -> None:
+    result = cli("run", "--help")
+    assert result.returncode == 0
+    assert "--quiet" in result.stdout and "--no-progress" not in result.stdout
+    assert_user_error(cli("run", "--no-progress"), "unrecognized arguments: --no-progress")
+
+
+def saved_config(out: Path) -> dict:
+    """A results folder's saved configuration, as `cnn-compare run` writes it."""
+    options = RunOptions(
+        frameworks=("numpy",),
+        dataset="mnist",
+        model_spec=ModelSpec(),
+        train_spec=TrainSpec(epochs=1),
+        subset=300,
+        eval_subset=200,
+        out=out,
+    )
+    out.mkdir(parents=True)
+    (out / CONFIG_FILE).write_text(json.dumps(options.config()))
+    return options.config()
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--frameworks", "numpy"], ["--frameworks"]),
+        (["--epochs", "2"], ["--epochs"]),
+        (["--subset", "300"], ["--subset"]),
+        (["--eval-subset", "100"], ["--eval-subset"]),
+        (["--seeds", "2"], ["--seeds"]),
+        (["--init", "native"], ["--init"]),
+        (["--dtype", "float64", "--batch-size", "64"], ["--dtype", "--batch-size"]),
+        (["--set", "learning_rate=0.01"], ["--set"]),
+    ],
+)
+def test_resume_refuses_flags_that_decide_the_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], named: list[str]
+) -> None:
+    out = tmp_path / "o"
+    config = saved_config(out)
+    assert main(["run", "--resume", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume takes its configuration from {out / CONFIG_FILE}" in err
+    for flag in named:
+        assert flag in err, (flag, err)
+    assert f"cnn-compare run --resume --out {out}" in err  # the fix: the bare command
+    assert "Traceback" not in err
+    assert json.loads((out / CONFIG_FILE).read_text()) == config  # nothing changed
+    assert sorted(p.name for p in out.iterdir()) == [CONFIG_FILE]  # nothing trained
+
+
+def test_a_different_configuration_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    from cnn_common.errors import UserError
+    from compare.runner import run
+
+    out = tmp_path / "o"
+    config = saved_config(out)
+    other = RunOptions(
+        frameworks=("numpy",),
+        dataset="mnist",
+        model_spec=ModelSpec(),
+        train_spec=TrainSpec(epochs=2),
+        subset=300,
+        eval_subset=200,
+        out=out,
+        resume=True,
+    )
+    with pytest.raises(UserError, match=r"different configuration \(differs in: train\)"):
+        run(other)
+    assert json.loads((out / CONFIG_FILE).read_text()) == config
+    assert sorted(p.name for p in out.iterdir()) == [CONFIG_FILE]

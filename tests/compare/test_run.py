@@ -13,19 +13,20 @@ from pathlib import Path
 import pytest
 
 from cnn_common.results import RunResult
-from compare.runner import run_dir
-from tests.test_compare_report import EXPECTED_FIGURES, check_self_contained
+from compare.layout import CONFIG_FILE, run_dir
+from tests.compare.test_report import EXPECTED_FIGURES, check_self_contained
 
 FRAMEWORKS = ("numpy", "keras", "lightning")
 
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, float]:
-    """`cnn-compare run` with every default (all three, MNIST, 5 epochs, shared init)."""
+    """`cnn-compare run` with every default (numpy, keras, lightning; MNIST, 5 epochs, shared
+    init)."""
     out = tmp_path_factory.mktemp("compare") / "out"
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "compare", "run", "--out", str(out), "--no-progress"],
+        [sys.executable, "-m", "compare", "run", "--out", str(out), "--quiet"],
         capture_output=True,
         text=True,
         env={**os.environ, "CNN_DATA_DIR": str(data_dir)},
@@ -55,6 +56,7 @@ def test_default_run_accuracy(default_run: tuple[Path, float]) -> None:
         assert run.init == "shared"
         assert len(run.history) == 5
         assert len(run.step_losses) == 5 * 430  # ceil(55,000 / 128) steps a epoch
+        assert run.sizes == {"train": 55_000, "val": 5_000, "test": 10_000}
         assert accuracies[fw] >= 0.985, accuracies
     # Shared initial weights and one batch order: the three land close together.
     assert max(accuracies.values()) - min(accuracies.values()) <= 0.003, accuracies
@@ -76,7 +78,7 @@ def test_kill_during_second_framework_then_resume(tmp_path: Path, data_dir: Path
         "2",
         "--out",
         str(out),
-        "--no-progress",
+        "--quiet",
         "--data-dir",
         str(data_dir),
     ]
@@ -99,7 +101,12 @@ def test_kill_during_second_framework_then_resume(tmp_path: Path, data_dir: Path
     record_mtime = (first / "run.json").stat().st_mtime_ns
     events_size = (first / "events.jsonl").stat().st_size
 
-    result = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
+    config = (out / CONFIG_FILE).read_text()
+    # A bare --resume: the frameworks, subset and epochs come from the saved configuration.
+    bare = [sys.executable, "-m", "compare", "run", "--resume", "--out", str(out), "--quiet"]
+    result = subprocess.run(
+        [*bare, "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     # The first framework was not trained again: its record and its event log are untouched.
     assert (first / "run.json").stat().st_mtime_ns == record_mtime
@@ -107,6 +114,9 @@ def test_kill_during_second_framework_then_resume(tmp_path: Path, data_dir: Path
     results = json.loads((out / "results.json").read_text())
     assert [r["framework"] for r in results["summary"]] == ["numpy", "lightning"]
     assert results["failures"] == []
+    assert (out / CONFIG_FILE).read_text() == config
+    resumed = RunResult.from_json(run_dir(out, "lightning", 0) / "run.json")
+    assert resumed.sizes["train"] == 3000 and len(resumed.history) == 2
 
 
 @pytest.mark.slow
@@ -125,17 +135,20 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path, data_dir: Path
         "1",
         "--out",
         str(out),
-        "--no-progress",
+        "--quiet",
         "--data-dir",
         str(data_dir),
     ]
     assert subprocess.run(base, capture_output=True, timeout=300).returncode == 0
     again = subprocess.run(base, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "already holds results" in again.stderr
+    # --resume reads the configuration back: giving a flag that decides the results is refused
     other = subprocess.run(
         [*base, "--resume", "--epochs", "2"], capture_output=True, text=True, timeout=300
     )
-    assert other.returncode == 2 and "different configuration" in other.stderr
+    assert other.returncode == 2
+    assert f"--resume takes its configuration from {out / CONFIG_FILE}" in other.stderr
+    assert "--frameworks, --subset, --epochs" in other.stderr
     assert "Traceback" not in again.stderr + other.stderr
 
 
@@ -157,7 +170,7 @@ def test_in_process_run_over_two_seeds(tmp_path: Path, data_dir: Path) -> None:
             "--seeds",
             "2",
             "--in-process",
-            "--no-progress",
+            "--quiet",
             "--out",
             str(out),
             "--data-dir",
@@ -173,3 +186,43 @@ def test_in_process_run_over_two_seeds(tmp_path: Path, data_dir: Path) -> None:
     accuracies = [run.test_accuracy for run in runs]
     assert summary[0]["test_accuracy"] == pytest.approx(sum(accuracies) / 2)
     assert "±" in (out / "report.md").read_text()
+
+
+def test_bare_resume_uses_the_saved_configuration(tmp_path: Path, data_dir: Path) -> None:
+    """`cnn-compare run --resume --out DIR` alone finishes DIR's run as it was configured."""
+    from compare.__main__ import main
+
+    out = tmp_path / "out"
+    first = [
+        "run",
+        "--frameworks",
+        "numpy",
+        "--subset",
+        "300",
+        "--eval-subset",
+        "200",
+        "--epochs",
+        "1",
+        "--seed",
+        "3",
+        "--quiet",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_dir),
+    ]
+    assert main(first) == 0
+    path = run_dir(out, "numpy", 3)
+    before = RunResult.from_json(path / "run.json")
+    config = (out / CONFIG_FILE).read_text()
+    (path / "run.json").unlink()  # killed after its last checkpoint, before the record
+    assert main(["run", "--resume", "--out", str(out), "--quiet", "--data-dir", str(data_dir)]) == 0
+    after = RunResult.from_json(path / "run.json")
+    # The saved subset, epochs and seed, not the defaults (which would train on 55,000 images).
+    assert after.sizes == {"train": 300, "val": 200, "test": 200}
+    assert (after.train_spec["epochs"], after.train_spec["seed"]) == (1, 3)
+    assert after.extra["resumed_from_epoch"] == 1  # from the checkpoint, nothing retrained
+    assert after.step_losses == before.step_losses
+    assert after.init_digest == before.init_digest
+    assert after.test_accuracy == before.test_accuracy
+    assert (out / CONFIG_FILE).read_text() == config
