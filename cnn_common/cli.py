@@ -80,6 +80,12 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_subset: int | No
         help="train on the first N training images only (quick runs); validation and test "
         f"sets stay whole (default: {default_subset or 'all'})",
     )
+    parser.add_argument(
+        "--eval-subset",
+        type=int,
+        metavar="N",
+        help="evaluate on the first N validation and N test images only (default: all)",
+    )
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, default_init: str = "native") -> None:
@@ -141,7 +147,13 @@ def specs_from_args(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec]:
 
 def data_from_args(args: argparse.Namespace, train: TrainSpec) -> Data:
     """Load, split and scale the dataset the flags name (a training subset with --subset)."""
-    return training_data(args.dataset, train, root=args.data_dir, subset_size=args.subset)
+    return training_data(
+        args.dataset,
+        train,
+        root=args.data_dir,
+        subset_size=args.subset,
+        eval_size=args.eval_subset,
+    )
 
 
 def init_from_args(args: argparse.Namespace, model: ModelSpec, train: TrainSpec) -> Weights | None:

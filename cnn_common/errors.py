@@ -6,6 +6,8 @@ status 2, without a traceback. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 from collections.abc import Callable
 
@@ -48,8 +50,15 @@ class FrameworkMissingError(UserError):
     """A framework package (keras, torch, lightning) is not installed."""
 
 
-def run_cli(main: Callable[[], int | None], prog: str) -> int:
-    """Run ``main`` and turn a ``UserError`` into ``prog: error: ...`` on stderr and exit 2."""
+def run_cli(main: Callable[[], int | None], prog: str, argv: list[str] | None = None) -> int:
+    """Run ``main`` and turn a ``UserError`` into ``prog: error: ...`` on stderr and exit 2.
+
+    The command line (``prog`` and ``argv``, default the process's) is put in
+    ``CNN_COMMAND``: run records carry it as the command that reproduces them, and worker
+    processes inherit it.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    os.environ["CNN_COMMAND"] = shlex.join([prog, *args])
     try:
         return int(main() or 0)
     except UserError as exc:

@@ -8,7 +8,13 @@ same cores makes every framework slower, some far more than others).
 from __future__ import annotations
 
 import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -43,3 +49,107 @@ def matmul_gflops(size: int = 1024, seconds: float = 0.5) -> float:
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             return 2 * size**3 * count / elapsed / 1e9
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds every process on the machine has run (all cores), from ``/proc/stat``."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# Another process using more than this share of the cores during a run makes its timing
+# untrustworthy: threads of PyTorch and oneDNN that spin while they wait collapse under it.
+BUSY_SHARE = 0.25
+
+
+class LoadMeter:
+    """How busy the machine was while a run trained: this process's CPU time against its wall
+    time, and the CPU time every other process took meanwhile (from ``/proc/stat``)."""
+
+    def __init__(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        self._wall = time.perf_counter()
+        self._own = _own_cpu_seconds()
+        self._machine = _machine_busy_seconds()
+
+    def read(self, threads: int) -> dict[str, float | int | bool]:
+        """``wall_s``, ``cpu_s`` (this process), ``other_cores`` (the cores other processes
+        kept busy on average), ``load_avg`` (1 minute), ``threads`` and ``busy``."""
+        wall = max(time.perf_counter() - self._wall, 1e-9)
+        own = _own_cpu_seconds() - self._own
+        machine = _machine_busy_seconds()
+        other = None
+        if machine is not None and self._machine is not None:
+            other = max(0.0, (machine - self._machine - own) / wall)
+        cores = usable_cores()
+        reading: dict[str, float | int | bool] = {
+            "wall_s": wall,
+            "cpu_s": own,
+            "threads": threads,
+            "cores": cores,
+            "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else -1.0,
+        }
+        if other is not None:
+            reading["other_cores"] = other
+            reading["busy"] = other > BUSY_SHARE * cores
+        return reading
+
+
+def environment() -> dict[str, str | int]:
+    """Where a run ran: CPU model, cores, OS, Python, NumPy's BLAS, the project's git commit
+    and the command that reproduces it (``CNN_COMMAND`` when compare started the process)."""
+    blas = ""
+    try:
+        deps = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{deps.get('name', '')} {deps.get('version', '')}".strip()
+    except (KeyError, TypeError, ValueError):
+        pass
+    return {
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy_blas": blas,
+        "git_commit": git_commit(),
+        "command": os.environ.get("CNN_COMMAND") or shlex.join(sys.argv),
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    """The project's git commit (``+dirty`` when files differ from it), or "" outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return commit + ("+dirty" if dirty else "")

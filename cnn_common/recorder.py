@@ -20,6 +20,7 @@ import numpy as np
 from cnn_common.batches import steps_per_epoch
 from cnn_common.data import Data
 from cnn_common.events import End, Epoch, Event, EventCallback, Start, Step
+from cnn_common.machine import LoadMeter, environment
 from cnn_common.results import (
     RESULT_FILE,
     WEIGHTS_FILE,
@@ -79,6 +80,7 @@ class RunRecorder:
 
             self._listeners.append(ConsoleProgress())
         self._started = time.perf_counter()
+        self._load = LoadMeter()
         self._epoch = 0
         self._epoch_losses: list[float] = []
         self._correct = self._seen = 0
@@ -119,6 +121,7 @@ class RunRecorder:
         the model holds then (canonical layout). A fresh run records their digest."""
         if not self.resumed_from:
             self.init_digest = weights_digest(initial_weights)
+        self._load = LoadMeter()  # how busy the machine is while this run trains
         self._emit(Start(self.framework, self.train_spec.epochs, self.steps, self.epochs_done))
 
     def begin_epoch(self, epoch: int) -> None:
@@ -176,11 +179,15 @@ class RunRecorder:
         test_loss: float,
         predictions: np.ndarray,
         weights: Weights,
+        threads: int,
+        kernels: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> RunResult:
         """Write ``weights.safetensors`` and ``run.json``, then send ``End``; return the record.
 
-        ``predictions (N,)`` are the test-set classes, ``weights`` the final canonical weights.
+        ``predictions (N,)`` are the test-set classes, ``weights`` the final canonical weights,
+        ``threads`` the CPU threads the framework computed with and ``kernels`` the builds of
+        its compute libraries (oneDNN, cuDNN, ...), which go into the record's environment.
         """
         extra = dict(extra or {})
         if self.resumed_from:
@@ -207,6 +214,9 @@ class RunRecorder:
             wall_time_s=time.perf_counter() - self._started,
             extra=extra,
         )
+        result.threads = threads
+        result.load = self._load.read(threads)
+        result.environment = {**environment(), **(kernels or {})}
         save_weights(self.out_dir / WEIGHTS_FILE, weights, self.model_spec, self.train_spec)
         result.to_json(self.out_dir / RESULT_FILE)
         self._emit(End(result.test_loss, result.test_accuracy))

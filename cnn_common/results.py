@@ -76,6 +76,9 @@ class RunResult:
     sizes: dict[str, int] = field(default_factory=dict)  # images used: train, val, test
     init_digest: str = ""  # cnn_common.weights.weights_digest of the initial weights
     native: list[str] = field(default_factory=list)  # defaults handed back: order, padding
+    threads: int = 0  # CPU threads the framework computed with
+    load: dict[str, Any] = field(default_factory=dict)  # cnn_common.machine.LoadMeter.read
+    environment: dict[str, Any] = field(default_factory=dict)  # cnn_common.machine.environment
     status: str = "ok"  # ok | failed
     error: str = ""
     schema: int = SCHEMA_VERSION

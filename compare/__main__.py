@@ -53,12 +53,6 @@ def _parser() -> argparse.ArgumentParser:
     _frameworks_argument(run)
     add_spec_arguments(run)
     add_data_arguments(run)
-    run.add_argument(
-        "--eval-subset",
-        type=int,
-        metavar="N",
-        help="evaluate on the first N validation and N test images only (default: all)",
-    )
     run.add_argument("--seeds", type=int, default=1, help="train each framework on N seeds")
     run.add_argument(
         "--init",
@@ -132,12 +126,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_spec_arguments(ablate, TrainSpec(epochs=1))
     add_data_arguments(ablate, default_subset=20000)
-    ablate.add_argument(
-        "--eval-subset",
-        type=int,
-        metavar="N",
-        help="evaluate on the first N validation and N test images only (default: all)",
-    )
     ablate.add_argument("--seeds", type=int, default=5, help="seeds per arm (at least 3)")
     ablate.add_argument("--out", type=Path, default=Path("runs/ablate"), help="results folder")
     ablate.add_argument(
@@ -164,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print ``cnn-compare: error: ...`` and return 2."""
-    return run_cli(lambda: _main(argv), PROG)
+    return run_cli(lambda: _main(argv), PROG, argv)
 
 
 def _main(argv: list[str] | None) -> int:

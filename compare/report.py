@@ -21,6 +21,11 @@ from compare.figures import make_figures
 from compare.layout import FIGURES_DIR, HISTORY_FILE, REPORT_HTML, REPORT_MD, RESULTS_FILE
 from compare.render import Section, write_history_csv, write_html, write_markdown
 
+ENVIRONMENT_TEXT = (
+    "Where each framework ran. The command reproduces the run; timings are comparable only "
+    "on the same machine with the same threads."
+)
+
 
 def sections(found: Collected, rows: list[dict[str, Any]], out: Path) -> list[Section]:
     """Every part of the report, in order: results, the statistics, failures, the analysis
@@ -33,8 +38,14 @@ def sections(found: Collected, rows: list[dict[str, Any]], out: Path) -> list[Se
         spread = tables.accuracy_spread(rows)
         if spread is not None:
             text += f" Spread of test accuracy across frameworks: {spread:.2f} points."
+        busy = tables.busy_note(rows)
+        if busy:
+            text += " " + busy
         made.append(Section("Results", text, *tables.results_table(rows)))
         made += analysis.statistics_sections(found)
+        head, environment = tables.environment_table(found)
+        if environment:
+            made.append(Section("Environment", ENVIRONMENT_TEXT, head, environment))
     if found.failures:
         failures = tables.failures_table(found)
         made.append(Section("Failed or incomplete runs", "These runs left no result:", *failures))

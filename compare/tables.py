@@ -27,6 +27,8 @@ RESULTS_HEAD = [
     "epoch time (s)",
     "samples/s",
     "peak memory (MiB)",
+    "threads",
+    "other load (cores)",
     "device",
     "init",
     "versions",
@@ -69,6 +71,10 @@ def summary_rows(found: Collected) -> list[dict[str, Any]]:
                 "samples_per_s": float(np.median([r.samples_per_s for r in runs])),
                 "peak_memory_mb": max(r.peak_memory_mb for r in runs),
                 "wall_time_s": float(np.median([r.wall_time_s for r in runs])),
+                "threads": runs[0].threads,
+                # the most other processes took from the cores while one of these runs trained
+                "other_cores": max((r.load.get("other_cores", 0.0) for r in runs), default=0.0),
+                "busy": any(r.load.get("busy", False) for r in runs),
                 "device": runs[0].device,
                 "init": runs[0].init,
                 "versions": ", ".join(f"{k} {v}" for k, v in runs[0].versions.items()),
@@ -89,15 +95,30 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
             _pm(100 * r["test_accuracy"], 100 * r["test_accuracy_std"], r["seeds"], ".2f") + " %",
             _pm(r["test_loss"], r["test_loss_std"], r["seeds"], ".4f"),
             f"{r['params']:,}",
-            f"{r['epoch_time_s']:.1f}",
+            f"{r['epoch_time_s']:.1f}" + (" (busy)" if r["busy"] else ""),
             f"{r['samples_per_s']:,.0f}",
             f"{r['peak_memory_mb']:,.0f}",
+            str(r["threads"] or "?"),
+            f"{r['other_cores']:.2f}" + (" BUSY" if r["busy"] else ""),
             r["device"],
             r["init"],
             r["versions"],
         ]
         for r in rows
     ]
+
+
+def busy_note(rows: list[dict[str, Any]]) -> str:
+    """What to do about timings measured while other processes used the cores, or ""."""
+    busy = [r["framework"] for r in rows if r["busy"]]
+    if not busy:
+        return ""
+    return (
+        f"Timings of {', '.join(busy)} were measured while other processes kept more than a "
+        'quarter of the cores busy (column "other load"): they are not this framework\'s speed. '
+        "Rerun on an idle machine, or give every framework fewer threads than the free cores "
+        "(--threads)."
+    )
 
 
 def accuracy_spread(rows: list[dict[str, Any]]) -> float | None:
@@ -142,6 +163,34 @@ def differences_table(
         if measured:
             row.append(measured.get(d.key, "not measured"))
         rows.append(row)
+    return head, rows
+
+
+def environment_table(found: Collected) -> Table:
+    """Where each framework ran (its first run): the machine, the builds, the commit and the
+    command that reproduces it."""
+    head = ["framework", "CPU", "cores", "threads", "OS", "Python", "compute libraries",
+            "git commit", "command"]  # fmt: skip
+    rows = []
+    for run, _ in found.first_seeds():
+        env = run.environment
+        if not env:
+            continue
+        shared = ("cpu", "cores", "os", "python", "git_commit", "command")
+        libraries = ", ".join(f"{k} {v}" for k, v in env.items() if k not in shared)
+        rows.append(
+            [
+                run.framework,
+                str(env.get("cpu", "")),
+                str(env.get("cores", "")),
+                str(run.threads or "?"),
+                str(env.get("os", "")),
+                str(env.get("python", "")),
+                libraries,
+                str(env.get("git_commit", "")) or "not a git checkout",
+                str(env.get("command", "")),
+            ]
+        )
     return head, rows
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -39,6 +40,7 @@ from cnn_common.files import (
     remove_checkpoints,
 )
 from cnn_common.framework import check_native
+from cnn_common.machine import thread_setting
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.seeds import int_seed
@@ -277,8 +279,20 @@ def train(
         test_loss=test_loss,
         predictions=predictions,
         weights=get_weights(model),
+        threads=backend_threads(backend),
         extra={"optimizer": type(model.optimizer).__name__},
     )
+
+
+def backend_threads(backend: str) -> int:
+    """The CPU threads the backend computes with: torch says; TensorFlow and XLA use the
+    thread count the process was given (``OMP_NUM_THREADS``, ``TF_NUM_INTRAOP_THREADS``)."""
+    if backend == "torch":
+        import torch
+
+        return torch.get_num_threads()
+    value = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else thread_setting()
 
 
 def _warn(message: str) -> None:

@@ -37,6 +37,7 @@ from lightning_cnn.datamodule import MNISTDataModule
 from lightning_cnn.framework import FRAMEWORK
 from lightning_cnn.model import evaluate, get_weights, set_weights
 from lightning_cnn.module import LitCNN
+from pytorch_cnn.network import kernel_builds
 from pytorch_cnn.train import describe_device, torch_device
 
 VERSIONED = ("torch", "lightning", "torchmetrics", "numpy")
@@ -148,6 +149,8 @@ def train(
         test_loss=test_loss,
         predictions=predictions,
         weights=get_weights(model),
+        threads=torch.get_num_threads(),
+        kernels=kernel_builds(),
     )
 
 

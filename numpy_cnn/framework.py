@@ -23,7 +23,7 @@ FRAMEWORK = FrameworkInfo(
         "float64": "float64 throughout",
         "kernels": "NumPy + BLAS GEMM (im2col), one batch shard per core",
     },
-    model_suffix=".safetensors",
+    model_suffix=".npz",
     native_epsilon=None,
     native_init=False,
     default=True,

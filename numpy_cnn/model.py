@@ -7,20 +7,25 @@ forward pass ``EVAL_BATCH`` images at a time, so any number of images fits in me
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from cnn_common.data import check_images
+from cnn_common.errors import DataError
+from cnn_common.files import atomic_write_npz
 from cnn_common.metrics import evaluate_logits, softmax
 from cnn_common.seeds import generator
-from cnn_common.spec import ModelSpec, TrainSpec
-from cnn_common.weights import Weights, check_weights, init_weights, load_weights, save_weights
+from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
+from cnn_common.weights import Weights, check_weights, init_weights
 from numpy_cnn import ops
 from numpy_cnn.network import CNN, backward, forward, make_network, train_step
 from numpy_cnn.optim import Optimizer
 
 EVAL_BATCH = 1000  # images per forward pass in evaluate/predict: bounded memory for any N
+WEIGHTS_PREFIX = "weights/"  # keys of the weights in a saved .npz
+SPEC_KEY = "spec"  # key of the model spec (JSON) in a saved .npz
 
 
 def build(spec: ModelSpec, dtype: str = "float32", *, seed: int = 0) -> CNN:
@@ -124,12 +129,34 @@ def train_steps(
 
 
 def save(model: CNN, path: str | Path) -> None:
-    """Write the weights in the canonical safetensors file (with the spec), atomically."""
-    save_weights(path, model.weights, model.spec)
+    """Write NumPy's own file, an ``.npz`` archive (``np.load`` reads it with nothing but
+    NumPy): ``weights/<tensor>`` in the canonical layout and ``spec``, the model spec as JSON;
+    atomic."""
+    arrays = {f"{WEIGHTS_PREFIX}{name}": value for name, value in model.weights.items()}
+    arrays[SPEC_KEY] = np.array(json.dumps(spec_to_dict(model.spec)))
+    atomic_write_npz(path, arrays)
 
 
 def load(path: str | Path) -> CNN:
-    """Rebuild a model from a file written by ``save`` (or any canonical weight file), in the
-    dtype the weights were stored in."""
-    weights, spec, _ = load_weights(path)
+    """Rebuild a model from a file written by ``save``, in the dtype its weights were stored
+    in. A file that is not one raises ``DataError`` naming it; weights that do not fit the
+    stored spec raise ``WeightsError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"model file {path} does not exist", "check the path")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            spec = spec_from_dict(json.loads(str(archive[SPEC_KEY])))[0]
+            weights = {
+                key[len(WEIGHTS_PREFIX) :]: archive[key]
+                for key in archive.files
+                if key.startswith(WEIGHTS_PREFIX)
+            }
+    except Exception as exc:  # noqa: BLE001 - any failure to read means a bad file
+        raise DataError(
+            f"{path} is not a numpy_cnn model file ({type(exc).__name__}: {exc})",
+            "write it with numpy_cnn.save (or `cnn-compare convert`); a canonical "
+            ".safetensors weight file is read by cnn_common.weights.load_weights",
+        ) from None
+    check_weights(spec, weights)
     return make_network(spec, weights, weights["logits.kernel"].dtype.name)

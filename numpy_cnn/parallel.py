@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from cnn_common.machine import thread_setting
 
 
 @functools.cache
@@ -42,12 +43,12 @@ def _set_local_blas_threads() -> ctypes._CFuncPtr | None:
 
 @functools.cache
 def workers() -> int:
-    """Number of shards a training batch is split into: the usable cores (at most 8), or 1
-    when the BLAS cannot be made single-threaded per thread."""
+    """Number of shards a training batch is split into: the threads the run was given
+    (``OMP_NUM_THREADS``, as compare sets it for every framework; else the usable cores), at
+    most 8, or 1 when the BLAS cannot be made single-threaded per thread."""
     if _set_local_blas_threads() is None:
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, 8))
+    return max(1, min(thread_setting(), 8))
 
 
 def _single_threaded_blas() -> None:

@@ -164,6 +164,7 @@ def train(
         test_loss=test_loss,
         predictions=predictions,
         weights=model.weights,
+        threads=parallel.workers(),
     )
 
 

@@ -30,7 +30,7 @@ def _main(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pytorch-cnn``: user errors print ``pytorch-cnn: error: ...`` and exit 2."""
-    return run_cli(lambda: _main(argv), PROG)
+    return run_cli(lambda: _main(argv), PROG, argv)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Trainer: the plain loop (``pytorch_cnn.train``) trains it directly, and ``LitCNN
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -131,3 +132,17 @@ def to_nchw(x: np.ndarray, dtype: str | torch.dtype = "float32") -> torch.Tensor
     """Images ``(N, H, W, C)`` (NumPy) -> a contiguous tensor ``(N, C, H, W)`` of ``dtype``."""
     nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (N, C, H, W)
     return torch.from_numpy(nchw).to(TORCH_DTYPES.get(dtype, dtype))
+
+
+def kernel_builds() -> dict[str, str]:
+    """The compute libraries this PyTorch build uses, for the run record's environment."""
+    config = torch.__config__.show()
+    onednn = re.search(r"(?:oneDNN|MKL-DNN) (v[\d.]+)", config)
+    blas = re.search(r"BLAS_INFO=(\w+)", config)
+    builds = {
+        "onednn": onednn.group(1) if onednn else "none",
+        "torch_blas": blas.group(1) if blas else "unknown",
+    }
+    if torch.cuda.is_available():
+        builds["cudnn"] = str(torch.backends.cudnn.version())
+    return builds

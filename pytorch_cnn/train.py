@@ -41,7 +41,7 @@ from cnn_common.weights import Weights
 from pytorch_cnn.batching import BatchSource, dropout_seed, native_order_batches
 from pytorch_cnn.framework import FRAMEWORK
 from pytorch_cnn.model import build, evaluate, get_weights, set_weights
-from pytorch_cnn.network import CNN
+from pytorch_cnn.network import CNN, kernel_builds
 from pytorch_cnn.optim import make_optimizer
 
 SUFFIX = ".pt"
@@ -197,6 +197,8 @@ def train(
         test_loss=test_loss,
         predictions=predictions,
         weights=get_weights(net),
+        threads=torch.get_num_threads(),
+        kernels=kernel_builds(),
     )
 
 
