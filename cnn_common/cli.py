@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnn_common.data import DATASETS, Data, training_data
+from cnn_common.errors import UserError
+from cnn_common.machine import is_main_process
 from cnn_common.results import RESULT_FILE, RunResult
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.spec_files import apply_overrides, load_spec
@@ -129,6 +131,12 @@ def add_trainer_command(
         help="replace a finished run already in --out",
     )
     parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="processes (CPU) or GPUs to train on with DDP (lightning and pytorch)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print no progress")
     return parser
 
@@ -165,10 +173,10 @@ def init_from_args(args: argparse.Namespace, model: ModelSpec, train: TrainSpec)
 
 def train_from_args(args: argparse.Namespace, train: Callable[..., RunResult]) -> RunResult:
     """Run a framework's ``train`` as a ``train`` subcommand's flags say; print where it went."""
-    from cnn_common.errors import UserError
-
     model_spec, train_spec = specs_from_args(args)
     out = Path(args.out)
+    if args.devices < 1:
+        raise UserError(f"--devices must be at least 1, got {args.devices}", "use --devices 1+")
     if (out / RESULT_FILE).is_file() and not (args.resume or args.overwrite):
         raise UserError(
             f"{out} already holds a finished run ({RESULT_FILE})",
@@ -185,8 +193,9 @@ def train_from_args(args: argparse.Namespace, train: Callable[..., RunResult]) -
         resume=args.resume,
         device=args.device,
         progress=not args.quiet,
+        devices=args.devices,
     )
-    if not args.quiet:
+    if not args.quiet and is_main_process():  # DDP runs this in every process
         print(
             f"{result.framework} ({result.backend}): test accuracy {result.test_accuracy:.4f}, "
             f"test loss {result.test_loss:.4f}, {result.wall_time_s:.1f} s -> {out}"

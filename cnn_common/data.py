@@ -187,8 +187,9 @@ def parse_idx(raw: bytes, source: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _read_verified(path: Path, stem: str, info: DatasetInfo) -> bytes:
-    """Read a (possibly gzipped) IDX file, verify its checksum, return the IDX bytes."""
+def _read_idx(path: Path, stem: str, info: DatasetInfo) -> tuple[np.ndarray, bool]:
+    """Read and parse a (possibly gzipped) IDX file; also say whether its checksum matches
+    (the caller looks at that after the contents, so a damaged file gets the precise message)."""
     data = path.read_bytes()
     gz_ok = hashlib.md5(data).hexdigest() == info.gz_md5[stem]
     if path.suffix == ".gz":
@@ -203,14 +204,37 @@ def _read_verified(path: Path, stem: str, info: DatasetInfo) -> bytes:
             raise DataError(
                 f"{path} is not a readable gzip file ({exc})", f"delete {path} and fetch it again"
             ) from None
-    if not gz_ok and hashlib.md5(data).hexdigest() != info.raw_md5[stem]:
-        parse_idx(data, str(path))  # a truncated file gets the more precise message
-        raise DataError(
-            f"{path} fails its checksum (md5 of neither the published .gz nor the "
-            f"{info.name} contents {info.raw_md5[stem]})",
-            f"delete {path} and fetch the official {info.name} file again",
-        )
-    return data
+    array = parse_idx(data, str(path))
+    return array, gz_ok or hashlib.md5(data).hexdigest() == info.raw_md5[stem]
+
+
+def _check_contents(
+    arrays: dict[str, np.ndarray], info: DatasetInfo, names: dict[str, str]
+) -> None:
+    """Images ``(N, H, W)`` with as many labels ``(N,)``, each a class of the dataset; ``names``
+    gives each file's path for the message."""
+    classes = len(info.class_names)
+    for images, labels, part in ((FILES[0], FILES[1], "train"), (FILES[2], FILES[3], "test")):
+        x, y = arrays[images], arrays[labels]
+        pair = f"{names[images]} and {names[labels]}"
+        hint = f"replace {pair} with the official {info.name} files"
+        if x.ndim != 3 or y.ndim != 1:
+            raise DataError(
+                f"{info.name} {part}: expected images (N, H, W) and labels (N,) in {pair}, "
+                f"found {x.shape} and {y.shape}",
+                hint,
+            )
+        if len(x) != len(y):
+            raise DataError(
+                f"{info.name} {part}: {len(x):,} images but {len(y):,} labels in {pair}", hint
+            )
+        wrong = np.flatnonzero(y >= classes)
+        if wrong.size:
+            raise DataError(
+                f"{names[labels]}: label {int(y[wrong[0]])} at index {int(wrong[0])} is not a "
+                f"class of {info.name} (0 to {classes - 1}); {wrong.size:,} label(s) out of range",
+                f"replace {names[labels]} with the official {info.name} file",
+            )
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -224,7 +248,16 @@ def _from_folder(folder: Path, info: DatasetInfo) -> dict[str, np.ndarray] | Non
     paths = {stem: _find_file(folder, stem) for stem in FILES}
     if not all(paths.values()):
         return None
-    arrays = {stem: parse_idx(_read_verified(p, stem, info), str(p)) for stem, p in paths.items()}
+    read = {stem: _read_idx(path, stem, info) for stem, path in paths.items()}
+    arrays = {stem: array for stem, (array, _) in read.items()}
+    _check_contents(arrays, info, {stem: str(path) for stem, path in paths.items()})
+    for stem, (_, verified) in read.items():
+        if not verified:
+            raise DataError(
+                f"{paths[stem]} fails its checksum (md5 of neither the published .gz nor the "
+                f"{info.name} contents {info.raw_md5[stem]})",
+                f"delete {paths[stem]} and fetch the official {info.name} file again",
+            )
     return arrays
 
 
@@ -311,6 +344,13 @@ def load_dataset(
             comma-separated, also overrides them).
     """
     info = dataset_info(name)
+    if root is not None and not Path(root).is_dir():
+        state = "is not a folder" if Path(root).exists() else "does not exist"
+        raise DataError(
+            f"--data-dir {root} {state}",
+            f"give --data-dir the folder that holds {name}/ (or leave it out to look in "
+            "$CNN_DATA_DIR and the cache)",
+        )
     looked: list[str] = []
     arrays = None
     source = ""
@@ -345,12 +385,6 @@ def load_dataset(
         )
     x_train, y_train = arrays[FILES[0]], arrays[FILES[1]]
     x_test, y_test = arrays[FILES[2]], arrays[FILES[3]]
-    for images, labels, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
-        if len(images) != len(labels):
-            raise DataError(
-                f"{name} {part}: {len(images)} images but {len(labels)} labels",
-                f"replace the {part} files in {source} with a matching pair",
-            )
     return RawDataset(
         name=name,
         x_train=x_train.reshape(*x_train.shape[:3], 1),  # (N, H, W) -> (N, H, W, 1)

@@ -18,11 +18,14 @@ so listing frameworks, reading ``--help`` or choosing a Keras backend imports no
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from cnn_common.errors import FrameworkMissingError
 
 # The functions every framework package exports (see docs/design.md for their signatures).
 CONTRACT = (
@@ -89,11 +92,12 @@ class FrameworkInfo:
     requires: tuple[str, ...]  # top-level modules it needs
     extra: str  # the pip extra that installs them ("" = the base install)
     native: Mapping[str, str]
-    model_suffix: str  # the file suffix of ``save``/``load``: .safetensors, .keras, .ckpt, .pt
+    model_suffix: str  # the file suffix of ``save``/``load``: .npz, .keras, .ckpt, .pt
     native_epsilon: tuple[float, str] | None = None
     native_init: bool = True  # False: it has no initialisers of its own (the canonical ones)
     float64_exact: bool = True  # False: dtype float64 is computed (partly) in float32
     padding_convention: str = "tensorflow"  # its own 'same' placement (cnn_common.spec)
+    data_parallel: bool = False  # train(devices=N > 1) trains in N processes (DDP)
     env: Mapping[str, str] = field(default_factory=dict)
     default: bool = False  # part of the default --frameworks
     order: int = 100  # position in tables and figures (lower first)
@@ -107,12 +111,43 @@ class FrameworkInfo:
         object.__setattr__(self, "env", types.MappingProxyType(dict(self.env)))
 
 
-def lazy_exports(package: str, homes: Mapping[str, str]) -> None:
+def require(info: FrameworkInfo) -> None:
+    """Raise ``FrameworkMissingError`` naming the modules of ``info.requires`` that cannot be
+    imported and the pip command that installs them: a command line calls it before importing
+    its framework, so a missing one gets that message instead of a ``ModuleNotFoundError``."""
+
+    def importable(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken parent package, a module without a spec
+            return False
+
+    missing = [repr(module) for module in info.requires if not importable(module)]
+    if missing:
+        install = f'pip install -e ".[{info.extra}]"' if info.extra else "pip install -e ."
+        packages = f"the {missing[0]} package" if len(missing) == 1 else ", ".join(missing)
+        raise FrameworkMissingError(
+            f"framework {info.name!r} needs {packages}, which is not installed", install
+        )
+
+
+# The --help epilog of every command line: what its exit status means.
+EXIT_STATUSES = (
+    "exit status: 0 done; 1 a run failed or a check found a departure; 2 a user error (the "
+    "message names the problem and the fix); 130 interrupted (Ctrl-C)"
+)
+
+
+def lazy_exports(
+    package: str, homes: Mapping[str, str], before_import: Callable[[], None] | None = None
+) -> None:
     """Export ``name -> module`` from ``package``, importing the module on first use.
 
     Contract names stay the functions whatever is imported later: importing a submodule binds
     it to its package under its own name (``keras_cnn.train`` the module would replace
     ``keras_cnn.train`` the function), and the package here refuses that one binding.
+    ``before_import`` runs before a home module is first imported (keras_cnn imports keras
+    there with TensorFlow's start-up lines silenced).
     """
     module = sys.modules[package]
     exported = dict(homes)
@@ -121,6 +156,8 @@ def lazy_exports(package: str, homes: Mapping[str, str]) -> None:
         def __getattr__(self, name: str) -> Any:
             if name not in exported:
                 raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            if before_import is not None:
+                before_import()
             value = getattr(importlib.import_module(exported[name]), name)
             types.ModuleType.__setattr__(self, name, value)
             return value

@@ -33,6 +33,14 @@ def thread_setting() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else usable_cores()
 
 
+def is_main_process() -> bool:
+    """False in the processes a distributed launcher (Lightning's DDP, torchrun) starts beside
+    the first: only the first writes the run's files and sends its events."""
+    return all(
+        int(os.environ.get(name, "0") or 0) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK")
+    )
+
+
 def matmul_gflops(size: int = 1024, seconds: float = 0.5) -> float:
     """This machine's practical float32 matrix-multiply speed in GFLOP/s: NumPy's BLAS on
     ``size x size`` matrices (2 size^3 FLOP each), repeated for about ``seconds``, with the

@@ -19,8 +19,9 @@ import numpy as np
 
 from cnn_common.batches import steps_per_epoch
 from cnn_common.data import Data
+from cnn_common.errors import UserError
 from cnn_common.events import End, Epoch, Event, EventCallback, Start, Step
-from cnn_common.machine import LoadMeter, environment
+from cnn_common.machine import LoadMeter, environment, is_main_process
 from cnn_common.results import (
     RESULT_FILE,
     WEIGHTS_FILE,
@@ -28,6 +29,7 @@ from cnn_common.results import (
     RunResult,
     check_finite_loss,
     finish_result,
+    reset_peak_memory,
 )
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
 from cnn_common.weights import Weights, save_weights, weights_digest
@@ -67,6 +69,11 @@ class RunRecorder:
         self.model_spec, self.train_spec = model_spec, train_spec
         self.data = data
         self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise UserError(
+                f"{self.out_dir} is a file, not a folder",
+                "give --out a folder (it is created when missing)",
+            )
         self.init = init
         self.native = native
         self.steps = steps or steps_per_epoch(len(data.x_train), train_spec.batch_size)
@@ -81,6 +88,9 @@ class RunRecorder:
             self._listeners.append(ConsoleProgress())
         self._started = time.perf_counter()
         self._load = LoadMeter()
+        self._peak_scope = "process"  # until start() resets the peak
+        # Under data parallelism every process records; only the first writes and reports.
+        self.silent = not is_main_process()
         self._epoch = 0
         self._epoch_losses: list[float] = []
         self._correct = self._seen = 0
@@ -113,6 +123,8 @@ class RunRecorder:
     # ------------------------------------------------------------------ events
 
     def _emit(self, event: Event) -> None:
+        if self.silent:
+            return
         for listener in self._listeners:
             listener(event)
 
@@ -122,6 +134,8 @@ class RunRecorder:
         if not self.resumed_from:
             self.init_digest = weights_digest(initial_weights)
         self._load = LoadMeter()  # how busy the machine is while this run trains
+        # The record's peak memory is this run's, not that of earlier runs in this process.
+        self._peak_scope = "run" if reset_peak_memory() else "process"
         self._emit(Start(self.framework, self.train_spec.epochs, self.steps, self.epochs_done))
 
     def begin_epoch(self, epoch: int) -> None:
@@ -188,6 +202,7 @@ class RunRecorder:
         ``predictions (N,)`` are the test-set classes, ``weights`` the final canonical weights,
         ``threads`` the CPU threads the framework computed with and ``kernels`` the builds of
         its compute libraries (oneDNN, cuDNN, ...), which go into the record's environment.
+        A process other than the first of a distributed run returns the record unwritten.
         """
         extra = dict(extra or {})
         if self.resumed_from:
@@ -215,8 +230,11 @@ class RunRecorder:
             extra=extra,
         )
         result.threads = threads
+        result.peak_memory_scope = self._peak_scope
         result.load = self._load.read(threads)
         result.environment = {**environment(), **(kernels or {})}
+        if self.silent:
+            return result
         save_weights(self.out_dir / WEIGHTS_FILE, weights, self.model_spec, self.train_spec)
         result.to_json(self.out_dir / RESULT_FILE)
         self._emit(End(result.test_loss, result.test_accuracy))

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_bytes
 from cnn_common.metrics import accuracy, classification_report, confusion_matrix
 from cnn_common.spec import ModelSpec, TrainSpec, param_count, spec_to_dict
@@ -34,6 +35,10 @@ from cnn_common.spec import ModelSpec, TrainSpec, param_count, spec_to_dict
 RESULT_FILE = "run.json"
 WEIGHTS_FILE = "weights.safetensors"
 SCHEMA_VERSION = 1
+
+
+class RecordError(UserError, ValueError):
+    """A ``run.json`` that is not a run record."""
 
 
 @dataclass
@@ -71,7 +76,10 @@ class RunResult:
     class_names: list[str] = field(default_factory=list)
     epoch_times: list[float] = field(default_factory=list)
     samples_per_s: float = 0.0  # training images per second (median epoch)
-    peak_memory_mb: float = 0.0  # peak resident set size of the training process
+    peak_memory_mb: float = 0.0  # peak resident set size of the process (peak_memory_scope)
+    # run: since this run started (Linux resets the peak at the start); process: since the
+    # process started, so it includes earlier runs of the same process (--in-process)
+    peak_memory_scope: str = "run"
     wall_time_s: float = 0.0
     sizes: dict[str, int] = field(default_factory=dict)  # images used: train, val, test
     init_digest: str = ""  # cnn_common.weights.weights_digest of the initial weights
@@ -101,11 +109,38 @@ class RunResult:
 
     @classmethod
     def from_json(cls, path: str | Path) -> RunResult:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a record; a file that is not one (cut short, edited) raises ``RecordError``."""
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise RecordError(
+                f"{path} is not a readable run record ({type(exc).__name__}: {exc})",
+                f"delete {path} and train that run again (`cnn-compare run --resume` trains "
+                "only what is missing)",
+            ) from None
+
+
+def reset_peak_memory() -> bool:
+    """Start ``peak_memory_mb`` from now: Linux resets its high-water mark (VmHWM) to the
+    current resident set size when 5 is written to ``/proc/self/clear_refs``. False where that
+    is impossible (another OS, an old kernel): the peak then counts from the process's start."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def peak_memory_mb() -> float:
-    """Peak resident set size of this process so far, in MiB."""
+    """Peak resident set size of this process in MiB: since the last ``reset_peak_memory``
+    where the kernel reports VmHWM, else since the process started (``ru_maxrss``)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

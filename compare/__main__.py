@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,11 @@ from cnn_common.cli import (
 )
 from cnn_common.data import check_image_count, load_dataset
 from cnn_common.errors import UserError, run_cli
+from cnn_common.framework import EXIT_STATUSES
 from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict
 from compare import registry
 from compare.arms import FACTORS, check_factors
+from compare.executors import EXECUTORS, make_executor
 from compare.layout import CONFIG_FILE
 
 PROG = "cnn-compare"
@@ -35,11 +36,28 @@ def _frameworks_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _executor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: one worker process at a time on this machine; ray: every run a Ray task "
+        "(a local Ray instance, or --ray-address's cluster)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="an existing Ray cluster (ray://HOST:10001 or auto); its nodes need the project "
+        "installed and the --out folder shared",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train one CNN in several frameworks from one spec and one data pipeline, "
         "and show where and why they differ.",
+        epilog=EXIT_STATUSES,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -61,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         help="shared: identical starting weights everywhere; native: each framework's own",
     )
     run.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
+    run.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="processes (CPU) or GPUs each run of lightning and pytorch trains on, with "
+        "Lightning's DDP; the other frameworks train on one",
+    )
     run.add_argument("--out", type=Path, default=Path("runs/compare"), help="results folder")
     run.add_argument(
         "--resume",
@@ -74,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run the frameworks in this process instead of one process each",
     )
     run.add_argument("--threads", type=int, help="CPU threads per framework (default: all cores)")
+    _executor_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no live progress display")
 
     parity = sub.add_parser(
@@ -88,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     add_data_arguments(parity)
     parity.add_argument("--steps", type=int, default=3, help="optimiser steps to compare")
     parity.add_argument("--out", type=Path, default=Path("runs/parity"), help="output folder")
+    parity.add_argument(
+        "--overwrite", action="store_true", help="replace a parity result already in --out"
+    )
     parity.add_argument(
         "--in-process", action="store_true", help="run every framework in this process"
     )
@@ -108,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
     bench.add_argument("--threads", type=int, help="CPU threads per framework (default: all)")
     bench.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder")
+    bench.add_argument(
+        "--overwrite", action="store_true", help="replace a bench result already in --out"
+    )
 
     ablate = sub.add_parser(
         "ablate",
@@ -137,7 +169,32 @@ def _parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an ablation already in --out"
     )
     ablate.add_argument("--threads", type=int, help="CPU threads per run (default: all cores)")
+    _executor_arguments(ablate)
     ablate.add_argument("--quiet", action="store_true", help="no live progress display")
+
+    rosetta = sub.add_parser(
+        "rosetta",
+        help="the same layer in every framework: their sources side by side",
+        description="For each layer kind of the spec (convolution, activation, pooling, "
+        "flatten, dense, the loss, the optimiser step), read every framework's own source "
+        "with inspect.getsource, each in its own process; write rosetta.json and "
+        "rosetta.html into --out.",
+        formatter_class=HELP,
+    )
+    rosetta.add_argument(
+        "--frameworks",
+        help="comma-separated frameworks (default: the first registered of each package), "
+        f"from: {', '.join(registry.frameworks())}",
+    )
+    rosetta.add_argument("--spec", type=Path, help="YAML/JSON spec file: its layer kinds")
+    rosetta.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one spec field (repeatable)",
+    )  # fmt: skip
+    rosetta.add_argument("--out", type=Path, default=Path("runs/rosetta"), help="output folder")
+    rosetta.add_argument(
+        "--in-process", action="store_true", help="read every framework in this process"
+    )
 
     report = sub.add_parser(
         "report",
@@ -147,7 +204,45 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=HELP,
     )
     report.add_argument("dir", type=Path, help="the results folder")
+
+    convert = sub.add_parser(
+        "convert",
+        help="trained weights in every framework's own file and in ONNX, verified",
+        description="Write a run's weights (or a canonical .safetensors file) in each "
+        "framework's own format (and ONNX with --onnx), read each file back in its framework "
+        "and compare its logits on the first N test images with the source's.",
+        formatter_class=HELP,
+    )
+    convert.add_argument(
+        "source", type=Path, help="a run folder (OUT/runs/<framework>-seed<S>) or a weight file"
+    )
+    convert.add_argument(
+        "--to",
+        default="all",
+        help="comma-separated frameworks, or all (every installed one), from: "
+        + ", ".join(registry.frameworks()),
+    )
+    convert.add_argument("--onnx", action="store_true", help="also write and verify model.onnx")
+    convert.add_argument(
+        "--out", type=Path, help="output folder (default: SOURCE/converted, or beside the file)"
+    )
+    convert.add_argument("--images", type=int, default=1000, help="test images to compare on")
+    convert.add_argument(
+        "--source-framework",
+        help="the framework that computes the source's logits (default: the run's own; "
+        "for a weight file, the first registered: numpy)",
+    )
+    convert.add_argument("--dataset", help="the test images' dataset (default: the run's)")
+    convert.add_argument("--data-dir", help="folder holding <dataset>/<idx files>")
+    for command in sub.choices.values():
+        command.epilog = EXIT_STATUSES
     return parser
+
+
+def _at_least(flag: str, value: int | None, low: int = 1) -> None:
+    """Refuse a count flag below ``low`` (None: not given)."""
+    if value is not None and value < low:
+        raise UserError(f"{flag} must be at least {low}, got {value}", f"use {flag} {low} or more")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,12 +252,32 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "convert":
+        from compare.convert import ConvertOptions, run_convert
+
+        return run_convert(
+            ConvertOptions(
+                source=args.source,
+                targets=args.to,
+                onnx=args.onnx,
+                out=args.out,
+                images=args.images,
+                source_framework=args.source_framework,
+                dataset=args.dataset,
+                data_dir=args.data_dir,
+            )
+        )
     if args.command == "report":
         from compare.report import write_outputs
 
         for line in write_outputs(args.dir):
             print(line)
         return 0
+    if args.command == "rosetta":
+        from compare.rosetta import default_frameworks, run_rosetta
+
+        names = registry.parse_frameworks(args.frameworks or ",".join(default_frameworks()))
+        return run_rosetta(names, *specs_from_args(args), args.out, args.in_process)
     names = registry.parse_frameworks(args.frameworks)
     model, train = specs_from_args(args)
     if args.command == "run":
@@ -172,6 +287,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "parity":
         from compare.parity import ParityOptions, run_parity
 
+        _at_least("--steps", args.steps)
         return run_parity(
             ParityOptions(
                 frameworks=tuple(names),
@@ -182,10 +298,17 @@ def _main(argv: list[str] | None) -> int:
                 out=args.out,
                 steps=args.steps,
                 in_process=args.in_process,
+                overwrite=args.overwrite,
             )
         )
     from compare.bench import BenchOptions, run_bench
 
+    for flag, value in (
+        ("--train-images", args.train_images),
+        ("--repeats", args.repeats),
+        ("--threads", args.threads),
+    ):
+        _at_least(flag, value)
     return run_bench(
         BenchOptions(
             frameworks=tuple(names),
@@ -197,12 +320,22 @@ def _main(argv: list[str] | None) -> int:
             train_images=args.train_images,
             repeats=args.repeats,
             threads=args.threads,
+            overwrite=args.overwrite,
         )
     )
 
 
 # What --resume takes from the saved configuration (the options that decide the results).
-RESUMED = ("frameworks", "dataset", "init", "device", "subset", "eval_subset", "seeds")
+RESUMED = (
+    "frameworks",
+    "dataset",
+    "init",
+    "device",
+    "subset",
+    "eval_subset",
+    "seeds",
+    "devices",
+)
 
 
 def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -211,7 +344,9 @@ def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
     path = args.out / CONFIG_FILE
     if not args.resume or not path.is_file():
         return {}
-    saved = json.loads(path.read_text())
+    from compare.runner import read_config
+
+    saved = read_config(path)
     defaults = _parser().parse_args(["run"])
     given = [
         name
@@ -241,6 +376,9 @@ def _run(args: argparse.Namespace, names: list[str], model: ModelSpec, train: Tr
         raise UserError(f"--seeds must be at least 1, got {args.seeds}", "use --seeds 1 or more")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}", "use --threads 1+")
+    if args.devices < 1:
+        raise UserError(f"--devices must be at least 1, got {args.devices}", "use --devices 1+")
+    make_executor(args.executor, args.threads, args.in_process, args.ray_address)  # checks
     for flag, value in (("--subset", args.subset), ("--eval-subset", args.eval_subset)):
         if value is not None:
             check_image_count(flag, value)
@@ -263,6 +401,9 @@ def _run(args: argparse.Namespace, names: list[str], model: ModelSpec, train: Tr
         in_process=args.in_process,
         threads=args.threads,
         progress=not args.quiet,
+        devices=args.devices,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
     status = run(options)
     if status == 2:
@@ -278,6 +419,7 @@ def _ablate(args: argparse.Namespace, names: list[str], model: ModelSpec, train:
             f"--seeds must be at least 3 for an ablation, got {args.seeds}",
             "use --seeds 3 or more: fewer give intervals too wide to say anything",
         )
+    _at_least("--threads", args.threads)
     if args.epochs is None:
         train = dataclasses.replace(train, epochs=1)
     for flag, value in (("--subset", args.subset), ("--eval-subset", args.eval_subset)):
@@ -300,6 +442,8 @@ def _ablate(args: argparse.Namespace, names: list[str], model: ModelSpec, train:
             overwrite=args.overwrite,
             threads=args.threads,
             progress=not args.quiet,
+            executor=args.executor,
+            ray_address=args.ray_address,
         )
     )
 

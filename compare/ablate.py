@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,9 +43,11 @@ from compare import registry
 from compare.ablation_stats import summarize
 from compare.arms import FACTORS, Arm, plan_arms
 from compare.collect import completed
-from compare.jobs import BatchJob, TrainJob
-from compare.launch import launch, read_failure
+from compare.executors import make_executor
+from compare.jobs import BatchJob, Job, TrainJob
+from compare.launch import read_failure
 from compare.layout import ABLATION_DIR, ABLATION_FILE, CONFIG_FILE, RESULT_FILE, RUNS_DIR
+from compare.lock import FolderLock
 from compare.progress import RunDisplay
 from compare.report import write_outputs
 
@@ -73,6 +76,8 @@ class AblateOptions:
     overwrite: bool = False
     threads: int | None = None
     progress: bool = True
+    executor: str = "local"  # local: a worker per framework and thread count; ray: a task a run
+    ray_address: str | None = None
 
     def config(self) -> dict[str, Any]:
         """What decides the results (``--resume`` reads it back)."""
@@ -154,7 +159,15 @@ def run_ablation(options: AblateOptions, log: Callable[[str], None] = print) -> 
     """Run every arm that is not done yet, then write and print the effects.
 
     Returns 0 when every run succeeded, 2 when one failed for a user error, 1 on a crash.
+    Holds ``OUT/.lock`` (``compare.lock``), as ``cnn-compare run`` does.
     """
+    out = shlex.quote(str(options.out))
+    resume = f"the same `cnn-compare ablate ... --out {out}` with --resume added"
+    with FolderLock(options.out, log, resume):
+        return _run_ablation(options, log)
+
+
+def _run_ablation(options: AblateOptions, log: Callable[[str], None]) -> int:
     for name in options.frameworks:
         registry.check_installed(name)
     _check_out(options)
@@ -196,32 +209,42 @@ def run_ablation(options: AblateOptions, log: Callable[[str], None] = print) -> 
         totals={labels[key]: steps * len(jobs) for key, jobs in groups.items()},
     )
     worst = 0
+    # Locally a batch per framework and thread count shares one worker (imports once); on Ray
+    # every run is a task of its own, which the cluster places.
+    work: list[tuple[str, Job, int | None]] = []
+    for key, jobs in groups.items():
+        framework, threads = key
+        if options.executor == "ray":
+            work += [(labels[key], job, threads) for job in jobs]
+            continue
+        suffix = f"{threads or options.threads or usable_cores()}t"
+        batch = BatchJob.create(
+            model_spec=options.model_spec,
+            train_spec=options.train_spec,
+            out=options.folder / "batches" / f"{framework}-{suffix}",
+            framework=framework,
+            dataset=options.dataset,
+            data_dir=options.data_dir,
+            jobs=jobs,
+        )
+        work.append((labels[key], batch, threads))
+
+    def done(label: str, status: int) -> None:
+        nonlocal worst
+        if status != 0:
+            display.note(label, f"a worker failed (status {status}); see its log.txt")
+            worst = max(worst, 1)
+
+    executor = make_executor(options.executor, options.threads, False, options.ray_address)
     try:
-        for key, jobs in groups.items():
-            framework, threads = key
-            suffix = f"{threads or options.threads or usable_cores()}t"
-            batch = BatchJob.create(
-                model_spec=options.model_spec,
-                train_spec=options.train_spec,
-                out=options.folder / "batches" / f"{framework}-{suffix}",
-                framework=framework,
-                dataset=options.dataset,
-                data_dir=options.data_dir,
-                jobs=jobs,
-            )
-            label = labels[key]
-            status = launch(batch, threads or options.threads, display.listener(label))
-            if status != 0:
-                failure = read_failure(batch.path, status)
-                display.note(label, f"failed: {failure['error'].splitlines()[0][:60]}")
-                worst = max(worst, 1)
-            for job in jobs:
-                if not completed(job.path):
-                    failure = read_failure(job.path, 1)
-                    worst = max(worst, 2 if failure["kind"] == "user" else 1)
-            display.finish(label)
+        executor.run(work, display.event, done)
     finally:
         display.close()
+    for jobs in groups.values():
+        for job in jobs:
+            if not completed(job.path):
+                failure = read_failure(job.path, 1)
+                worst = max(worst, 2 if failure["kind"] == "user" else 1)
     summary = summarize(options.folder, arms, seeds)
     atomic_write_json(options.out / ABLATION_FILE, summary)
     for line in summary_lines(summary):

@@ -5,7 +5,8 @@
 - the ablation (``ablation.json``): each default's measured effect, as a table and a forest
   plot, and the text of the differences table's "measured effect" column;
 - the divergence locator (``parity.json``): where each pair first parts, and the heatmaps;
-- the cross-evaluation (``crosseval.json``): the same weights in every framework.
+- the cross-evaluation (``crosseval.json``): the same weights in every framework;
+- the rosetta (``rosetta.json``): each framework's source for each layer kind.
 
 Each section appears only when its data is in the folder.
 """
@@ -13,13 +14,16 @@ Each section appears only when its data is in the folder.
 from __future__ import annotations
 
 import itertools
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from compare import rosetta
 from compare.analysis_figures import fig_crosseval, fig_forest, fig_parity
 from compare.collect import Collected
-from compare.render import FigureFile, Section
+from compare.layout import ROSETTA_FILE, ROSETTA_HTML
+from compare.render import Details, FigureFile, Section
 from compare.stats import MIN_SEEDS, compare_samples, mean_interval
 
 # topic of the differences table -> the ablation factor that measures it
@@ -245,5 +249,45 @@ def crosseval_sections(found: Collected, figures_dir: Path) -> list[Section]:
             ["trained in", "run in", "test image", "prediction", "margin", "why"] if rows else (),
             rows,
             [FigureFile("crosseval-figure", "Cross-evaluation matrices", figure)],
+        )
+    ]
+
+
+def rosetta_sections(out: Path) -> list[Section]:
+    """The objects and line counts of every framework for each layer kind, and each
+    framework's sources folded below (``cnn-compare rosetta`` wrote them)."""
+    path = Path(out) / ROSETTA_FILE
+    if not path.is_file():
+        return []
+    sources = json.loads(path.read_text())
+    frameworks = list(dict.fromkeys(name for by in sources.values() for name in by))
+    rows, blocks = [], []
+    for kind, by_framework in sources.items():
+        title = rosetta.KINDS.get(kind, kind)
+        cells = [title]
+        for name in frameworks:
+            entries = by_framework.get(name, [])
+            listed = "\n".join(
+                f"{e['object'].partition(':')[2]} ({rosetta.line_count(e)})" for e in entries
+            )
+            cells.append(listed or "-")
+            code = "\n\n".join(
+                f"# {e['object']}  ({e['file']}:{e['line']})\n{e['source']}" for e in entries
+            )
+            blocks.append(Details(rosetta.anchor(kind, name), f"{title}: {name}", code))
+        rows.append(cells)
+    text = (
+        "Each framework's own code for each layer kind of the spec, read from the installed "
+        "packages with inspect.getsource (`cnn-compare rosetta`): the functions and methods, "
+        "each with its number of lines, then every source with its module, folded. "
+        f"{ROSETTA_HTML} beside this report shows them side by side."
+    )
+    return [
+        Section(
+            "Rosetta: the same layer in every framework",
+            text,
+            ["layer kind", *frameworks],
+            rows,
+            details=blocks,
         )
     ]

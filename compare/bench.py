@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import ModelSpec, TrainSpec, flops
 from compare import registry
 from compare.jobs import BenchJob
 from compare.launch import run_checked
 from compare.layout import BENCH_FILE, BENCH_RECORD
+from compare.lock import check_out_folder
 from compare.render import md_table
 
 REFERENCE = "pytorch"  # the plain PyTorch loop
@@ -37,10 +39,17 @@ class BenchOptions:
     repeats: int = 3
     threads: int | None = None
     out: Path = Path("runs/bench")
+    overwrite: bool = False  # replace a result already in out
 
 
 def run_bench(options: BenchOptions) -> int:
     """Run the reference and every framework, print the throughput table with ratios."""
+    check_out_folder(options.out)
+    if (options.out / BENCH_FILE).exists() and not options.overwrite:
+        raise UserError(
+            f"{options.out} already holds a bench result ({BENCH_FILE})",
+            "pass --overwrite to replace it, or choose another --out",
+        )
     names = [REFERENCE, *(n for n in options.frameworks if n != REFERENCE)]
     for name in names:
         registry.check_installed(name)

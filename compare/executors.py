@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnn_common.errors import FrameworkMissingError, UserError
 from cnn_common.events import Event
+from cnn_common.machine import usable_cores
 from compare.jobs import Job
 from compare.launch import launch, run_in_process
 from compare.layout import EVENTS_FILE
@@ -25,7 +26,8 @@ EXECUTORS = ("local", "ray")
 FORWARDED = ("CNN_DATA_DIR", "CNN_CACHE_DIR", "CNN_COMMAND", "KERAS_HOME", "PYTHONPATH")
 RAY_RETRIES = 3
 
-Labelled = tuple[str, Job]  # the display's label of a job, and the job
+# the display's label of a job, the job, and its CPU threads (None: the executor's)
+Labelled = tuple[str, Job, int | None]
 OnEvent = Callable[[str, Event], None]
 OnDone = Callable[[str, int], None]
 
@@ -57,7 +59,7 @@ class LocalExecutor:
         self.in_process = in_process
 
     def run(self, jobs: Sequence[Labelled], on_event: OnEvent, on_done: OnDone) -> None:
-        for label, job in jobs:
+        for label, job, threads in jobs:
 
             def forward(event: Event, label: str = label) -> None:
                 on_event(label, event)
@@ -65,7 +67,7 @@ class LocalExecutor:
             if self.in_process:
                 status = run_in_process(job, forward)
             else:
-                status = launch(job, self.threads, forward)
+                status = launch(job, threads or self.threads, forward)
             on_done(label, status)
 
 
@@ -90,6 +92,9 @@ class RayExecutor:
     """
 
     def __init__(self, threads: int | None = None, address: str | None = None) -> None:
+        # Ray sets OMP_NUM_THREADS=1 in its workers; a job's thread count is always explicit
+        # here (by default every core of this machine, as the local executor gives it).
+        threads = threads or usable_cores()
         try:
             import ray
         except ImportError:
@@ -105,33 +110,34 @@ class RayExecutor:
         ray = self.ray
         started_here = not ray.is_initialized()
         if started_here:
+            forwarded = {k: os.environ[k] for k in FORWARDED if k in os.environ}
             try:
                 ray.init(
                     address=self.address,
                     include_dashboard=False,
                     log_to_driver=False,
-                    runtime_env={"env_vars": {k: os.environ[k] for k in FORWARDED if k in os.environ}},
+                    runtime_env={"env_vars": forwarded},
                 )
             except ConnectionError as exc:
                 raise UserError(
                     f"cannot reach the Ray cluster at {self.address}: {exc}",
                     "check --ray-address (ray status shows it), or leave it out for a local one",
                 ) from None
-        task = ray.remote(_ray_task).options(
-            num_cpus=self.threads or 1,
-            max_retries=RAY_RETRIES,
-            retry_exceptions=[WorkerLostError],
-        )
+        task = ray.remote(max_retries=RAY_RETRIES, retry_exceptions=[WorkerLostError])(_ray_task)
         try:
-            pending = {task.remote(job.to_json(), self.threads): label for label, job in jobs}
-            tails = {label: EventTail(job.path / EVENTS_FILE) for label, job in jobs}
+            pending = {}
+            for label, job, threads in jobs:
+                cpus = threads or self.threads or 1
+                ref = task.options(num_cpus=cpus).remote(job.to_json(), threads or self.threads)
+                pending[ref] = (label, job)
+            tails = [(label, EventTail(job.path / EVENTS_FILE)) for label, job, _ in jobs]
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
-                for label, tail in tails.items():
+                for label, tail in tails:
                     for event in tail.read():
                         on_event(label, event)
                 for ref in done:
-                    label = pending.pop(ref)
+                    label, _ = pending.pop(ref)
                     try:
                         status = ray.get(ref)
                     except ray.exceptions.RayError:

@@ -6,7 +6,9 @@ the worker reads it back (``to_json`` / ``from_json``), so nothing travels as lo
   (the ablation: the framework is imported once for all its runs);
 - ``ParityJob``: record one framework's logits, gradients and updates from shared weights;
 - ``BenchJob``: time one framework's training epochs and inference;
-- ``CrossEvalJob``: evaluate other frameworks' trained weights in one framework.
+- ``CrossEvalJob``: evaluate other frameworks' trained weights in one framework;
+- ``ConvertJob``: write canonical weights in one framework's own file and read it back;
+- ``RosettaJob``: read one framework's source for each layer kind.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class TrainJob(Job):
     init: str = "shared"
     native: list[str] = dataclasses.field(default_factory=list)  # train(native=...)
     device: str = "auto"
+    devices: int = 1  # processes or GPUs (DDP) for frameworks that can
     resume: bool = True  # continue from the folder's checkpoints, if any
     feature_maps: bool = True  # keep feature maps and misclassified images for the report
 
@@ -119,6 +122,29 @@ class CrossEvalJob(Job):
     eval_subset: int | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ConvertJob(Job):
+    """Canonical weights into ``framework``: the test-set logits of the first ``images`` test
+    images as set (``source``: the source's own logits) and after ``save`` to ``model_file``
+    and ``load`` back (when ``model_file`` is given), written to ``out``."""
+
+    kind: ClassVar[str] = "convert"
+    weights: str  # the canonical .safetensors file
+    model_file: str | None = None  # the framework's own file to write and read back
+    source: bool = False
+    images: int = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class RosettaJob(Job):
+    """The source of every object the framework's package lists for each of ``kinds``
+    (``<package>.rosetta.SOURCES``), written to ``out``."""
+
+    kind: ClassVar[str] = "rosetta"
+    kinds: list[str]
+
+
 JOB_TYPES: dict[str, type[Job]] = {
-    cls.kind: cls for cls in (TrainJob, BatchJob, ParityJob, BenchJob, CrossEvalJob)
+    cls.kind: cls
+    for cls in (TrainJob, BatchJob, ParityJob, BenchJob, CrossEvalJob, ConvertJob, RosettaJob)
 }

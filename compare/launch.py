@@ -19,6 +19,7 @@ from pathlib import Path
 from cnn_common.errors import UserError
 from cnn_common.events import Event, EventCallback
 from cnn_common.files import atomic_write_bytes
+from cnn_common.machine import usable_cores
 from compare import registry
 from compare.jobs import Job
 from compare.layout import EVENTS_FILE, FAILED_FILE, JOB_FILE, LOG_FILE
@@ -34,11 +35,15 @@ THREAD_VARIABLES = (
 
 def child_env(framework: str, threads: int | None) -> dict[str, str]:
     """Environment of a worker: the framework's own variables and thread counts, set before
-    any framework starts."""
+    any framework starts. ``threads`` given sets every thread count; None keeps the ones this
+    process has and gives the others every usable core."""
     env = dict(os.environ)
-    n = str(threads or os.cpu_count() or 1)
+    n = str(threads or usable_cores())
     for var in THREAD_VARIABLES:
-        env.setdefault(var, n)
+        if threads is not None:
+            env[var] = n
+        else:
+            env.setdefault(var, n)
     env.setdefault("TF_NUM_INTEROP_THREADS", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -90,17 +95,25 @@ def launch(
                     for line in lines:
                         if line.strip():
                             on_event(Event.from_json(line.decode()))
+                if status == -signal.SIGINT:  # Ctrl-C reached the worker first
+                    raise KeyboardInterrupt
                 if status is not None:
                     return status
                 time.sleep(poll_s)
         finally:
             if proc.poll() is None:  # interrupted: take the worker down with us
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a worker as Ctrl-C would (its unfinished writes remove their temporary files),
+    then for good if it has not ended within 10 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def run_in_process(job: Job, on_event: EventCallback | None = None) -> int:

@@ -17,6 +17,17 @@
     OUT/ablation.json                 the ablation's effects
     OUT/crosseval/<framework>/        every run's trained weights evaluated in <framework>
     OUT/crosseval.json                the cross-evaluation matrices
+    OUT/rosetta.json, rosetta.html    ``cnn-compare rosetta``: each framework's source for
+                                      each layer kind (the report shows it when present)
+    OUT/rosetta/<framework>/          a rosetta worker's job.json, log.txt and sources.json
+
+``cnn-compare convert`` writes into its own folder (``compare.convert``; by default
+``converted/`` inside the run folder it converts)::
+
+    CONVERTED/<framework><suffix>     the weights in each framework's own file
+    CONVERTED/model.onnx              the ONNX model
+    CONVERTED/convert.json            every file's max |logit difference| from the source
+    CONVERTED/jobs/<framework>/       a worker's job.json, log.txt and logits.npz
 """
 
 from __future__ import annotations
@@ -39,6 +50,14 @@ ABLATION_FILE = "ablation.json"
 CROSSEVAL_DIR = "crosseval"
 CROSSEVAL_FILE = "crosseval.json"
 CROSSEVAL_RECORD = "logits.npz"
+ROSETTA_DIR = "rosetta"
+ROSETTA_FILE = "rosetta.json"
+ROSETTA_HTML = "rosetta.html"
+CONVERTED_DIR = "converted"  # convert's default folder inside a run folder
+CONVERT_FILE = "convert.json"
+CONVERT_JOBS_DIR = "jobs"
+CONVERT_RECORD = "logits.npz"
+ONNX_FILE = "model.onnx"
 
 # Inside a job's folder (a run, or one framework's parity or bench job):
 JOB_FILE = "job.json"
@@ -48,6 +67,7 @@ FAILED_FILE = "failed.json"
 FEATURES_FILE = "feature_maps.npz"
 PARITY_RECORD = "parity.npz"
 BENCH_RECORD = "bench.json"
+ROSETTA_RECORD = "sources.json"
 
 __all__ = [
     "ABLATION_DIR",
@@ -58,6 +78,10 @@ __all__ = [
     "CROSSEVAL_RECORD",
     "BENCH_RECORD",
     "CONFIG_FILE",
+    "CONVERTED_DIR",
+    "CONVERT_FILE",
+    "CONVERT_JOBS_DIR",
+    "CONVERT_RECORD",
     "EVENTS_FILE",
     "FAILED_FILE",
     "FEATURES_FILE",
@@ -65,12 +89,17 @@ __all__ = [
     "HISTORY_FILE",
     "JOB_FILE",
     "LOG_FILE",
+    "ONNX_FILE",
     "PARITY_FILE",
     "PARITY_RECORD",
     "REPORT_HTML",
     "REPORT_MD",
     "RESULTS_FILE",
     "RESULT_FILE",
+    "ROSETTA_DIR",
+    "ROSETTA_FILE",
+    "ROSETTA_HTML",
+    "ROSETTA_RECORD",
     "RUNS_DIR",
     "WEIGHTS_FILE",
     "run_dir",

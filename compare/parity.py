@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import ModelSpec, TrainSpec
 from compare import registry
@@ -31,6 +32,8 @@ from compare.locate import (
     first_departures,
     near_tie_pools,
 )
+from compare.lock import check_out_folder
+from compare.onnx_export import parity_lines, parity_reference
 from compare.render import md_table
 from compare.report import write_outputs
 
@@ -45,6 +48,7 @@ class ParityOptions:
     steps: int = 3
     out: Path = Path("runs/parity")
     in_process: bool = False
+    overwrite: bool = False  # replace a result already in out
 
 
 def without_dropout(spec: ModelSpec) -> ModelSpec:
@@ -69,12 +73,16 @@ def known_cause(
         if causes:
             return "; ".join(causes)
     for step in range(row.step + 1):
-        pools = near_tie_pools(recorded[a], recorded[b], spec, step)
+        pools = near_tie_pools(recorded[a], recorded[b], spec, step, dtype)
         if pools:
-            return (
-                f"float32 rounding: a max-pooling near-tie in {', '.join(pools)} at step "
-                f"{step} sent a gradient to another pixel of its window (both are right); "
+            advice = (
                 "--dtype float64 separates rounding from real differences"
+                if dtype == "float32"
+                else "the tied inputs are equal up to rounding, so the weight gradients agree"
+            )
+            return (
+                f"{dtype} rounding: a max-pooling near-tie in {', '.join(pools)} at step "
+                f"{step} sent a gradient to another pixel of its window (both are right); " + advice
             )
     return ""
 
@@ -125,6 +133,12 @@ def summary(rows: list[Row], options: ParityOptions, causes: dict[str, str]) -> 
 
 def run_parity(options: ParityOptions) -> int:
     """Run every framework's parity job, print where each pair parts; 0 when none does."""
+    check_out_folder(options.out)
+    if (options.out / PARITY_FILE).exists() and not options.overwrite:
+        raise UserError(
+            f"{options.out} already holds a parity result ({PARITY_FILE})",
+            "pass --overwrite to replace it, or choose another --out",
+        )
     model_spec = without_dropout(options.model_spec)
     train = options.train_spec
     for name in options.frameworks:
@@ -150,11 +164,17 @@ def run_parity(options: ParityOptions) -> int:
         if row is not None
     }
     record = summary(rows, options, causes)
+    # onnxruntime, when installed: a forward-only reference none of the frameworks share.
+    reference = parity_reference(recorded, model_spec, train, options.dataset, options.data_dir)
+    if reference is not None:
+        record["onnx"] = reference
     print(
         f"parity: {', '.join(options.frameworks)}, {train.dtype}, {options.steps} step(s) from "
         f"shared weights, batch {train.batch_size}, {record['optimizer']}"
     )
     print(md_table(*pair_table(rows, causes)))
+    for line in parity_lines(reference):
+        print(line)
     atomic_write_json(options.out / PARITY_FILE, record)
     for line in write_outputs(options.out)[-1:]:
         print(f"wrote {options.out / PARITY_FILE}; {line}")

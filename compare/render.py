@@ -3,7 +3,8 @@
 The HTML page is self-contained: inline CSS, every figure embedded as a base64 data URI, no
 external URL, so it opens offline and can be mailed as one file. The Markdown links the PNGs
 in ``figures/`` beside it. A cell may hold several lines (an error message): Markdown gets
-``<br>`` (a raw newline would end the table row), HTML gets ``<br>`` after escaping.
+``<br>`` (a raw newline would end the table row), HTML gets ``<br>`` after escaping. Code
+(``Details``) is folded in ``<details>`` blocks in both, fenced in Markdown.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import csv
 import html
 import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -39,6 +41,7 @@ th { background: #f0f0f0; }
 img { max-width: 100%; border: 1px solid #eee; }
 figure { margin: 1em 0 2em; }
 figcaption { font-size: 0.9em; color: #555; }
+pre { background: #f6f8fa; padding: 0.5em; overflow-x: auto; font-size: 0.8em; }
 """
 
 
@@ -48,14 +51,24 @@ class FigureFile(NamedTuple):
     path: Path  # the PNG, under figures/
 
 
+class Details(NamedTuple):
+    """A block of code folded under a one-line summary (HTML ``<details>``), e.g. a source."""
+
+    name: str  # its anchor in the HTML report
+    summary: str
+    code: str
+
+
 class Section(NamedTuple):
-    """One titled part of the report: a paragraph, a table, figures (each may be empty)."""
+    """One titled part of the report: a paragraph, a table, figures, folded code blocks
+    (each may be empty)."""
 
     title: str
     text: str = ""
     head: Sequence[str] = ()
     rows: Sequence[Sequence[str]] = ()
     figures: Sequence[FigureFile] = ()
+    details: Sequence[Details] = ()
 
 
 def _md_cell(value: object) -> str:
@@ -96,6 +109,11 @@ def write_markdown(path: Path, intro: Sequence[str], sections: Sequence[Section]
             parts += [md_table(list(section.head), [list(r) for r in section.rows]), ""]
         for figure in section.figures:
             parts += [f"![{figure.caption}]({FIGURES_DIR}/{figure.path.name})", ""]
+        for block in section.details:
+            fence = "`" * max(3, 1 + max(map(len, re.findall("`+", block.code)), default=0))
+            summary = html.escape(block.summary)
+            parts += [f"<details><summary>{summary}</summary>", "", f"{fence}python"]
+            parts += [block.code.rstrip("\n"), fence, "", "</details>", ""]
     atomic_write_bytes(path, "\n".join(parts).encode())
 
 
@@ -131,6 +149,14 @@ def write_html(path: Path, intro: Sequence[str], sections: Sequence[Section]) ->
                 f"<img alt='{caption}' src='data:image/png;base64,{data}'>",
                 f"<figcaption>{caption}</figcaption></figure>",
             ]
+        if section.details:  # a line of links, then the blocks, folded
+            links = (f"<a href='#{d.name}'>{html.escape(d.summary)}</a>" for d in section.details)
+            parts.append(f"<p>{' · '.join(links)}</p>")
+        for block in section.details:
+            parts.append(
+                f"<details id='{block.name}'><summary>{html.escape(block.summary)}</summary>"
+                f"<pre><code>{html.escape(block.code)}</code></pre></details>"
+            )
     parts.append("</body></html>")
     atomic_write_bytes(path, "\n".join(parts).encode())
 

@@ -29,12 +29,16 @@ ENVIRONMENT_TEXT = (
 
 def sections(found: Collected, rows: list[dict[str, Any]], out: Path) -> list[Section]:
     """Every part of the report, in order: results, the statistics, failures, the analysis
-    (differences, ablation, locator, cross-evaluation), then the per-run figures."""
+    (differences, ablation, locator, cross-evaluation, rosetta), then the per-run figures."""
     figures_dir = out / FIGURES_DIR
     figures_dir.mkdir(parents=True, exist_ok=True)
     made: list[Section] = []
     if found.runs:
-        text = "Test-set results; epoch time is the median training epoch."
+        text = (
+            "Test-set results; epoch time is the median training epoch; peak memory is the "
+            "largest resident set size of the process that ran the run, from the run's start "
+            "(marked (process): from the process's start, earlier runs of it included)."
+        )
         spread = tables.accuracy_spread(rows)
         if spread is not None:
             text += f" Spread of test accuracy across frameworks: {spread:.2f} points."
@@ -64,6 +68,7 @@ def sections(found: Collected, rows: list[dict[str, Any]], out: Path) -> list[Se
     made += analysis.ablation_sections(found, figures_dir)
     made += analysis.parity_sections(found, figures_dir)
     made += analysis.crosseval_sections(found, figures_dir)
+    made += analysis.rosetta_sections(out)
     if found.runs:
         made.append(
             Section("Per-class precision / recall / F1", "", *tables.class_report_table(found))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,15 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
-from cnn_common.events import Event
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
 from compare import registry
 from compare.collect import completed
 from compare.crosseval import run_crosseval
+from compare.executors import make_executor
 from compare.jobs import TrainJob
-from compare.launch import launch, read_failure, run_in_process
+from compare.launch import read_failure
 from compare.layout import CONFIG_FILE, RESULT_FILE, RUNS_DIR, run_dir
+from compare.lock import FolderLock
 from compare.progress import RunDisplay
 from compare.report import write_outputs
 from compare.worker import write_failure
@@ -50,6 +52,9 @@ class RunOptions:
     in_process: bool = False
     threads: int | None = None
     progress: bool = True
+    devices: int = 1  # DDP processes (or GPUs) for the frameworks that can
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None
 
     def config(self) -> dict[str, Any]:
         """The part of the options that decides the results (``--resume`` reads it back)."""
@@ -61,6 +66,7 @@ class RunOptions:
             "subset": self.subset,
             "eval_subset": self.eval_subset,
             "seeds": self.seeds,
+            "devices": self.devices,
             **spec_to_dict(self.model_spec, self.train_spec),
         }
 
@@ -68,12 +74,26 @@ class RunOptions:
         return [self.train_spec.seed + i for i in range(self.seeds)]
 
 
+def read_config(path: Path) -> dict[str, Any]:
+    """A results folder's saved configuration; a damaged one raises ``UserError``."""
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as exc:
+        config = f"{type(exc).__name__}: {exc}"
+    if not isinstance(config, dict):
+        raise UserError(
+            f"{path} is not a readable run configuration ({config})",
+            f"choose another --out, or --overwrite to train every run in {path.parent} again",
+        )
+    return config
+
+
 def _check_out(options: RunOptions) -> None:
     """Refuse to mix results of different configurations in one folder; save the config."""
     config_path = options.out / CONFIG_FILE
     if config_path.exists() and not options.overwrite:
         if options.resume:
-            old = json.loads(config_path.read_text())
+            old = read_config(config_path)
             new = json.loads(json.dumps(options.config()))
             if old != new:
                 changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -106,6 +126,7 @@ def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
         eval_subset=options.eval_subset,
         init=options.init,
         device=options.device,
+        devices=options.devices,
         resume=True,  # continue from the folder's checkpoints if a killed run left any
     )
 
@@ -114,15 +135,36 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
     """Train every (framework, seed) that is not done yet; then write results and report.
 
     Returns 0 when every run succeeded, 2 when one failed for a user error (e.g. a framework
-    not installed), 1 when one crashed.
+    not installed), 1 when one crashed. ``OUT/.lock`` keeps a second run out of the folder
+    meanwhile (``compare.lock``); Ctrl-C stops the worker, keeps the finished runs and says
+    how to resume.
     """
+    resume = f"cnn-compare run --resume --out {shlex.quote(str(options.out))}"
+    with FolderLock(options.out, log, resume):
+        return _run(options, log)
+
+
+def _run(options: RunOptions, log: Callable[[str], None]) -> int:
     _check_out(options)
-    jobs = [(fw, seed) for seed in options.seed_list() for fw in options.frameworks]
-    labels = [fw if options.seeds == 1 else f"{fw} seed {seed}" for fw, seed in jobs]
+    executor = make_executor(
+        options.executor, options.threads, options.in_process, options.ray_address
+    )
+    runs = [(fw, seed) for seed in options.seed_list() for fw in options.frameworks]
+    labels = [fw if options.seeds == 1 else f"{fw} seed {seed}" for fw, seed in runs]
     display = RunDisplay(labels, options.progress)
     worst = 0
+
+    def done(label: str, status: int) -> None:
+        nonlocal worst
+        if status != 0:
+            failure = read_failure(jobs[label].path, status)
+            display.note(label, f"failed: {failure['error'].splitlines()[0][:60]}")
+            worst = max(worst, EXIT_USER_ERROR if failure["kind"] == "user" else 1)
+        display.finish(label)
+
+    jobs: dict[str, TrainJob] = {}
     try:
-        for (fw, seed), label in zip(jobs, labels, strict=True):
+        for (fw, seed), label in zip(runs, labels, strict=True):
             path = run_dir(options.out, fw, seed)
             if options.resume and completed(path):
                 display.note(label, "kept (finished earlier)")
@@ -137,20 +179,8 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
                 display.note(label, "not installed")
                 worst = max(worst, EXIT_USER_ERROR)
                 continue
-            job = train_job(options, fw, seed)
-
-            def on_event(event: Event, label: str = label) -> None:
-                display.event(label, event)
-
-            if options.in_process:
-                status = run_in_process(job, on_event)
-            else:
-                status = launch(job, options.threads, on_event)
-            if status != 0:
-                failure = read_failure(path, status)
-                display.note(label, f"failed: {failure['error'].splitlines()[0][:60]}")
-                worst = max(worst, EXIT_USER_ERROR if failure["kind"] == "user" else 1)
-            display.finish(label)
+            jobs[label] = train_job(options, fw, seed)
+        executor.run([(label, job, None) for label, job in jobs.items()], display.event, done)
         if len(options.frameworks) > 1:
             display.note(labels[-1], "cross-evaluating the trained weights")
             run_crosseval(

@@ -70,6 +70,8 @@ def summary_rows(found: Collected) -> list[dict[str, Any]]:
                 "epoch_time_s": float(np.median([t for r in runs for t in r.epoch_times])),
                 "samples_per_s": float(np.median([r.samples_per_s for r in runs])),
                 "peak_memory_mb": max(r.peak_memory_mb for r in runs),
+                # counted from the process's start, not the run's (RunResult.peak_memory_scope)
+                "peak_memory_cumulative": any(r.peak_memory_scope == "process" for r in runs),
                 "wall_time_s": float(np.median([r.wall_time_s for r in runs])),
                 "threads": runs[0].threads,
                 # the most other processes took from the cores while one of these runs trained
@@ -97,7 +99,7 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
             f"{r['params']:,}",
             f"{r['epoch_time_s']:.1f}" + (" (busy)" if r["busy"] else ""),
             f"{r['samples_per_s']:,.0f}",
-            f"{r['peak_memory_mb']:,.0f}",
+            f"{r['peak_memory_mb']:,.0f}" + (" (process)" if r["peak_memory_cumulative"] else ""),
             str(r["threads"] or "?"),
             f"{r['other_cores']:.2f}" + (" BUSY" if r["busy"] else ""),
             r["device"],

@@ -15,6 +15,7 @@ import numpy as np
 from cnn_common.data import Data, training_data
 from cnn_common.events import EventCallback
 from cnn_common.files import atomic_write_npz
+from cnn_common.machine import is_main_process
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.weights import Weights, init_weights, load_weights
 from compare import registry
@@ -50,8 +51,9 @@ def run_train_task(job: TrainJob, on_event: EventCallback | None) -> None:
         progress=False,
         native=job.native,
         name=job.framework,
+        devices=job.devices if registry.get(job.framework).data_parallel else 1,
     )
-    if job.feature_maps:
+    if job.feature_maps and is_main_process():  # DDP runs this task in every process
         save_feature_maps(job, framework, data, np.asarray(result.predictions))
 
 

@@ -17,15 +17,27 @@ from cnn_common.errors import EXIT_USER_ERROR, UserError
 from cnn_common.events import Event, EventCallback
 from cnn_common.files import atomic_write_json
 from compare.bench_task import run_bench_task
+from compare.convert_task import run_convert_task
 from compare.crosseval_task import run_crosseval_task
-from compare.jobs import BatchJob, BenchJob, CrossEvalJob, Job, ParityJob, TrainJob
+from compare.jobs import (
+    BatchJob,
+    BenchJob,
+    ConvertJob,
+    CrossEvalJob,
+    Job,
+    ParityJob,
+    RosettaJob,
+    TrainJob,
+)
 from compare.layout import EVENTS_FILE, FAILED_FILE
 from compare.parity_task import run_parity_task
+from compare.rosetta_task import run_rosetta_task
 from compare.train_task import run_train_task
 
 
 def run_job(job: Job, on_event: EventCallback | None) -> None:
-    """Run ``job`` in this process: training (one run or a batch), parity or bench."""
+    """Run ``job`` in this process: training (one run or a batch), parity, bench,
+    cross-evaluation, conversion or rosetta."""
     if isinstance(job, TrainJob):
         run_train_task(job, on_event)
     elif isinstance(job, BatchJob):
@@ -38,6 +50,10 @@ def run_job(job: Job, on_event: EventCallback | None) -> None:
         run_bench_task(job)
     elif isinstance(job, CrossEvalJob):
         run_crosseval_task(job)
+    elif isinstance(job, ConvertJob):
+        run_convert_task(job)
+    elif isinstance(job, RosettaJob):
+        run_rosetta_task(job)
     else:
         raise TypeError(f"unknown job {type(job).__name__}")
 

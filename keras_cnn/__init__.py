@@ -13,7 +13,41 @@ therefore imports keras only when one of its functions is first used, so that
 Shapes: N batch, H, W, C channels, KH, KW kernel, F filters, K classes.
 """
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
 from cnn_common.framework import CONTRACT, lazy_exports
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null for the block.
+
+    TensorFlow's C++ side prints its start-up lines ("oneDNN custom operations are on", "All
+    log messages before absl::InitializeLog()") straight to fd 2 while it loads, whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says; turning oneDNN off would change the numerics. Only the
+    import is silenced: an exception it raises is shown once fd 2 is back.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _import_keras() -> None:
+    """Import keras (and its backend) once, before the first contract function is used."""
+    if "keras" not in sys.modules:
+        with native_stderr_silenced():
+            import keras  # noqa: F401
+
 
 lazy_exports(
     __name__,
@@ -21,4 +55,5 @@ lazy_exports(
         **{name: "keras_cnn.model" for name in CONTRACT if name != "train"},
         "train": "keras_cnn.train",
     },
+    before_import=_import_keras,
 )

@@ -7,20 +7,24 @@ imported: Keras reads its backend once, on first import.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import dataclasses
 import os
 import sys
 
 from cnn_common.cli import add_trainer_command, train_from_args
-from cnn_common.errors import FrameworkMissingError, UserError, run_cli
+from cnn_common.errors import UserError, run_cli
+from cnn_common.framework import EXIT_STATUSES, require
+from keras_cnn.framework import BY_BACKEND
 
 PROG = "keras-cnn"
-BACKENDS = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}  # backend -> module
+BACKENDS = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}  # backend -> its package
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The command line: ``train`` with the shared flags, plus ``--backend``."""
-    parser = argparse.ArgumentParser(prog=PROG, description="The cnn-rosetta CNN in Keras 3.")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="The cnn-rosetta CNN in Keras 3.", epilog=EXIT_STATUSES
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = add_trainer_command(
         commands, "keras", "Train the Keras CNN with model.fit and write its run record."
@@ -31,6 +35,7 @@ def make_parser() -> argparse.ArgumentParser:
         default=os.environ.get("KERAS_BACKEND", "tensorflow"),
         help="Keras backend ($KERAS_BACKEND when set)",
     )
+    train.epilog = EXIT_STATUSES
     return parser
 
 
@@ -40,14 +45,7 @@ def select_backend(backend: str) -> None:
         raise UserError(
             f"unsupported Keras backend {backend!r}", f"use --backend {' | '.join(BACKENDS)}"
         )
-    if importlib.util.find_spec("keras") is None:
-        raise FrameworkMissingError("keras is not installed", 'pip install "cnn-rosetta[keras]"')
-    if importlib.util.find_spec(BACKENDS[backend]) is None:
-        raise FrameworkMissingError(
-            f"the Keras backend {backend!r} needs the {BACKENDS[backend]!r} package, "
-            "which is not installed",
-            f"pip install {BACKENDS[backend]}, or choose another --backend",
-        )
+    require(dataclasses.replace(BY_BACKEND[backend], requires=("keras", BACKENDS[backend])))
     if "keras" in sys.modules and sys.modules["keras"].backend.backend() != backend:
         raise UserError(
             f"keras is already imported with another backend than {backend!r}",
@@ -64,7 +62,9 @@ def _main(argv: list[str] | None) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before any backend looks for a GPU
     import keras_cnn
 
-    train_from_args(args, keras_cnn.train)
+    # The framework is imported when train is first called: after the flags and the data
+    # are checked, so bad input is refused without waiting for it.
+    train_from_args(args, lambda *a, **k: keras_cnn.train(*a, **k))
     return 0
 
 

@@ -204,6 +204,7 @@ def train(
     progress: bool = True,
     native: Iterable[str] = (),
     name: str | None = None,
+    devices: int = 1,
 ) -> RunResult:
     """Train on the shared batch order, evaluate on the test set, write the run record.
 
@@ -219,6 +220,11 @@ def train(
     differ).
     """
     chosen = check_native(native)
+    if devices != 1:
+        raise UserError(
+            f"keras_cnn trains in one process, got devices={devices}",
+            "train it with --devices 1; lightning and pytorch train on several (DDP)",
+        )
     if "order" in chosen and train_spec.augment_shift:
         raise UserError(
             "keras's native batch order (fit on arrays with shuffle=True) cannot apply the "

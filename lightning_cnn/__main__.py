@@ -13,6 +13,8 @@ import sys
 
 from cnn_common.cli import add_trainer_command, train_from_args
 from cnn_common.errors import run_cli
+from cnn_common.framework import EXIT_STATUSES, require
+from lightning_cnn.framework import FRAMEWORK
 
 PROG = "lightning-cnn"
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -25,9 +27,13 @@ def make_parser() -> argparse.ArgumentParser:
         description="The cnn-rosetta CNN with PyTorch Lightning. `train` takes the flags every "
         "cnn-rosetta trainer shares and writes the run record; fit, validate, test and "
         "predict are the LightningCLI (see `lightning-cnn fit --help`).",
+        epilog=EXIT_STATUSES,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_trainer_command(commands, "lightning", "Train LitCNN with a Trainer; write its run record.")
+    train = add_trainer_command(
+        commands, "lightning", "Train LitCNN with a Trainer; write its run record."
+    )
+    train.epilog = EXIT_STATUSES
     for name in LIGHTNING_COMMANDS:
         commands.add_parser(
             name, help=f"LightningCLI {name} (options: lightning-cnn {name} --help)", add_help=False
@@ -38,15 +44,19 @@ def make_parser() -> argparse.ArgumentParser:
 def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] and args[0] in LIGHTNING_COMMANDS:
+        require(FRAMEWORK)
         from lightning_cnn.cli import cli_main
 
         # None: LightningCLI reads sys.argv itself (as DDP's re-launched processes do).
         cli_main(None if argv is None else args)
         return 0
     parsed = make_parser().parse_args(args)
+    require(FRAMEWORK)
     import lightning_cnn
 
-    train_from_args(parsed, lightning_cnn.train)
+    # The framework is imported when train is first called: after the flags and the data
+    # are checked, so bad input is refused without waiting for it.
+    train_from_args(parsed, lambda *a, **k: lightning_cnn.train(*a, **k))
     return 0
 
 

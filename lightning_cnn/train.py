@@ -80,6 +80,7 @@ def train(
     progress: bool = True,
     native: Iterable[str] = (),
     name: str | None = None,
+    devices: int = 1,
 ) -> RunResult:
     """Train ``LitCNN`` on ``data`` with a Trainer and write the run record to ``out_dir``.
 
@@ -98,6 +99,10 @@ def train(
             batches), ``padding`` (PyTorch's own 'same' placement); ``optimizer``
             changes nothing (the spec's torch-convention Adam is ``torch.optim.Adam``).
         name: the framework name the record carries (default ``lightning``).
+        devices: processes (CPU) or GPUs; more than one trains with Lightning's DDP, which
+            starts the other processes by running this same program again; each takes its
+            share of every epoch's shared batches (the record's step losses are the first
+            process's), and only the first writes the run's files.
     """
     chosen = check_native(native)
     out = Path(out_dir)
@@ -127,7 +132,8 @@ def train(
     with quiet_lightning():
         trainer = L.Trainer(
             accelerator="gpu" if where.type == "cuda" else "cpu",
-            devices=1,
+            devices=devices,
+            strategy="ddp" if devices > 1 else "auto",
             max_epochs=train_spec.epochs,
             callbacks=[RecorderCallback(recorder), EpochCheckpoint(out)],
             plugins=[AtomicCheckpointIO()],
@@ -151,6 +157,7 @@ def train(
         weights=get_weights(model),
         threads=torch.get_num_threads(),
         kernels=kernel_builds(),
+        extra={"devices": devices} if devices > 1 else None,
     )
 
 

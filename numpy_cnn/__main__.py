@@ -1,4 +1,4 @@
-"""``numpy-cnn train | demo``: the command line of the NumPy CNN."""
+"""``numpy-cnn train | demo | gradcheck``: the command line of the NumPy CNN."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from cnn_common.cli import (
     add_trainer_command,
     train_from_args,
 )
-from cnn_common.errors import run_cli
+from cnn_common.errors import UserError, run_cli
+from cnn_common.framework import EXIT_STATUSES
 
 PROG = "numpy-cnn"
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The command line: ``train`` with the shared flags, ``demo forward`` and ``demo conv``."""
+    """The command line: ``train`` with the shared flags, ``demo forward|conv``, ``gradcheck``."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description="The cnn-rosetta CNN from scratch in NumPy."
+        prog=PROG, description="The cnn-rosetta CNN from scratch in NumPy.", epilog=EXIT_STATUSES
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_trainer_command(commands, "numpy", "Train the NumPy CNN and write its run record.")
@@ -31,10 +32,38 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "which",
         choices=["forward", "conv"],
-        help="forward: forward propagation step by step; conv: one image convolved and pooled",
+        help="forward: the CNN's forward pass on one test image, step by step; "
+        "conv: one image convolved and pooled",
     )
     demo.add_argument("--out", type=Path, default=Path("demo"), help="folder for the PNGs")
     add_data_arguments(demo)
+    weights = demo.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--weights",
+        type=Path,
+        help="forward: a run's weights.safetensors (with its spec) "
+        "(default: the seed model's canonical initial weights of seed 0)",
+    )
+    weights.add_argument(
+        "--spec", type=Path, help="forward: a YAML/JSON spec file (default: the seed model)"
+    )
+    demo.add_argument("--index", type=int, default=0, help="forward: which test image (default: 0)")
+    gradcheck = commands.add_parser(
+        "gradcheck",
+        help="backprop of every layer and of the network against finite differences",
+        description="Check every hand-written backward pass (conv, max-pooling, activations, "
+        "dense, dropout, the loss) and the whole network against central finite "
+        "differences in float64; exit 1 if any check fails.",
+        formatter_class=HelpFormatter,
+    )
+    gradcheck.add_argument(
+        "--seed", type=int, default=0, help="seed of the random inputs (default: 0)"
+    )
+    gradcheck.add_argument(
+        "--samples", type=int, default=20, help="entries checked per tensor of the network"
+    )
+    for command in commands.choices.values():
+        command.epilog = EXIT_STATUSES
     return parser
 
 
@@ -44,10 +73,27 @@ def _main(argv: list[str] | None) -> int:
         from numpy_cnn import demo
 
         if args.which == "forward":
-            demo.forward_demo(args.out)
+            from cnn_common.spec_files import load_spec
+
+            demo.forward_demo(
+                args.out,
+                spec=load_spec(args.spec)[0] if args.spec else None,
+                weights_file=args.weights,
+                dataset=args.dataset,
+                data_dir=args.data_dir,
+                index=args.index,
+            )
         else:
             demo.conv_demo(args.out, args.dataset, args.data_dir)
         return 0
+    if args.command == "gradcheck":
+        from numpy_cnn import gradcheck
+
+        if args.samples < 1:
+            raise UserError(f"--samples must be at least 1, got {args.samples}", "use --samples 1+")
+        checks = gradcheck.run_checks(args.seed, args.samples)
+        print(*gradcheck.report(checks), sep="\n")
+        return 0 if all(check.ok for check in checks) else 1
     import numpy_cnn
 
     train_from_args(args, numpy_cnn.train)

@@ -1,27 +1,24 @@
 """Walk-throughs that print what they compute and draw it: ``numpy-cnn demo forward|conv``.
 
-``forward_demo`` pushes one input through a tiny dense network by hand, printing every
-product and sum; ``conv_demo`` convolves an MNIST digit with a 5x5 edge filter without and with
-zero padding, at stride 1 and 2, and max-pools the results. Both use the naive (loop) operations
-so that what is printed is the formula itself.
+``forward_demo`` walks the spec's real CNN on one real test image, one ``numpy_cnn.ops`` call
+per step (the same functions training runs), printing each layer's output shape and a few of
+its values, then the class probabilities and the loss; ``conv_demo`` convolves an MNIST digit
+with a 5x5 edge filter without and with zero padding, at stride 1 and 2, and max-pools the
+results with the naive (loop) operations, so that what is drawn is the formula itself.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cnn_common.spec import same_padding
+from cnn_common.data import check_images, load_dataset, scale_images
+from cnn_common.errors import UserError
+from cnn_common.spec import ModelSpec, layers, same_padding
+from cnn_common.weights import Weights, init_weights, load_weights
 from numpy_cnn import ops
-
-# A 2-3-2 network with round numbers, so every step can be checked by hand.
-DEMO_X = np.array([[1.0, 2.0]])  # (N=1, D=2)
-DEMO_W1 = np.array([[0.5, -1.0, 0.25], [0.25, 0.5, -0.5]])  # (D=2, U=3)
-DEMO_B1 = np.array([0.0, 0.5, 0.1])
-DEMO_W2 = np.array([[1.0, -1.0], [-0.5, 1.0], [2.0, 0.5]])  # (U=3, K=2)
-DEMO_B2 = np.array([0.1, -0.1])
-DEMO_LABEL = np.array([0])
 
 # A 5x5 vertical-edge filter: positive on the left, negative on the right (a widened Sobel).
 EDGE_FILTER = (
@@ -48,71 +45,192 @@ def _pyplot():
     return plt
 
 
-def forward_demo(out_dir: str | Path = "demo") -> dict[str, np.ndarray]:
-    """Forward propagation through ``x (1, 2) -> dense(3) ReLU -> dense(2) -> softmax``,
-    printed step by step, and drawn to ``out_dir/forward.png``. Returns the intermediate
-    values by name."""
+# ----------------------------------------------------------------------------- forward
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operation of the forward pass: its name (``conv1``, ``conv1/relu``, ...), kind, the
+    call that computed it and its output (batch axis first)."""
+
+    name: str
+    kind: str  # conv | activation | pool | flatten | dense | dropout
+    call: str
+    output: np.ndarray
+
+
+def walk(spec: ModelSpec, weights: Weights, x: np.ndarray) -> list[Step]:
+    """The forward pass of ``spec`` on images ``x (N, H, W, C)``, one ``numpy_cnn.ops`` call a
+    step, each activation where the spec puts it (before pooling; ``numpy_cnn.network`` pools
+    first, which gives the same numbers for these non-decreasing activations). The last
+    step's output is the logits ``(N, K)``."""
+    steps: list[Step] = []
+    out = x
+    for layer in layers(spec):
+        name = layer.name
+        if layer.kind == "conv":
+            kernel, bias = weights[f"{name}.kernel"], weights[f"{name}.bias"]
+            out, _ = ops.conv2d_forward(out, kernel, bias, layer.stride, layer.pad)
+            call = (
+                f"ops.conv2d_forward(x, {name}.kernel {kernel.shape}, {name}.bias {bias.shape}, "
+                f"stride={layer.stride}, pad={layer.pad})"
+            )
+        elif layer.kind == "pool":
+            out, _ = ops.maxpool_forward(out, layer.kernel_size, layer.stride)
+            call = f"ops.maxpool_forward(x, size={layer.kernel_size}, stride={layer.stride})"
+        elif layer.kind == "flatten":
+            out = out.reshape(len(out), -1)  # (N, H*W*C), H, W, C order
+            call = "x.reshape(N, -1)  (H, W, C order)"
+        elif layer.kind in ("dense", "logits"):
+            kernel, bias = weights[f"{name}.kernel"], weights[f"{name}.bias"]
+            out, _ = ops.dense_forward(out, kernel, bias)
+            call = f"ops.dense_forward(x, {name}.kernel {kernel.shape}, {name}.bias {bias.shape})"
+        else:
+            out, _ = ops.dropout_forward(out, layer.rate, None)
+            call = f"ops.dropout_forward(x, rate={layer.rate}, rng=None)  (identity at inference)"
+        steps.append(Step(name, "dense" if layer.kind == "logits" else layer.kind, call, out))
+        if layer.activation != "linear":
+            out, _ = ops.activation_forward(out, layer.activation)
+            call = f"ops.activation_forward(x, {layer.activation!r})"
+            steps.append(Step(f"{name}/{layer.activation}", "activation", call, out))
+    return steps
+
+
+def _values(value: np.ndarray) -> list[str]:
+    """A few values of one image's output: the 3x3 of channel 0 of a map ``(1, H, W, C)``
+    around its largest value (where the image is), the first 8 values of a vector ``(1, D)``."""
+    if value.ndim == 4:
+        channel = value[0, :, :, 0]  # (H, W)
+        h, w = channel.shape
+        i, j = np.unravel_index(int(channel.argmax()), channel.shape)
+        top, left = min(max(i - 1, 0), max(h - 3, 0)), min(max(j - 1, 0), max(w - 3, 0))
+        patch = channel[top : top + 3, left : left + 3]
+        head = f"    channel 0, rows {top}-{top + patch.shape[0] - 1}, "
+        head += f"columns {left}-{left + patch.shape[1] - 1} (around its maximum):"
+        return [head, *("      " + " ".join(f"{v:8.4f}" for v in row) for row in patch)]
+    shown = value[0, :8]
+    more = " ..." if value.shape[1] > len(shown) else ""
+    return ["    first values: " + " ".join(f"{v:.4f}" for v in shown) + more]
+
+
+def forward_demo(
+    out_dir: str | Path = "demo",
+    *,
+    spec: ModelSpec | None = None,
+    weights_file: str | Path | None = None,
+    dataset: str = "mnist",
+    data_dir: str | Path | None = None,
+    index: int = 0,
+    image: np.ndarray | None = None,
+    label: int = 0,
+) -> dict[str, np.ndarray]:
+    """The CNN's forward pass on one test image, step by step, printed and drawn to
+    ``out_dir/forward.png``.
+
+    The weights are those of ``weights_file`` (a run's ``weights.safetensors``, with its spec),
+    else the canonical initial weights of seed 0 for ``spec`` (default the seed model). The
+    image is test image ``index`` of ``dataset``, or ``image (H, W, C)`` in [0, 1] with
+    ``label``. Returns every step's output by name (``conv1``, ``conv1/relu``, ...,
+    ``logits``) and ``input``, ``probs``, ``loss``, ``prediction``, ``label``.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    x, w1, b1, w2, b2 = DEMO_X, DEMO_W1, DEMO_B1, DEMO_W2, DEMO_B2
-    print("Forward propagation through a 2-3-2 network, one number at a time\n")
-    print(f"input x = {x[0].tolist()}\n")
-    print("hidden layer: z1[u] = b1[u] + sum_d x[d] * W1[d, u]")
-    z1 = ops.dense_naive(x, w1, b1)
-    for u in range(w1.shape[1]):
-        terms = " + ".join(f"{x[0, d]:g}*{w1[d, u]:g}" for d in range(w1.shape[0]))
-        print(f"  z1[{u}] = {b1[u]:g} + {terms} = {z1[0, u]:g}")
-    a1 = ops.activation_naive(z1, "relu")
-    print(f"ReLU:  a1 = max(z1, 0) = {a1[0].tolist()}\n")
-    print("output layer (logits): z2[k] = b2[k] + sum_u a1[u] * W2[u, k]")
-    z2 = ops.dense_naive(a1, w2, b2)
-    for k in range(w2.shape[1]):
-        terms = " + ".join(f"{a1[0, u]:g}*{w2[u, k]:g}" for u in range(w2.shape[0]))
-        print(f"  z2[{k}] = {b2[k]:g} + {terms} = {z2[0, k]:.4f}")
-    probs = ops.softmax(z2)
-    exps = np.exp(z2[0] - z2[0].max())
-    print(
-        f"\nsoftmax: p[k] = exp(z2[k] - max) / sum = {np.round(exps, 4).tolist()} / "
-        f"{exps.sum():.4f} = {np.round(probs[0], 4).tolist()}"
-    )
-    loss = ops.softmax_cross_entropy_naive(z2, DEMO_LABEL)
-    print(f"cross-entropy for label {DEMO_LABEL[0]}: -log p[0] = {loss:.4f}")
-    _draw_network(out_dir / "forward.png", [x[0], a1[0], z2[0]], [w1, w2], probs[0])
+    if weights_file is not None:
+        weights, spec, _ = load_weights(weights_file)
+        origin = f"weights from {weights_file}"
+    else:
+        spec = spec or ModelSpec()
+        weights = init_weights(spec, 0, "float32")
+        origin = "the canonical initial weights of seed 0 (untrained)"
+    dtype = weights["logits.kernel"].dtype
+    class_names: tuple[str, ...] = tuple(str(k) for k in range(spec.num_classes))
+    if image is None:
+        raw = load_dataset(dataset, root=data_dir)
+        if not 0 <= index < len(raw.x_test):
+            raise UserError(
+                f"--index {index} is not a test image of {dataset}",
+                f"use --index 0 to {len(raw.x_test) - 1}",
+            )
+        x = scale_images(raw.x_test[index : index + 1], dtype.name)  # (1, H, W, C)
+        label = int(raw.y_test[index])
+        class_names = raw.class_names
+        what = f"{dataset} test image {index}"
+    else:
+        x = np.asarray(image, dtype=dtype)[None]  # (1, H, W, C)
+        what = "the given image"
+    x = check_images(x, spec.input_shape)
+    print(f"Forward pass of the CNN on {what} (label {label}), {origin}, {dtype.name}\n")
+    print(f"input  {x.shape}  pixels in [0, 1]")
+    print(*_values(x), sep="\n")
+    steps = walk(spec, weights, x)
+    for step in steps:
+        print(f"\n{step.name}  ({step.kind})  -> {step.output.shape}")
+        print(f"    {step.call}")
+        print(*_values(step.output), sep="\n")
+    logits = steps[-1].output  # (1, K)
+    probs = ops.softmax(logits)  # (1, K)
+    loss, _ = ops.softmax_cross_entropy(logits, np.array([label]))
+    prediction = int(probs[0].argmax())
+    print("\nsoftmax: p[k] = exp(z[k] - max z) / sum_j exp(z[j] - max z)")
+    for k, (z, p) in enumerate(zip(logits[0], probs[0], strict=True)):
+        marks = (" <- predicted" if k == prediction else "") + (" <- true" if k == label else "")
+        print(f"  {class_names[k]:>12}  z = {z:8.4f}  p = {p:.4f}  {'#' * round(40 * p)}{marks}")
+    print(f"\npredicted class {prediction} ({class_names[prediction]}), true label {label}")
+    print(f"cross-entropy: -log p[{label}] = {loss:.4f}")
+    _draw_forward(out_dir / "forward.png", x, steps, probs[0], label, class_names)
     print(f"\nwrote {out_dir / 'forward.png'}")
-    return {"z1": z1, "a1": a1, "z2": z2, "probs": probs, "loss": np.array(loss)}
+    return {
+        "input": x,
+        **{step.name: step.output for step in steps},
+        "logits": logits,
+        "probs": probs,
+        "loss": np.array(loss),
+        "prediction": np.array(prediction),
+        "label": np.array(label),
+    }
 
 
-def _draw_network(
-    path: Path, values: list[np.ndarray], weights: list[np.ndarray], probs: np.ndarray
+def _draw_forward(
+    path: Path,
+    x: np.ndarray,
+    steps: list[Step],
+    probs: np.ndarray,
+    label: int,
+    class_names: tuple[str, ...],
 ) -> None:
+    """The input, channel 0 of every map after its activation and pooling, the probabilities."""
+    maps = [("input", x)]
+    for i, step in enumerate(steps):
+        following = steps[i + 1] if i + 1 < len(steps) else None
+        activated = following is not None and following.kind == "activation"
+        if step.output.ndim == 4 and not activated:
+            maps.append((step.name, step.output))
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    names = ["input x", "hidden a1 = ReLU(z1)", "logits z2"]
-    ys = [np.linspace(1, -1, len(v)) if len(v) > 1 else np.zeros(1) for v in values]
-    for layer, (w, (y0, y1)) in enumerate(zip(weights, zip(ys, ys[1:], strict=False), strict=True)):
-        for i, ya in enumerate(y0):
-            for j, yb in enumerate(y1):
-                ax.plot([layer, layer + 1], [ya, yb], color="0.7", zorder=1)
-                ax.text(
-                    layer + 0.3 + 0.4 * (j / max(len(y1) - 1, 1)),
-                    ya + (yb - ya) * 0.3,
-                    f"{w[i, j]:g}",
-                    fontsize=7,
-                    color="tab:blue",
-                )
-    for layer, (vals, y) in enumerate(zip(values, ys, strict=True)):
-        for v, yy in zip(vals, y, strict=True):
-            ax.scatter([layer], [yy], s=900, color="white", edgecolor="black", zorder=2)
-            ax.text(layer, yy, f"{v:.2f}", ha="center", va="center", fontsize=8, zorder=3)
-        ax.text(layer, 1.35, names[layer], ha="center", fontsize=9)
-    for p, yy in zip(probs, ys[-1], strict=True):
-        ax.text(2.25, yy, f"p = {p:.3f}", va="center", fontsize=8)
-    ax.set_xlim(-0.4, 2.7)
-    ax.set_ylim(-1.4, 1.6)
-    ax.axis("off")
+    columns = 3
+    rows = -(-(len(maps) + 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.0 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (name, value) in zip(flat, maps, strict=False):
+        image = ax.imshow(value[0, :, :, 0], cmap="gray" if name == "input" else "viridis")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        size = "x".join(str(s) for s in value.shape[1:])
+        ax.set_title(f"{name} {size}\nchannel 0", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    bars = flat[len(maps)]
+    colours = ["tab:green" if k == label else "tab:blue" for k in range(len(probs))]
+    bars.bar(range(len(probs)), probs, color=colours)
+    bars.set_xticks(range(len(probs)), class_names, rotation=90 if len(class_names[0]) > 2 else 0)
+    bars.set_ylim(0, 1)
+    bars.set_title(f"softmax probabilities (true {label} in green)", fontsize=9)
+    for ax in flat[len(maps) + 1 :]:
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- convolution
 
 
 def conv_demo(
@@ -130,8 +248,6 @@ def conv_demo(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if image is None:
-        from cnn_common.data import load_dataset, scale_images
-
         raw = load_dataset(dataset, root=data_dir)
         image = scale_images(raw.x_test[:1])[0, :, :, 0]
     x = np.asarray(image, dtype=np.float32)[None, :, :, None]  # (1, H, W, 1)
@@ -156,14 +272,20 @@ def conv_demo(
             )
             rows.append((label, conv[0, :, :, 0], pooled[0, :, :, 0]))
     plt = _pyplot()
-    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.4 * len(rows)))
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 2.6 * len(rows)), squeeze=False)
     for row, (label, conv, pooled) in zip(axes, rows, strict=True):
-        for ax, img, title, cmap in (
-            (row[0], x[0, :, :, 0], f"original {x.shape[1]}x{x.shape[2]}", "gray"),
-            (row[1], conv, f"conv {label}\n{conv.shape[0]}x{conv.shape[1]}", "RdBu_r"),
-            (row[2], pooled, f"max-pool 2x2\n{pooled.shape[0]}x{pooled.shape[1]}", "RdBu_r"),
-        ):
-            ax.imshow(img, cmap=cmap)
+        # One scale per row, symmetric about 0 so white is 0: pooling keeps a subset of the
+        # convolved values, so both maps of a row read on the same colour bar.
+        limit = float(np.abs(conv).max()) or 1.0
+        for ax, img, title, cmap, (vmin, vmax) in (
+            (row[0], x[0, :, :, 0], f"original {x.shape[1]}x{x.shape[2]}", "gray", (0, 1)),
+            (row[1], conv, f"conv {label}\n{conv.shape[0]}x{conv.shape[1]}", "RdBu_r",
+             (-limit, limit)),
+            (row[2], pooled, f"max-pool 2x2\n{pooled.shape[0]}x{pooled.shape[1]}", "RdBu_r",
+             (-limit, limit)),
+        ):  # fmt: skip
+            shown = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
             ax.set_title(title, fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])

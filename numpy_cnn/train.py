@@ -95,6 +95,7 @@ def train(
     progress: bool = True,
     native: Iterable[str] = (),
     name: str | None = None,
+    devices: int = 1,
 ) -> RunResult:
     """Train a model of ``spec`` on ``data`` as ``train_spec`` says and write the run record.
 
@@ -111,6 +112,11 @@ def train(
     spec's update rule: it has no 'same' or optimiser of its own).
     """
     chosen = check_native(native)
+    if devices != 1:
+        raise UserError(
+            f"numpy_cnn trains in one process, got devices={devices}",
+            "train it with --devices 1; lightning and pytorch train on several (DDP)",
+        )
     if device not in ("auto", "cpu"):
         raise UserError(
             f"numpy_cnn runs on the CPU only, got device={device!r}",

@@ -26,6 +26,7 @@ FRAMEWORK = FrameworkInfo(
     model_suffix=".pt",
     native_epsilon=(1e-8, "torch"),
     padding_convention="torch",
+    data_parallel=True,
     default=False,
     order=40,
 )

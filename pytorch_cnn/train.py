@@ -16,15 +16,16 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from cnn_common.batches import epoch_batches
+from cnn_common.batches import epoch_batches, shard_batches, steps_per_epoch
 from cnn_common.data import Data
-from cnn_common.errors import UserError
+from cnn_common.errors import FrameworkMissingError, UserError
 from cnn_common.events import EventCallback
 from cnn_common.files import (
     atomic_write_bytes,
@@ -68,8 +69,43 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+@dataclass
+class Replicas:
+    """This process's place in a data-parallel run: its rank among ``world`` processes, and
+    Lightning Fabric, which launched them and wraps the network in DDP (None alone)."""
+
+    rank: int = 0
+    world: int = 1
+    fabric: Any = None
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.fabric is None:
+            loss.backward()
+        else:
+            self.fabric.backward(loss)  # DDP all-reduces the gradients
+
+
+def data_parallel(devices: int, where: torch.device) -> Replicas:
+    """One process (``devices=1``), or ``devices`` processes with Lightning Fabric's DDP:
+    this call starts the others, each running this same program."""
+    if devices == 1:
+        return Replicas()
+    try:
+        from lightning.fabric import Fabric
+    except ImportError:
+        raise FrameworkMissingError(
+            f"training the plain PyTorch loop on {devices} devices uses Lightning Fabric's "
+            "DDP, and lightning is not installed",
+            'pip install -e ".[lightning]", or train on one device',
+        ) from None
+    accelerator = "cuda" if where.type == "cuda" else "cpu"
+    fabric = Fabric(accelerator=accelerator, devices=devices, strategy="ddp")
+    fabric.launch()
+    return Replicas(fabric.global_rank, fabric.world_size, fabric)
+
+
 def run_epoch(
-    net: CNN,
+    net: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     source: BatchSource,
     train_spec: TrainSpec,
@@ -77,20 +113,24 @@ def run_epoch(
     recorder: RunRecorder,
     device: torch.device,
     native_order: bool = False,
+    replicas: Replicas | None = None,
 ) -> None:
     """One epoch (0-based) of the plain loop over the shared batch order (or PyTorch's own
-    shuffling with ``native_order``)."""
-    if net.has_dropout:
+    shuffling with ``native_order``); under data parallelism, this process's share."""
+    replicas = replicas or Replicas()
+    if any(isinstance(module, torch.nn.Dropout) for module in net.modules()):
         torch.manual_seed(dropout_seed(train_spec.seed, epoch))
     net.train()
     order = native_order_batches if native_order else epoch_batches
-    for step, idx in enumerate(order(len(source), train_spec.batch_size, train_spec.seed, epoch)):
+    batches = list(enumerate(order(len(source), train_spec.batch_size, train_spec.seed, epoch)))
+    # the step in the whole epoch's list seeds the batch's augmentation on every rank
+    for step, idx in shard_batches(batches, replicas.rank, replicas.world):
         xb, yb = source.batch(epoch, step, idx)  # (B, C, H, W), (B,)
         xb, yb = xb.to(device), yb.to(device)
         optimizer.zero_grad()
         logits = net(xb)
         loss = F.cross_entropy(logits, yb)
-        loss.backward()
+        replicas.backward(loss)
         optimizer.step()
         correct = (logits.argmax(dim=1) == yb).sum()
         # One device-to-host copy a step for the recorder.
@@ -137,6 +177,7 @@ def train(
     progress: bool = True,
     native: Iterable[str] = (),
     name: str | None = None,
+    devices: int = 1,
 ) -> RunResult:
     """Train ``CNN`` with a plain PyTorch loop and write the run record to ``out_dir``.
 
@@ -155,10 +196,14 @@ def train(
             batches), ``padding`` (PyTorch's own 'same' placement); ``optimizer``
             changes nothing (the spec's torch-convention Adam is ``torch.optim.Adam``).
         name: the framework name the record carries (default ``pytorch``).
+        devices: processes (CPU) or GPUs to train on; more than one uses Lightning Fabric's
+            DDP, each process taking its share of every epoch's shared batches (the record's
+            step losses are the first process's shares).
     """
     chosen = check_native(native)
     out_dir = Path(out_dir)
     where = torch_device(device)
+    replicas = data_parallel(devices, where)
     net = build(spec, train_spec.dtype, seed=train_spec.seed, native_padding="padding" in chosen)
     if init_weights is not None:
         set_weights(net, init_weights)
@@ -174,6 +219,7 @@ def train(
         on_event=on_event,
         progress=progress,
         native=chosen,
+        steps=-(-steps_per_epoch(len(data.x_train), train_spec.batch_size) // replicas.world),
     )
 
     def restore(path: Path) -> None:
@@ -181,14 +227,28 @@ def train(
 
     if not resume or load_latest_checkpoint(out_dir, SUFFIX, restore, _warn) is None:
         remove_checkpoints(out_dir)
+    trained, stepped = net, optimizer  # what the loop calls: the DDP wrappers under Fabric
+    if replicas.fabric is not None:
+        trained, stepped = replicas.fabric.setup(net, optimizer)
     source = BatchSource(data.x_train, data.y_train, train_spec)
     recorder.start(get_weights(net))
     for epoch in range(recorder.epochs_done, train_spec.epochs):
         recorder.begin_epoch(epoch)
-        run_epoch(net, optimizer, source, train_spec, epoch, recorder, where, "order" in chosen)
+        run_epoch(
+            trained,
+            stepped,
+            source,
+            train_spec,
+            epoch,
+            recorder,
+            where,
+            "order" in chosen,
+            replicas,
+        )
         val_loss, val_acc, _ = evaluate(net, data.x_val, data.y_val)
         recorder.end_epoch(val_loss, val_acc)
-        save_checkpoint(checkpoint_path(out_dir, epoch + 1, SUFFIX), net, optimizer, recorder)
+        if not recorder.silent:  # one process writes the checkpoints of a data-parallel run
+            save_checkpoint(checkpoint_path(out_dir, epoch + 1, SUFFIX), net, optimizer, recorder)
     test_loss, _, predictions = evaluate(net, data.x_test, data.y_test)
     return recorder.finish(
         backend="torch",
@@ -199,6 +259,7 @@ def train(
         weights=get_weights(net),
         threads=torch.get_num_threads(),
         kernels=kernel_builds(),
+        extra={"devices": devices} if devices > 1 else None,
     )
 
 

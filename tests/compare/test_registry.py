@@ -4,10 +4,8 @@ a framework a third party installs is listed, run and reported with no change in
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from cnn_common.framework import TOPICS, FrameworkInfo
 from cnn_common.results import RunResult
 from compare import registry
 from compare.layout import RESULTS_FILE, run_dir
+from tests.compare.plugins import child_env, write_plugin
 
 OWN = ["numpy", "keras", "keras-torch", "keras-jax", "lightning", "pytorch"]
 LABEL = "Third party (NumPy under another name)"
@@ -57,11 +56,13 @@ def test_parse_frameworks_and_unknown_names() -> None:
 def write_third_party(root: Path, entry_name: str = "thirdparty") -> Path:
     """An installed third-party framework under ``root``: the package ``thirdparty_cnn`` (the
     NumPy network under its own name) and the ``dist-info`` that registers it."""
-    package = root / "thirdparty_cnn"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(
-        textwrap.dedent(
-            '''\
+    return write_plugin(
+        root,
+        name="thirdparty",
+        package="thirdparty_cnn",
+        label=LABEL,
+        entry_name=entry_name,
+        init='''\
             """numpy_cnn's functions, published under another name."""
 
             from cnn_common.framework import CONTRACT, lazy_exports
@@ -74,35 +75,8 @@ def write_third_party(root: Path, entry_name: str = "thirdparty") -> Path:
                     "train": "numpy_cnn.train",
                 },
             )
-            '''
-        )
+            ''',
     )
-    native = {topic: f"as numpy_cnn ({topic})" for topic in TOPICS}
-    (package / "framework.py").write_text(
-        textwrap.dedent(
-            f"""\
-            from cnn_common.framework import FrameworkInfo
-
-            FRAMEWORK = FrameworkInfo(
-                name="thirdparty",
-                label={LABEL!r},
-                package="thirdparty_cnn",
-                requires=("numpy",),
-                extra="",
-                native={native!r},
-                model_suffix=".safetensors",
-                order=200,
-            )
-            """
-        )
-    )
-    dist = root / "thirdparty.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        f"[{registry.GROUP}]\n{entry_name} = thirdparty_cnn.framework:FRAMEWORK\n"
-    )
-    return root
 
 
 @pytest.fixture()
@@ -146,7 +120,6 @@ def test_an_entry_point_must_name_its_declaration(
 def test_a_third_party_framework_is_run_and_reported(tmp_path: Path, data_dir: Path) -> None:
     root = write_third_party(tmp_path / "site")
     out = tmp_path / "out"
-    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
     result = subprocess.run(
         [
             sys.executable,
@@ -168,7 +141,7 @@ def test_a_third_party_framework_is_run_and_reported(tmp_path: Path, data_dir: P
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "PYTHONPATH": path, "CNN_DATA_DIR": str(data_dir)},
+        env=child_env(root, CNN_DATA_DIR=str(data_dir)),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / RESULTS_FILE).read_text())["summary"]

@@ -299,3 +299,24 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(
     wa, wb = load_weights(whole / WEIGHTS_FILE)[0], load_weights(killed / WEIGHTS_FILE)[0]
     for tensor in wa:
         np.testing.assert_array_equal(wa[tensor], wb[tensor], err_msg=tensor)
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(
+    framework, mnist: Data, tmp_path: Path
+) -> None:
+    """A finished 1-epoch run resumed with 2 epochs trains the second one only, says it
+    resumed, and ends as a 2-epoch run from the start would."""
+    data = subset(mnist, 300, 100, 100)
+    weights = init_weights(SEED, 0)
+    one, two = TrainSpec(epochs=1, batch_size=100), TrainSpec(epochs=2, batch_size=100)
+    whole = framework.train(SEED, two, data, tmp_path / "whole", weights, progress=False)
+    first = framework.train(SEED, one, data, tmp_path / "extended", weights, progress=False)
+    extended = framework.train(
+        SEED, two, data, tmp_path / "extended", weights, resume=True, progress=False
+    )
+    assert "resumed_from_epoch" not in first.extra
+    assert extended.extra["resumed_from_epoch"] == 1
+    assert [h.epoch for h in extended.history] == [1, 2]
+    assert extended.step_losses[: len(first.step_losses)] == first.step_losses
+    assert extended.step_losses == whole.step_losses
+    assert extended.init_digest == whole.init_digest

@@ -1,0 +1,17 @@
+"""Where Lightning implements each layer kind, for ``cnn-compare rosetta``: ``LitCNN``'s
+training step and optimiser, around PyTorch's network and optimisers, which it reuses
+(``pytorch_cnn.rosetta``) — every layer is PyTorch's own."""
+
+from pytorch_cnn.rosetta import SOURCES as PYTORCH
+
+SOURCES: dict[str, list[str]] = {
+    **PYTORCH,
+    "conv": ["lightning_cnn.module:LitCNN.forward", *PYTORCH["conv"]],
+    "loss": [
+        "lightning_cnn.module:LitCNN.training_step",
+        "lightning_cnn.module:LitCNN._common_step",
+        "torch.nn.functional:cross_entropy",
+    ],
+    "adam": ["lightning_cnn.module:LitCNN.configure_optimizers", *PYTORCH["adam"]],
+    "sgd": ["lightning_cnn.module:LitCNN.configure_optimizers", *PYTORCH["sgd"]],
+}

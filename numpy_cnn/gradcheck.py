@@ -1,0 +1,282 @@
+"""Backprop checked against central finite differences: ``numpy-cnn gradcheck``.
+
+Every backward pass in ``numpy_cnn.ops`` is hand-written, so each one is checked against the
+derivative measured from its own forward pass, ``(f(a + h) - f(a - h)) / 2h``, in float64
+(in float32 the rounding of ``f`` swamps the difference). A layer is checked through the
+scalar ``f = sum(forward(...) * G)`` with a fixed random ``G``, whose gradient is exactly what
+the backward pass returns for ``dout = G``; the loss is checked directly; the whole network
+through its mean cross-entropy, on a sample of every weight tensor's entries and of the image.
+
+ReLU and max-pooling are piecewise linear: where ``a ± h`` lands on another piece (a ReLU
+input within ``h`` of 0, two pooled values within ``h`` of each other) the difference measures
+neither side's slope. Layer inputs are drawn away from the kinks; in the network, an entry
+whose perturbation changes any ReLU mask or pooling winner is left out and counted.
+
+The error of an entry is ``|a - n| / max(|a|, |n|, FLOOR)``: relative, and absolute below
+``FLOOR``, where the differences' own rounding (about ``1e-16 * |f| / h``, 1e-11 for the
+network's loss) would otherwise pass for a relative error of a tiny gradient. ``h = 1e-5``:
+smaller makes that rounding larger, larger crosses more kinks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnn_common.spec import Layer, ModelSpec, layers, same_padding
+from cnn_common.weights import init_weights
+from numpy_cnn import ops
+from numpy_cnn.network import CNN, backward, forward, make_network
+
+STEP = 1e-5  # h of the central differences
+TOLERANCE = 1e-6  # the largest relative error that passes
+FLOOR = 1e-4  # gradients below this are compared absolutely (1e-10 at the tolerance)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One tensor's gradient checked: ``error`` is the largest relative error over the
+    ``checked`` entries; ``skipped`` entries crossed a kink and were left out."""
+
+    case: str  # "conv (stride 2, 'same' pads)", "network (seed spec, 2 images)", ...
+    tensor: str  # "x", "w", "b", "logits", "conv1.kernel", "image", ...
+    checked: int
+    error: float
+    skipped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.checked > 0 and self.error <= TOLERANCE
+
+
+def numeric_gradient(
+    f: Callable[[], float], array: np.ndarray, indices: Iterable[tuple[int, ...]], h: float = STEP
+) -> np.ndarray:
+    """Central differences of ``f`` at ``indices`` of ``array`` (changed in place, then
+    restored): one float64 value per index, NaN where ``f`` returned NaN."""
+    values = []
+    for index in indices:
+        saved = array[index]
+        array[index] = saved + h
+        up = f()
+        array[index] = saved - h
+        down = f()
+        array[index] = saved
+        values.append((up - down) / (2 * h))
+    return np.asarray(values, dtype=np.float64)
+
+
+def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    """The largest ``|a - n| / max(|a|, |n|, FLOOR)`` over the entries (NaN entries left out)."""
+    a, n = np.ravel(analytic), np.ravel(numeric)
+    keep = ~np.isnan(n)
+    a, n = a[keep], n[keep]
+    if not a.size:
+        return math.nan
+    return float((np.abs(a - n) / np.maximum(np.maximum(np.abs(a), np.abs(n)), FLOOR)).max())
+
+
+def _every_index(array: np.ndarray) -> list[tuple[int, ...]]:
+    return [tuple(int(i) for i in index) for index in np.ndindex(array.shape)]
+
+
+def _check_layer(
+    case: str,
+    run: Callable[[], tuple[np.ndarray, ops.Cache]],
+    grads: Callable[[np.ndarray, ops.Cache], dict[str, np.ndarray]],
+    inputs: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> list[Check]:
+    """``run()`` is the forward pass over ``inputs`` (read when called), ``grads(dout, cache)``
+    the backward pass by input name: each input's every entry, through ``sum(out * G)``."""
+    out, cache = run()
+    upstream = rng.normal(size=out.shape)  # G: the gradient arriving from above
+    analytic = grads(upstream, cache)
+
+    def f() -> float:
+        return float(np.sum(run()[0] * upstream))
+
+    checks = []
+    for name, array in inputs.items():
+        numeric = numeric_gradient(f, array, _every_index(array))
+        checks.append(Check(case, name, array.size, relative_error(analytic[name], numeric)))
+    return checks
+
+
+def _conv_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
+    dx, dw, db = ops.conv2d_backward(dout, cache)
+    return {"x": dx, "w": dw, "b": db}
+
+
+def _dense_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
+    dx, dw, db = ops.dense_backward(dout, cache)
+    return {"x": dx, "w": dw, "b": db}
+
+
+def _away_from_zero(x: np.ndarray) -> np.ndarray:
+    """``x`` moved 0.1 further from 0: no ReLU input within ``STEP`` of its kink."""
+    return x + 0.1 * np.sign(x)
+
+
+def layer_checks(seed: int = 0) -> list[Check]:
+    """Every layer type's backward pass against its own forward pass, on small random float64
+    inputs: conv (both im2col paths, stride 1 and 2, TensorFlow's asymmetric 'same' pads),
+    max-pooling (tiling and overlapping windows), relu, tanh, sigmoid, dense, dropout with a
+    fixed mask, and the softmax cross-entropy."""
+    rng = np.random.default_rng(seed)
+    checks: list[Check] = []
+    for n, size, c, k, f, stride, pad in (
+        (2, 6, 3, 3, 4, 1, ops.NO_PAD),  # C*KW < 16: im2col's transposed copy
+        (2, 6, 6, 3, 4, 2, None),  # C*KW >= 16: its strided copy; 'same' pads, odd one last
+    ):
+        pad = pad or (same_padding(size, k, stride), same_padding(size, k, stride))
+        case = f"conv {k}x{k}, {c} channels, stride {stride}, pads {pad}"
+        x = rng.normal(size=(n, size, size, c))  # (N, H, W, C)
+        w = rng.normal(size=(k, k, c, f))  # (KH, KW, C, F)
+        b = rng.normal(size=f)
+        checks += _check_layer(
+            case,
+            lambda x=x, w=w, b=b, stride=stride, pad=pad: ops.conv2d_forward(x, w, b, stride, pad),
+            _conv_grads,
+            {"x": x, "w": w, "b": b},
+            rng,
+        )
+    for case, (size, window, stride) in {
+        "maxpool 2x2, stride 2 (7x7: the last row and column unread)": (7, 2, 2),
+        "maxpool 3x3, stride 2 (overlapping windows)": (7, 3, 2),
+    }.items():
+        x = rng.normal(size=(2, size, size, 3))  # continuous: no two values within STEP
+        checks += _check_layer(
+            case,
+            lambda x=x, window=window, stride=stride: ops.maxpool_forward(x, window, stride),
+            lambda dout, cache: {"x": ops.maxpool_backward(dout, cache)},
+            {"x": x},
+            rng,
+        )
+    for kind in ("relu", "tanh", "sigmoid"):
+        x = _away_from_zero(rng.normal(size=(4, 6)))
+        checks += _check_layer(
+            kind,
+            lambda x=x, kind=kind: ops.activation_forward(x, kind),
+            lambda dout, cache: {"x": ops.activation_backward(dout, cache)},
+            {"x": x},
+            rng,
+        )
+    x, w, b = rng.normal(size=(4, 6)), rng.normal(size=(6, 5)), rng.normal(size=5)
+    checks += _check_layer(
+        "dense", lambda: ops.dense_forward(x, w, b), _dense_grads, {"x": x, "w": w, "b": b}, rng
+    )
+    x = rng.normal(size=(4, 6))
+    mask_seed = int(rng.integers(2**32))
+    checks += _check_layer(
+        "dropout 0.5 (a fixed mask)",
+        # The same generator state every call: the same mask for +h and -h.
+        lambda: ops.dropout_forward(x, 0.5, np.random.default_rng(mask_seed)),
+        lambda dout, cache: {"x": ops.dropout_backward(dout, cache)},
+        {"x": x},
+        rng,
+    )
+    logits, y = rng.normal(size=(4, 5)), rng.integers(0, 5, size=4)
+    _, dlogits = ops.softmax_cross_entropy(logits, y)
+    numeric = numeric_gradient(
+        lambda: ops.softmax_cross_entropy(logits, y)[0], logits, _every_index(logits)
+    )
+    checks.append(
+        Check("softmax cross-entropy", "logits", logits.size, relative_error(dlogits, numeric))
+    )
+    return checks
+
+
+def _pieces(caches: list[tuple[Layer, ops.Cache]]) -> list[np.ndarray]:
+    """The linear piece the network is on: every ReLU's active mask and every max-pooling
+    window's winner, from the forward pass's caches."""
+    found: list[np.ndarray] = []
+    for layer, cache in caches:
+        if layer.kind not in ("conv", "pool", "dense", "logits"):
+            continue
+        first, activation = cache
+        if layer.kind == "pool":
+            winners = first[1]  # (row, column) arrays when the windows tile the map
+            found += list(winners) if isinstance(winners, tuple) else [winners]
+        if activation is not None and activation[0] == "relu":
+            found.append(activation[1] > 0)
+    return found
+
+
+def _sample(shape: tuple[int, ...], count: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """Every index of a tensor of at most ``count`` entries, else ``count`` random ones."""
+    size = math.prod(shape)
+    flat = np.arange(size) if size <= count else rng.choice(size, count, replace=False)
+    return [tuple(int(i) for i in np.unravel_index(f, shape)) for f in flat]
+
+
+def network_checks(
+    spec: ModelSpec | None = None, seed: int = 0, samples: int = 20, images: int = 2
+) -> list[Check]:
+    """The whole network of ``spec`` (default the seed model) in float64: the gradient of the
+    mean cross-entropy with respect to every weight tensor and the image, ``samples`` entries
+    of each, at the canonical initial kernels of ``seed`` with random biases (zero biases put
+    every blank pixel's ReLU input exactly on the kink) on random images."""
+    spec = spec or ModelSpec()
+    rng = np.random.default_rng(seed)
+    weights = init_weights(spec, seed, "float64")
+    for name, value in weights.items():
+        if name.endswith(".bias"):
+            weights[name] = rng.normal(0.0, 0.1, size=value.shape)
+    model: CNN = make_network(spec, weights, "float64")
+    x = rng.uniform(0.0, 1.0, size=(images, *spec.input_shape))  # (N, H, W, C)
+    y = rng.integers(0, spec.num_classes, size=images)
+    logits, caches = forward(model, x)
+    _, dlogits = ops.softmax_cross_entropy(logits, y)
+    inputs: dict[str, np.ndarray] = {}
+    analytic = backward(model, dlogits, caches, inputs)
+    analytic["image"] = inputs[layers(spec)[0].name]  # the gradient of the first layer's input
+    base = _pieces(caches)
+
+    def loss() -> float:
+        """The loss, or NaN where the perturbation moved the network to another piece."""
+        out, now = forward(model, x)
+        same = all(np.array_equal(a, b) for a, b in zip(base, _pieces(now), strict=True))
+        return ops.softmax_cross_entropy(out, y)[0] if same else math.nan
+
+    case = f"network ({'seed spec' if spec == ModelSpec() else 'spec'}, {images} images)"
+    checks = []
+    for name, array in {**model.weights, "image": x}.items():
+        indices = _sample(array.shape, samples, rng)
+        numeric = numeric_gradient(loss, array, indices)
+        picked = np.array([analytic[name][index] for index in indices])
+        skipped = int(np.isnan(numeric).sum())
+        error = relative_error(picked, numeric)
+        checks.append(Check(case, name, len(indices) - skipped, error, skipped))
+    return checks
+
+
+def run_checks(seed: int = 0, samples: int = 20) -> list[Check]:
+    """Every layer type, then the whole seed network."""
+    return layer_checks(seed) + network_checks(seed=seed, samples=samples)
+
+
+def report(checks: list[Check]) -> list[str]:
+    """One line per check, PASS or FAIL against ``TOLERANCE``, and a summary line."""
+    lines = [
+        f"Backprop against central differences (h = {STEP:g}), float64; an entry's error is "
+        f"|a - n| / max(|a|, |n|, {FLOOR:g}); tolerance {TOLERANCE:g}",
+        "",
+        f"{'layer':<62} {'gradient of':<14} {'entries':>18} {'max rel. error':>15}  result",
+    ]
+    for check in checks:
+        entries = f"{check.checked}" + (f" (+{check.skipped} on a kink)" if check.skipped else "")
+        lines.append(
+            f"{check.case:<62} {check.tensor:<14} {entries:>18} {check.error:>15.2e}  "
+            + ("PASS" if check.ok else "FAIL")
+        )
+    failed = [c for c in checks if not c.ok]
+    lines.append("")
+    if failed:
+        lines.append(f"{len(failed)} of {len(checks)} checks FAIL")
+    else:
+        lines.append(f"all {len(checks)} checks PASS")
+    return lines

@@ -1,0 +1,26 @@
+"""Where numpy_cnn implements each layer kind, for ``cnn-compare rosetta``: the forward and
+the hand-written backward pass of every layer (the other frameworks derive theirs), and the
+optimisers' update rules. ``"module:qualname"`` strings, so nothing is imported to list them;
+the page reads each object's source with ``inspect.getsource``."""
+
+SOURCES: dict[str, list[str]] = {
+    "conv": [
+        "numpy_cnn.ops:conv2d_forward",
+        "numpy_cnn.ops:im2col",
+        "numpy_cnn.ops:conv2d_backward",
+        "numpy_cnn.ops:col2im",
+        "numpy_cnn.ops:conv2d_naive",
+    ],
+    "activation": ["numpy_cnn.ops:activation_forward", "numpy_cnn.ops:activation_backward"],
+    "pool": [
+        "numpy_cnn.ops:maxpool_forward",
+        "numpy_cnn.ops:_running_max",
+        "numpy_cnn.ops:maxpool_backward",
+    ],
+    "flatten": ["numpy_cnn.network:forward", "numpy_cnn.network:backward"],
+    "dense": ["numpy_cnn.ops:dense_forward", "numpy_cnn.ops:dense_backward"],
+    "dropout": ["numpy_cnn.ops:dropout_forward", "numpy_cnn.ops:dropout_backward"],
+    "loss": ["numpy_cnn.ops:softmax_cross_entropy", "numpy_cnn.ops:log_softmax"],
+    "adam": ["numpy_cnn.optim:adam", "numpy_cnn.optim:Optimizer.step"],
+    "sgd": ["numpy_cnn.optim:sgd_momentum", "numpy_cnn.optim:Optimizer.step"],
+}

@@ -1,0 +1,27 @@
+"""Where plain PyTorch implements each layer kind, for ``cnn-compare rosetta``: the project's
+modules and the ``torch`` Python code they call (below it, ATen's C++ kernels have no Python
+source). ``"module:qualname"`` strings; ``lightning_cnn.rosetta`` reuses them."""
+
+SOURCES: dict[str, list[str]] = {
+    "conv": [
+        "pytorch_cnn.network:SpecConv2d.forward",
+        "torch.nn:Conv2d.forward",
+        "torch.nn:Conv2d._conv_forward",
+    ],
+    "activation": ["torch.nn.functional:relu"],
+    "pool": ["torch.nn:MaxPool2d.forward", "torch.nn.functional:_max_pool2d"],
+    "flatten": ["torch.nn:Flatten.forward"],
+    "dense": ["pytorch_cnn.network:SpecLinear.forward", "torch.nn:Linear.forward"],
+    "dropout": ["torch.nn:Dropout.forward", "torch.nn.functional:dropout"],
+    "loss": ["pytorch_cnn.train:run_epoch", "torch.nn.functional:cross_entropy"],
+    "adam": [
+        "pytorch_cnn.optim:make_optimizer",
+        "torch.optim:Adam.step",
+        "torch.optim.adam:_single_tensor_adam",
+    ],
+    "sgd": [
+        "pytorch_cnn.optim:make_optimizer",
+        "torch.optim:SGD.step",
+        "torch.optim.sgd:_single_tensor_sgd",
+    ],
+}
