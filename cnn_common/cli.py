@@ -8,7 +8,8 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from cnn_common.data import DATASETS, Data, training_data
+from cnn_common.data import Data, training_data
+from cnn_common.datasets import DATASETS
 from cnn_common.errors import UserError
 from cnn_common.machine import is_main_process
 from cnn_common.results import RESULT_FILE, RunResult

@@ -370,8 +370,8 @@ def _run(args: argparse.Namespace, names: list[str], model: ModelSpec, train: Tr
     if saved:
         names = saved["frameworks"]
         model, train = spec_from_dict({"model": saved["model"], "train": saved["train"]})
-        for name in RESUMED[1:]:
-            setattr(args, name, saved[name])
+        for name in RESUMED[1:]:  # an older folder may lack a newer option: its default
+            setattr(args, name, saved.get(name, getattr(args, name)))
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}", "use --seeds 1 or more")
     if args.threads is not None and args.threads < 1:

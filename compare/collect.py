@@ -60,7 +60,16 @@ def framework_order(name: str) -> tuple[int, str]:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The JSON file at ``path`` (None when there is none); a damaged one is a user error."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise UserError(
+            f"{path} is damaged and cannot be read ({exc})",
+            "remove it, or rerun the command that wrote it (with --overwrite)",
+        ) from None
 
 
 def collect(out: Path) -> Collected:

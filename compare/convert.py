@@ -40,6 +40,7 @@ from compare.layout import (
     RESULT_FILE,
     WEIGHTS_FILE,
 )
+from compare.lock import check_out_folder
 from compare.render import md_table
 
 FLOAT32_TOLERANCE = 1e-5  # max |logit difference|: float32 kernels round differently
@@ -205,6 +206,7 @@ def run_convert(options: ConvertOptions) -> int:
             f"use --images {len(x_test)} or less",
         )
     out = options.out or source.default_out
+    check_out_folder(out)
     dtype = source.train_spec.dtype
     print(
         f"convert: {options.source} ({framework}, {dtype}) -> {out}; "

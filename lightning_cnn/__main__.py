@@ -45,8 +45,9 @@ def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] and args[0] in LIGHTNING_COMMANDS:
         require(FRAMEWORK)
-        from lightning_cnn.cli import cli_main
+        from lightning_cnn.cli import check_checkpoint_argument, cli_main
 
+        check_checkpoint_argument(args)
         # None: LightningCLI reads sys.argv itself (as DDP's re-launched processes do).
         cli_main(None if argv is None else args)
         return 0

@@ -19,11 +19,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import torch
 from jsonargparse.typing import register_type
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from cnn_common.errors import UserError
 from cnn_common.files import CHECKPOINT_DIR
 from cnn_common.spec import ConvBlock, DenseLayer, TrainSpec
 from lightning_cnn.callbacks import PredictionWriter, make_loggers
@@ -84,6 +86,28 @@ class CNNLightningCLI(LightningCLI):
         if config.get("logger") in (None, True):
             kwargs["logger"] = make_loggers(config.get("default_root_dir") or ".")
         return super().instantiate_trainer(**kwargs)
+
+
+def check_checkpoint_argument(args: list[str]) -> None:
+    """Refuse a ``--ckpt_path`` file that is missing or no checkpoint, with a message, before
+    LightningCLI fails on it with a traceback (``last``, ``best`` and the like pass)."""
+    path = None
+    for i, arg in enumerate(args):
+        if arg == "--ckpt_path" and i + 1 < len(args):
+            path = args[i + 1]
+        elif arg.startswith("--ckpt_path="):
+            path = arg.split("=", 1)[1]
+    if path is None or path in ("last", "best", "hpc", "registry", "null"):
+        return
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise UserError(f"--ckpt_path {path} does not exist", "check the path") from None
+    except Exception as exc:  # noqa: BLE001 - whatever torch cannot read is not a checkpoint
+        raise UserError(
+            f"--ckpt_path {path} is not a readable checkpoint ({type(exc).__name__})",
+            "give a .ckpt written by lightning-cnn fit or a Trainer, or `last`",
+        ) from None
 
 
 def cli_main(args: list[str] | None = None) -> CNNLightningCLI:

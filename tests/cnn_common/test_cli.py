@@ -143,6 +143,7 @@ def test_data_from_args_missing_data_is_a_user_error(
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("CNN_DATA_DIR", raising=False)
     monkeypatch.setattr("cnn_common.data.DEBIAN_DIR", tmp_path / "debian")
+    (tmp_path / "empty").mkdir()  # a folder with no data in it (a missing one is refused first)
     args = parse(["--data-dir", str(tmp_path / "empty")])
     with pytest.raises(DataError, match="dataset 'mnist' not found"):
         data_from_args(args, TrainSpec())

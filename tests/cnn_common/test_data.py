@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from cnn_common import data as data_mod
+from cnn_common import datasets as datasets_mod
 from cnn_common.data import (
     FILES,
     Data,
@@ -342,10 +343,10 @@ def test_keras_npz_is_found(
         x_test=raw_mnist.x_test[..., 0],
         y_test=raw_mnist.y_test.astype(np.uint8),
     )
-    info = data_mod.DATASETS["mnist"]
+    info = datasets_mod.DATASETS["mnist"]
     digest = hashlib.sha256(npz.read_bytes()).hexdigest()
     patched = dataclasses.replace(info, keras_npz=("mnist.npz", digest))
-    monkeypatch.setitem(data_mod.DATASETS, "mnist", patched)
+    monkeypatch.setitem(datasets_mod.DATASETS, "mnist", patched)
     raw = load_dataset("mnist", download=False)
     assert Path(raw.source) == npz
     assert raw.x_train.shape == (60_000, 28, 28, 1) and raw.x_train.dtype == np.uint8
@@ -464,7 +465,7 @@ def served_mnist(
     served — after checking that they decompress to the official contents.
     """
     url, served, requests = mirror
-    info = data_mod.DATASETS["mnist"]
+    info = datasets_mod.DATASETS["mnist"]
     for stem in FILES:
         shutil.copyfile(data_dir / "mnist" / f"{stem}.gz", served / f"{stem}.gz")
     recompressed = "train-images-idx3-ubyte"
@@ -476,7 +477,7 @@ def served_mnist(
         else:
             assert md5(gz) == info.gz_md5[stem]
     gz_md5 = {**info.gz_md5, recompressed: md5((served / f"{recompressed}.gz").read_bytes())}
-    monkeypatch.setitem(data_mod.DATASETS, "mnist", dataclasses.replace(info, gz_md5=gz_md5))
+    monkeypatch.setitem(datasets_mod.DATASETS, "mnist", dataclasses.replace(info, gz_md5=gz_md5))
     return url, served, requests
 
 
@@ -538,7 +539,7 @@ def test_download_of_an_unpublished_gz_keeps_nothing(
     with pytest.raises(DataError) as info:
         load_dataset("mnist", mirrors=(url,))
     assert "train-images-idx3-ubyte.gz" in info.value.message
-    assert data_mod.DATASETS["mnist"].gz_md5["train-images-idx3-ubyte"] in info.value.message
+    assert datasets_mod.DATASETS["mnist"].gz_md5["train-images-idx3-ubyte"] in info.value.message
     assert requests == ["/train-images-idx3-ubyte.gz"]
     assert files_under(isolated / "cache") == []
 

@@ -99,7 +99,8 @@ recorder.begin_epoch(0)
 recorder.step(2.3, 1, 4)
 recorder.end_epoch(2.2, 0.25)
 recorder.finish(
-    backend="numpy", device="cpu", versions={{}}, test_loss=2.2, predictions=y, weights=w
+    backend="numpy", device="cpu", versions={{}}, test_loss=2.2, predictions=y, weights=w,
+    threads=1,
 )
 Event.from_json(events[-1].to_json())
 atomic_write_npz({str(tmp_path / "run" / "checkpoints" / "epoch-0001.npz")!r}, w)

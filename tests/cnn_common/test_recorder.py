@@ -81,6 +81,7 @@ def finish(recorder: RunRecorder, weights: dict[str, np.ndarray]) -> RunResult:
         test_loss=0.75,
         predictions=predictions,
         weights=weights,
+        threads=1,
         extra={"note": 1},
     )
 

@@ -308,7 +308,7 @@ def test_a_near_tie_window_routed_elsewhere_is_recognised() -> None:
     a = pool_record(4)
     values = a["step0/forward/conv1"]
     # window (0, rows 4-5, cols 6-7, channel 3): its two largest inputs a near-tie
-    values[0, 4:6, 6:8, 3] = [[0.5, 0.9], [0.9 * (1 - NEAR_TIE / 10), 0.2]]
+    values[0, 4:6, 6:8, 3] = [[0.5, 0.9], [0.9 * (1 - NEAR_TIE["float32"] / 10), 0.2]]
     grad = a["step0/grad_input/pool1"]
     grad[0, 4:6, 6:8, 3] = [[0.0, 0.25], [0.0, 0.0]]
     b = reroute(a, 0, 4, 6, 3, to=(1, 0))  # the other framework picked the other 0.9
@@ -336,7 +336,7 @@ def test_a_real_routing_difference_is_not_a_near_tie() -> None:
     assert first is not None
     assert known_cause(first, "float32", {"numpy": a, "other": b}, SPEC) == ""
     # a near-tie window whose gradient changed, not only moved, is no near-tie either
-    values[1, 10:12, 2:4, 7] = [[0.95, 0.2], [0.95 * (1 - NEAR_TIE / 10), 0.3]]
+    values[1, 10:12, 2:4, 7] = [[0.95, 0.2], [0.95 * (1 - NEAR_TIE["float32"] / 10), 0.3]]
     c = reroute(a, 1, 10, 2, 7, to=(1, 0))
     assert near_tie_pools(a, c, SPEC, 0) == ["pool1"]
     c["step0/grad_input/pool1"][1, 10, 2, 7] = 0.0

@@ -43,8 +43,30 @@ def test_default_run_writes_every_output(default_run: tuple[Path, float]) -> Non
     out, _ = default_run
     for name in ("results.json", "history.csv", "report.md", "report.html", "config.json"):
         assert (out / name).is_file(), name
-    assert {p.name for p in (out / "figures").glob("*.png")} == EXPECTED_FIGURES
+    # the per-run figures, and the cross-evaluation's (a run of several frameworks has one)
+    assert {p.name for p in (out / "figures").glob("*.png")} == EXPECTED_FIGURES | {"crosseval.png"}
     check_self_contained(out)
+
+
+@pytest.mark.slow
+def test_default_run_cross_evaluates_the_same_weights_everywhere(
+    default_run: tuple[Path, float],
+) -> None:
+    """The same weights give the same predictions in every framework, except near-ties, and
+    the report names each of those."""
+    out, _ = default_run
+    crosseval = json.loads((out / "crosseval.json").read_text())
+    assert crosseval["frameworks"] == list(FRAMEWORKS)
+    assert crosseval["all_near_ties"], crosseval["cases"]
+    report = (out / "report.md").read_text()
+    for case in crosseval["cases"]:
+        assert case["near_tie"] and f"| {case['image']} |" in report
+    for source in FRAMEWORKS:
+        own = crosseval["accuracy"][source][source]
+        for evaluator in FRAMEWORKS:
+            differing = crosseval["differ"][source][evaluator]
+            assert differing <= 5, (source, evaluator, differing)  # a handful at most
+            assert abs(crosseval["accuracy"][source][evaluator] - own) <= differing / 10_000
 
 
 @pytest.mark.slow

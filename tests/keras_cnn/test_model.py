@@ -162,8 +162,9 @@ def test_a_float64_model_computes_in_float64_under_floatx(
     assert keras.config.floatx() == before
 
 
-def _adam_reference(w, grads, spec: TrainSpec):
-    """Adam in float64 NumPy, both epsilon conventions of ``TrainSpec``."""
+def _adam_reference(w, grads, spec: TrainSpec, native: bool = False):
+    """Adam in float64 NumPy, both epsilon conventions of ``TrainSpec``; ``native``: as
+    ``keras.optimizers.Adam`` computes it, from float32-rounded betas."""
     lr = float(np.float32(spec.learning_rate))  # Keras keeps the learning rate in float32
     m = np.zeros_like(w)
     v = np.zeros_like(w)
@@ -173,8 +174,10 @@ def _adam_reference(w, grads, spec: TrainSpec):
         if spec.epsilon_convention == "torch":
             m_hat, v_hat = m / (1 - spec.beta_1**t), v / (1 - spec.beta_2**t)
             w = w - lr * m_hat / (np.sqrt(v_hat) + spec.epsilon)
-        else:  # Keras's Adam takes its powers of float32-rounded betas
-            b1, b2 = float(np.float32(spec.beta_1)), float(np.float32(spec.beta_2))
+        else:  # keras.optimizers.Adam takes its powers of float32-rounded betas
+            b1, b2 = spec.beta_1, spec.beta_2
+            if native:
+                b1, b2 = float(np.float32(b1)), float(np.float32(b2))
             alpha = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
             w = w - alpha * m / (np.sqrt(v) + spec.epsilon)
     return w
@@ -190,29 +193,43 @@ def _sgd_reference(w, grads, spec: TrainSpec):
     return w
 
 
+KERAS_BIG_EPS = TrainSpec(epsilon=1e-3, learning_rate=0.05, epsilon_convention="keras")
+
+
 @pytest.mark.parametrize(
-    "train_spec",
+    ("train_spec", "native"),
     [
-        TrainSpec(),  # torch convention, eps 1e-8
-        TrainSpec(epsilon=1e-3, learning_rate=0.05),  # large eps: the conventions differ
-        TrainSpec(epsilon=1e-3, learning_rate=0.05, epsilon_convention="keras"),
-        TrainSpec(optimizer="sgd", learning_rate=0.1, momentum=0.9),
-        TrainSpec(optimizer="sgd", learning_rate=0.1, momentum=0.0),
+        (TrainSpec(), False),  # torch convention, eps 1e-8
+        (TrainSpec(epsilon=1e-3, learning_rate=0.05), False),  # large eps: conventions differ
+        (KERAS_BIG_EPS, False),  # the spec's Keras convention: exact bias corrections
+        (KERAS_BIG_EPS, True),  # keras.optimizers.Adam itself: float32-rounded betas
+        (TrainSpec(optimizer="sgd", learning_rate=0.1, momentum=0.9), False),
+        (TrainSpec(optimizer="sgd", learning_rate=0.1, momentum=0.0), False),
     ],
-    ids=["adam-torch", "adam-torch-big-eps", "adam-keras-big-eps", "sgd-momentum", "sgd-plain"],
+    ids=[
+        "adam-torch",
+        "adam-torch-big-eps",
+        "adam-keras-big-eps",
+        "adam-keras-native",
+        "sgd-momentum",
+        "sgd-plain",
+    ],
 )
 def test_optimizers_follow_the_spec_formula(
-    train_spec: TrainSpec, ko: ModuleType, kn: ModuleType, keras: ModuleType
+    train_spec: TrainSpec, native: bool, ko: ModuleType, kn: ModuleType, keras: ModuleType
 ) -> None:
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=(4, 3))
     grads = [rng.normal(size=(4, 3)) * 10.0**-k for k in range(6)]  # shrinking: eps matters
     variable = keras.Variable(w0, dtype="float64")
-    optimizer = ko.make_optimizer(train_spec)
+    optimizer = ko.make_optimizer(train_spec, native)
     for g in grads:
         optimizer.apply_gradients([(keras.ops.convert_to_tensor(g), variable)])
-    reference = _adam_reference if train_spec.optimizer == "adam" else _sgd_reference
-    np.testing.assert_allclose(kn.to_numpy(variable), reference(w0, grads, train_spec), rtol=1e-12)
+    if train_spec.optimizer == "adam":
+        expected = _adam_reference(w0, grads, train_spec, native)
+    else:
+        expected = _sgd_reference(w0, grads, train_spec)
+    np.testing.assert_allclose(kn.to_numpy(variable), expected, rtol=1e-12)
 
 
 def test_epsilon_conventions_give_different_steps(ko: ModuleType, keras: ModuleType) -> None:
@@ -224,7 +241,8 @@ def test_epsilon_conventions_give_different_steps(ko: ModuleType, keras: ModuleT
         _adam_reference(w0, grads, torch_spec), _adam_reference(w0, grads, keras_spec), rtol=1e-6
     )
     assert type(ko.make_optimizer(torch_spec)) is ko.TorchAdam
-    assert type(ko.make_optimizer(keras_spec)) is keras.optimizers.Adam
+    assert type(ko.make_optimizer(keras_spec)) is ko.KerasAdam
+    assert type(ko.make_optimizer(keras_spec, native=True)) is keras.optimizers.Adam
     sgd = TrainSpec(optimizer="sgd", learning_rate=0.1, momentum=0.5)
     assert type(ko.make_optimizer(sgd)) is ko.TorchSGD
 
