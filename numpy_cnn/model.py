@@ -19,11 +19,11 @@ from cnn_common.metrics import evaluate_logits, softmax
 from cnn_common.seeds import generator
 from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
 from cnn_common.weights import Weights, check_weights, init_weights
-from numpy_cnn import ops
+from numpy_cnn import ops, parallel
 from numpy_cnn.network import CNN, backward, forward, make_network, train_step
 from numpy_cnn.optim import Optimizer
 
-EVAL_BATCH = 1000  # images per forward pass in evaluate/predict: bounded memory for any N
+EVAL_BATCH = 1000  # most images per forward pass in evaluate/predict: bounded memory for any N
 WEIGHTS_PREFIX = "weights/"  # keys of the weights in a saved .npz
 SPEC_KEY = "spec"  # key of the model spec (JSON) in a saved .npz
 
@@ -38,13 +38,31 @@ def build(spec: ModelSpec, dtype: str = "float32", *, seed: int = 0) -> CNN:
     return make_network(spec, init_weights(spec, seed, dtype), dtype)
 
 
+def _in_chunks(model: CNN, x: np.ndarray, keep: bool = False) -> list:
+    """The forward pass over ``x (N, H, W, C)`` in chunks of at most ``EVAL_BATCH`` images,
+    spread over the cores as training spreads a batch: each chunk in a thread of the pool, with
+    a single-threaded BLAS, so a chunk's numbers never depend on what ran before. Returns each
+    chunk's ``(logits (n, K), {layer: map})`` (maps only with ``keep``), in order."""
+    size = max(1, min(EVAL_BATCH, -(-len(x) // parallel.workers())))
+
+    def run(start: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        maps: dict[str, np.ndarray] = {}
+        logits, _ = forward(model, x[start : start + size], keep=maps if keep else None)
+        return logits, maps
+
+    starts = range(0, len(x), size)
+    if parallel.workers() == 1:
+        return [run(start) for start in starts]
+    return list(parallel.executor().map(run, starts))
+
+
 def predict_logits(model: CNN, x: np.ndarray) -> np.ndarray:
     """Raw logits ``(N, K)`` for images ``x (N, H, W, C)`` in the model's dtype.
 
     A wrong shape or a non-float dtype raises ``ImageError`` with the expected shape.
     """
     x = check_images(x, model.spec.input_shape).astype(model.dtype, copy=False)
-    parts = [forward(model, x[i : i + EVAL_BATCH])[0] for i in range(0, len(x), EVAL_BATCH)]
+    parts = [logits for logits, _ in _in_chunks(model, x)]
     if not parts:
         return np.zeros((0, model.spec.num_classes), dtype=model.dtype)
     return np.concatenate(parts)
@@ -65,9 +83,13 @@ def feature_maps(model: CNN, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every conv (after its activation) and pool output for ``x (N, H, W, C)``, by layer name
     in layer order, NHWC float32: ``{"conv1": (N, 24, 24, 16), "pool1": ..., ...}``."""
     x = check_images(x, model.spec.input_shape).astype(model.dtype, copy=False)
-    keep: dict[str, np.ndarray] = {}
-    forward(model, x, keep=keep)
-    return {name: value.astype(np.float32) for name, value in keep.items()}
+    chunks = [maps for _, maps in _in_chunks(model, x, keep=True)]
+    if not chunks:
+        return {}
+    return {
+        name: np.concatenate([maps[name] for maps in chunks]).astype(np.float32)
+        for name in chunks[0]
+    }
 
 
 def get_weights(model: CNN) -> Weights:

@@ -61,13 +61,22 @@ def pad_images(x: np.ndarray, pad: Pad) -> np.ndarray:
 
 
 def im2col(
-    x: np.ndarray, kh: int, kw: int, stride: int, pad: Pad, ws: Workspace | None = None
+    x: np.ndarray,
+    kh: int,
+    kw: int,
+    stride: int,
+    pad: Pad,
+    ws: Workspace | None = None,
+    bias_column: bool = False,
 ) -> np.ndarray:
     """Every receptive field as a row: ``(N, H, W, C) -> cols (N*Ho*Wo, KH*KW*C)``.
 
     Row ``(n, i, j)`` holds the window whose top-left corner is padded pixel
     ``(i*stride, j*stride)``, in ``(KH, KW, C)`` order, so ``cols @ w.reshape(-1, F)`` is the
-    convolution. Two ways to fill it, both copying long contiguous runs:
+    convolution. With ``bias_column`` every row ends with one more value, 1, so that the bias
+    rides in the same matrix product as the kernel (``cols @ [w; b]``) and its gradient in the
+    same product as the kernel's: ``(N*Ho*Wo, KH*KW*C + 1)``. Two ways to fill it, both
+    copying long contiguous runs:
 
     - many channels: one copy per kernel row, each window row being a contiguous run of
       ``KW*C`` values in NHWC;
@@ -79,22 +88,29 @@ def im2col(
     wo = conv_output_size(w, kw, stride, sum(pad[1]))
     xp = np.ascontiguousarray(pad_images(x, pad))  # (N, Hp, Wp, C)
     row_span = stride * (ho - 1) + 1
+    k, extra = kh * kw * c, int(bias_column)
     if c * kw < 16:
-        cols_t = _empty(ws, "cols_t", (kh, kw, c, n, ho, wo), x.dtype)
+        cols_t = _empty(ws, "cols_t", (k + extra, n * ho * wo), x.dtype)
+        patches = cols_t[:k].reshape(kh, kw, c, n, ho, wo)
         for i in range(kh):
             for j in range(kw):
                 window = xp[:, i : i + row_span : stride, j : j + stride * (wo - 1) + 1 : stride]
-                cols_t[i, j] = window.transpose(3, 0, 1, 2)  # (C, N, Ho, Wo)
-        return cols_t.reshape(kh * kw * c, n * ho * wo).T  # (N*Ho*Wo, KH*KW*C) view
-    cols = _empty(ws, "cols", (n, ho, wo, kh, kw * c), x.dtype)
+                patches[i, j] = window.transpose(3, 0, 1, 2)  # (C, N, Ho, Wo)
+        if bias_column:
+            cols_t[k] = 1
+        return cols_t.T  # (N*Ho*Wo, KH*KW*C [+ 1]) view
+    cols = _empty(ws, "cols", (n, ho, wo, k + extra), x.dtype)
+    patches = cols[..., :k].reshape(n, ho, wo, kh, kw * c)  # a view: the last axis split
     sn, sh, sw, sc = xp.strides
     for i in range(kh):
         # (N, Ho, Wo, KW*C): window row i of every output pixel, read in place.
         rows = as_strided(
             xp[:, i:], shape=(n, ho, wo, kw * c), strides=(sn, sh * stride, sw * stride, sc)
         )
-        cols[:, :, :, i, :] = rows
-    return cols.reshape(n * ho * wo, kh * kw * c)
+        patches[:, :, :, i, :] = rows
+    if bias_column:
+        cols[..., k] = 1
+    return cols.reshape(n * ho * wo, k + extra)
 
 
 def col2im(
@@ -146,13 +162,13 @@ def conv2d_forward(
     Output shape: ``(N, Ho, Wo, F)`` with ``Ho = (H + top + bottom - KH) // s + 1``.
     """
     kh, kw, c, f = w.shape
-    n = x.shape[0]
+    n, k = x.shape[0], kh * kw * c
     ho = conv_output_size(x.shape[1], kh, stride, sum(pad[0]))
     wo = conv_output_size(x.shape[2], kw, stride, sum(pad[1]))
-    cols2 = im2col(x, kh, kw, stride, pad, ws)  # (N*Ho*Wo, KH*KW*C)
+    cols2 = im2col(x, kh, kw, stride, pad, ws, bias_column=True)  # (N*Ho*Wo, KH*KW*C + 1)
+    wb = np.concatenate([w.reshape(k, f), b.reshape(1, f)])  # (KH*KW*C + 1, F): bias last
     out = _empty(ws, "conv_out", (n * ho * wo, f), x.dtype)
-    np.matmul(cols2, w.reshape(kh * kw * c, f), out=out)  # (N*Ho*Wo, F)
-    out += b
+    np.matmul(cols2, wb, out=out)  # (N*Ho*Wo, F): one product, bias included
     return out.reshape(n, ho, wo, f), (x.shape, cols2, w, stride, pad)
 
 
@@ -161,16 +177,17 @@ def conv2d_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of ``conv2d_forward``: ``dout (N, Ho, Wo, F) -> dx (N, H, W, C), dw, db``.
 
-    ``dw = cols^T @ dout`` (one GEMM); ``col2im`` computes ``dcols = dout @ w^T`` and scatters
-    it back onto the input. ``need_dx=False`` skips that half (the first layer's input
-    needs no gradient).
+    ``[dw; db] = cols^T @ dout`` (one GEMM: the last column of ``cols`` is the bias's input,
+    1, so the last row of the product is the bias gradient, the sum of ``dout`` over pixels);
+    ``col2im`` computes ``dcols = dout @ w^T`` and scatters it back onto the input.
+    ``need_dx=False`` skips that half (the first layer's input needs no gradient).
     """
     x_shape, cols2, w, stride, pad = cache
     kh, kw, c, f = w.shape
     n, ho, wo, _ = dout.shape
     d2 = dout.reshape(n * ho * wo, f)  # (N*Ho*Wo, F)
-    db = d2.sum(axis=0)  # (F,)
-    dw = (cols2.T @ d2).reshape(w.shape)  # (KH*KW*C, F) -> (KH, KW, C, F)
+    dwb = cols2.T @ d2  # (KH*KW*C + 1, F)
+    dw, db = dwb[:-1].reshape(w.shape), dwb[-1]  # (KH, KW, C, F), (F,)
     if not need_dx:
         return None, dw, db
     return col2im(d2, w, x_shape, stride, pad, ws), dw, db
@@ -258,6 +275,14 @@ def _running_max(
     return best, arg
 
 
+def _tiles(x: np.ndarray, size: int, ho: int, wo: int) -> list[np.ndarray]:
+    """The ``size*size`` strided views ``(N, Ho, Wo, C)`` of windows that tile ``x``, one per
+    offset in row-major order: view ``(i, j)`` holds pixel ``(i, j)`` of every window."""
+    return [
+        x[:, i : ho * size : size, j : wo * size : size] for i in range(size) for j in range(size)
+    ]
+
+
 def maxpool_forward(
     x: np.ndarray, size: int, stride: int, ws: Workspace | None = None
 ) -> tuple[np.ndarray, Cache]:
@@ -268,22 +293,20 @@ def maxpool_forward(
     first maximum in row-major order, as PyTorch and TensorFlow pick it, so tied values
     (common where an image is blank) send their gradient to one pixel only.
 
-    Windows that tile the image (``stride == size``, the usual case) are reduced in two
-    passes, along W within each window row and then along H; the first pass compares rows of
-    ``W*C`` contiguous values instead of single pixels. Other strides take the maximum over
-    the ``size*size`` window offsets.
+    Windows that tile the image (``stride == size``, the usual case) need no record of the
+    winner: the maximum is taken over the ``size*size`` strided views of the image (one
+    elementwise ``maximum`` each), and the backward pass finds each window's first pixel
+    equal to it. Other strides record the index of the winning offset as they go.
     """
     n, h, w, c = x.shape
     ho, wo = conv_output_size(h, size, stride, 0), conv_output_size(w, size, stride, 0)
     if stride == size:
-        crop = x[:, : ho * size, : wo * size]  # rows/columns no window reaches are dropped
-        row_max, col_arg = _running_max(
-            [crop[:, :, j::size] for j in range(size)], ws, "pool_w"
-        )  # (N, Ho*size, Wo, C): max of each window row, and its column
-        out, row_arg = _running_max(
-            [row_max[:, i::size] for i in range(size)], ws, "pool_h"
-        )  # (N, Ho, Wo, C): the first row holding the window maximum
-        return out, (x.shape, (row_arg, col_arg), size, stride)
+        views = _tiles(x, size, ho, wo)  # size*size views (N, Ho, Wo, C), row-major
+        out = _empty(ws, "pool_max", (n, ho, wo, c), x.dtype)
+        out[...] = views[0]
+        for view in views[1:]:
+            np.maximum(out, view, out=out)
+        return out, (x.shape, (x, out), size, stride)
     windows = [
         x[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
         for i in range(size)
@@ -300,14 +323,17 @@ def maxpool_backward(dout: np.ndarray, cache: Cache, ws: Workspace | None = None
     n, ho, wo, c = dout.shape
     dx = _empty(ws, "pool_dx", x_shape, dout.dtype)
     if stride == size:
-        row_arg, col_arg = arg
-        drow = _empty(ws, "pool_drow", (n, ho * size, wo, c), dout.dtype)
-        for i in range(size):
-            np.multiply(dout, row_arg == i, out=drow[:, i::size])
+        x, out = arg
         if ho * size != x_shape[1] or wo * size != x_shape[2]:
-            dx.fill(0)
-        for j in range(size):
-            np.multiply(drow, col_arg == j, out=dx[:, : ho * size, j : wo * size : size])
+            dx.fill(0)  # rows/columns no window reaches get no gradient
+        won = _empty(ws, "pool_won", out.shape, np.bool_)  # this offset is the first maximum
+        taken = _empty(ws, "pool_taken", out.shape, np.bool_)  # an earlier offset was
+        taken.fill(False)
+        for view, dview in zip(_tiles(x, size, ho, wo), _tiles(dx, size, ho, wo), strict=True):
+            np.equal(view, out, out=won)
+            np.greater(won, taken, out=won)  # won and not taken
+            np.multiply(dout, won, out=dview)
+            np.logical_or(taken, won, out=taken)
         return dx
     dx.fill(0)
     for offset in range(size * size):

@@ -139,8 +139,6 @@ KILLS: dict[str, str | float] = {
 # (OpenBLAS's per-thread setting reaches the main thread): a run resumed after its last
 # checkpoint evaluates in a process that never trained, and its test loss parts in the 9th
 # digit (the weights are bit-identical). A fix belongs in numpy_cnn (model / parallel).
-NUMPY_EVALUATION = "numpy_cnn's evaluation depends on whether its thread pool ran"
-KNOWN = {("numpy-cnn", "writing-the-record"): NUMPY_EVALUATION}
 
 
 @pytest.fixture(scope="module")
@@ -180,17 +178,7 @@ def kill_from_outside(prog: str, out: Path, into_third: float) -> None:
 
 @pytest.mark.parametrize(
     ("prog", "kill"),
-    [
-        pytest.param(
-            prog,
-            kill,
-            marks=[pytest.mark.xfail(reason=KNOWN[prog, kill], strict=True)]
-            if (prog, kill) in KNOWN
-            else [],
-        )
-        for prog in ("numpy-cnn", "pytorch-cnn")
-        for kill in KILLS
-    ],
+    [(prog, kill) for prog in ("numpy-cnn", "pytorch-cnn") for kill in KILLS],
 )
 def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run(
     prog: str,
@@ -204,8 +192,6 @@ def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run(
     when = KILLS[kill]
     if isinstance(when, float):
         kill_from_outside(prog, out, when)
-        if prog == "numpy-cnn" and list((out / "checkpoints").glob("epoch-0003*")):
-            pytest.xfail(f"the kill came after the last checkpoint: {NUMPY_EVALUATION}")
     else:
         child = [sys.executable, "-m", "tests.compare.kill_child", when, prog]
         killed = run([*child, *trainer(prog, out, 3)[1:]])
