@@ -18,7 +18,7 @@ from cnn_common.data import check_images, load_dataset, scale_images
 from cnn_common.errors import UserError
 from cnn_common.spec import ModelSpec, layers, same_padding
 from cnn_common.weights import Weights, init_weights, load_weights
-from numpy_cnn import ops
+from numpy_cnn import ops, parallel
 
 # A 5x5 vertical-edge filter: positive on the left, negative on the right (a widened Sobel).
 EDGE_FILTER = (
@@ -162,7 +162,7 @@ def forward_demo(
     print(f"Forward pass of the CNN on {what} (label {label}), {origin}, {dtype.name}\n")
     print(f"input  {x.shape}  pixels in [0, 1]")
     print(*_values(x), sep="\n")
-    steps = walk(spec, weights, x)
+    steps = parallel.in_pool(walk, spec, weights, x)  # the same BLAS threading as predict
     for step in steps:
         print(f"\n{step.name}  ({step.kind})  -> {step.output.shape}")
         print(f"    {step.call}")

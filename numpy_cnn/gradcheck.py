@@ -199,8 +199,7 @@ def _pieces(caches: list[tuple[Layer, ops.Cache]]) -> list[np.ndarray]:
             continue
         first, activation = cache
         if layer.kind == "pool":
-            winners = first[1]  # (row, column) arrays when the windows tile the map
-            found += list(winners) if isinstance(winners, tuple) else [winners]
+            found.append(ops.maxpool_winners(first))
         if activation is not None and activation[0] == "relu":
             found.append(activation[1] > 0)
     return found

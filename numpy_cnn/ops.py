@@ -344,6 +344,20 @@ def maxpool_backward(dout: np.ndarray, cache: Cache, ws: Workspace | None = None
     return dx
 
 
+def maxpool_winners(cache: Cache) -> np.ndarray:
+    """Which offset (row-major, ``0 .. size*size-1``) won each window: ``(N, Ho, Wo, C)``
+    integers, from ``maxpool_forward``'s cache whichever way it recorded them."""
+    _, arg, size, stride = cache
+    if stride != size:
+        return arg
+    x, out = arg
+    n, ho, wo, c = out.shape
+    winners = np.full(out.shape, -1, dtype=np.int64)
+    for offset, view in enumerate(_tiles(x, size, ho, wo)):
+        winners[(winners < 0) & (view == out)] = offset
+    return winners
+
+
 def maxpool_naive(x: np.ndarray, size: int, stride: int) -> np.ndarray:
     """``maxpool_forward`` as the formula reads: ``out[n, i, j, c] = max of the window``."""
     n, h, w, c = x.shape

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cnn_common.machine import thread_setting
+
+T = TypeVar("T")
 
 
 @functools.cache
@@ -63,3 +67,12 @@ def executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(
         max_workers=workers(), thread_name_prefix="numpy_cnn", initializer=_single_threaded_blas
     )
+
+
+def in_pool(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread of the pool, with the single-threaded BLAS that training and
+    inference use: a BLAS product split over two threads adds its partial sums in another
+    order, so only this gives the model's numbers to the last bit."""
+    if workers() == 1:
+        return fn(*args)
+    return executor().submit(fn, *args).result()
