@@ -134,13 +134,19 @@ print("first departure:", first_departures(rows)["numpy vs pytorch"])
 #
 # `numpy_cnn.demo.forward_demo` runs the spec's network on one test digit with
 # `numpy_cnn.ops` one call at a time and prints each layer's output. It is the model's own
-# computation: its logits are `predict_logits`'s.
+# computation: its maps are `feature_maps`'s to the last bit, and its logits are
+# `predict_logits`'s up to float32 rounding (predict runs each convolution and its pooling as
+# one operation, `ops.conv_pool_forward`, whose GEMM adds the same products in another order).
 
 # %%
 values = demo.forward_demo(OUT / "demo", index=0)
 model = numpy_cnn.build(spec, seed=0)  # the same canonical weights of seed 0
-same = np.array_equal(values["logits"], numpy_cnn.predict_logits(model, values["input"]))
-print(f"walk-through logits equal predict_logits: {same}")
+maps = numpy_cnn.feature_maps(model, values["input"])
+same = all(np.array_equal(values[layer], maps[layer]) for layer in ("pool1", "pool2"))
+print(f"walk-through maps equal feature_maps: {same}")
+logits = numpy_cnn.predict_logits(model, values["input"])
+gap = float(np.max(np.abs(values["logits"] - logits)))
+print(f"walk-through logits vs predict_logits: largest difference {gap:.1e}")
 
 # %% [markdown]
 # ## A convolution, drawn

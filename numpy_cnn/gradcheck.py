@@ -111,6 +111,11 @@ def _conv_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
     return {"x": dx, "w": dw, "b": db}
 
 
+def _conv_pool_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
+    dx, dw, db = ops.conv_pool_backward(dout, cache)
+    return {"x": dx, "w": dw, "b": db}
+
+
 def _dense_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
     dx, dw, db = ops.dense_backward(dout, cache)
     return {"x": dx, "w": dw, "b": db}
@@ -124,8 +129,8 @@ def _away_from_zero(x: np.ndarray) -> np.ndarray:
 def layer_checks(seed: int = 0) -> list[Check]:
     """Every layer type's backward pass against its own forward pass, on small random float64
     inputs: conv (both im2col paths, stride 1 and 2, TensorFlow's asymmetric 'same' pads),
-    max-pooling (tiling and overlapping windows), relu, tanh, sigmoid, dense, dropout with a
-    fixed mask, and the softmax cross-entropy."""
+    conv fused with the pooling after it, max-pooling (tiling and overlapping windows), relu,
+    tanh, sigmoid, dense, dropout with a fixed mask, and the softmax cross-entropy."""
     rng = np.random.default_rng(seed)
     checks: list[Check] = []
     for n, size, c, k, f, stride, pad in (
@@ -141,6 +146,23 @@ def layer_checks(seed: int = 0) -> list[Check]:
             case,
             lambda x=x, w=w, b=b, stride=stride, pad=pad: ops.conv2d_forward(x, w, b, stride, pad),
             _conv_grads,
+            {"x": x, "w": w, "b": b},
+            rng,
+        )
+    for n, size, c, k, f, stride, pad in (
+        (2, 7, 1, 3, 4, 1, ops.NO_PAD),  # 5x5 maps: the last row and column unpooled
+        (2, 8, 6, 3, 4, 1, ((1, 1), (1, 1))),  # C*KW >= 16, padded: 8x8 maps
+    ):
+        case = f"conv {k}x{k} + maxpool 2x2, {c} channels, pads {pad}"
+        x = rng.normal(size=(n, size, size, c))  # (N, H, W, C)
+        w = rng.normal(size=(k, k, c, f))  # (KH, KW, C, F)
+        b = rng.normal(size=f)
+        checks += _check_layer(
+            case,
+            lambda x=x, w=w, b=b, stride=stride, pad=pad: ops.conv_pool_forward(
+                x, w, b, stride, pad, 2
+            ),
+            _conv_pool_grads,
             {"x": x, "w": w, "b": b},
             rng,
         )
@@ -197,8 +219,10 @@ def _pieces(caches: list[tuple[Layer, ops.Cache]]) -> list[np.ndarray]:
     for layer, cache in caches:
         if layer.kind not in ("conv", "pool", "dense", "logits"):
             continue
-        first, activation = cache
-        if layer.kind == "pool":
+        first, activation = cache[:2]
+        if layer.kind == "conv" and cache[2]:  # pooled by the convolution itself
+            found.append(ops.conv_pool_winners(first))
+        if layer.kind == "pool" and first is not None:
             found.append(ops.maxpool_winners(first))
         if activation is not None and activation[0] == "relu":
             found.append(activation[1] > 0)

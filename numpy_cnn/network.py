@@ -67,21 +67,33 @@ def forward(
     training forward) and applies dropout with ``rng``; ``keep`` (a dict) receives every conv
     (after its activation) and pool output by layer name, and every layer's output with
     ``every_layer``, which also applies each activation before pooling, as the spec reads (the
-    layer-by-layer trace compares these with the other frameworks').
+    layer-by-layer trace compares these with the other frameworks'). Without ``keep``, a
+    convolution followed by pooling windows that tile its output runs as one
+    ``ops.conv_pool_forward``.
     """
     w = model.weights
     caches: list[tuple[Layer, ops.Cache]] = []
     out = x
     deferred = ""  # the activation of a conv layer, applied after its pooling
+    fused = False  # the last conv layer pooled its output itself
     for index, layer in enumerate(model.layers):
         ws = model.workspaces[layer.name] if train else None
         name = layer.name
         if layer.kind == "conv":
-            out, conv_cache = ops.conv2d_forward(
-                out, w[f"{name}.kernel"], w[f"{name}.bias"], layer.stride, layer.pad, ws
-            )
+            kernel, bias = w[f"{name}.kernel"], w[f"{name}.bias"]
             following = model.layers[index + 1] if index + 1 < len(model.layers) else None
-            if following is not None and following.kind == "pool" and not every_layer:
+            pooled_next = following is not None and following.kind == "pool" and not every_layer
+            if pooled_next and keep is None and following.stride == following.kernel_size:
+                # The convolution and the pooling that tiles its output in one operation (see
+                # ops.conv_pool_forward); the pool layer then only applies the activation.
+                out, conv_cache = ops.conv_pool_forward(
+                    out, kernel, bias, layer.stride, layer.pad, following.kernel_size, ws
+                )
+                fused = True
+            else:
+                out, conv_cache = ops.conv2d_forward(out, kernel, bias, layer.stride, layer.pad, ws)
+                fused = False
+            if pooled_next:
                 # max(f(z)) = f(max(z)) for the non-decreasing relu, tanh, sigmoid and linear:
                 # pooling the pre-activations and applying f to the pooled map (a quarter of
                 # the values for 2x2) gives the same outputs and the same gradients.
@@ -89,13 +101,17 @@ def forward(
                 if keep is not None:
                     keep[name] = ops.activation_forward(out, layer.activation)[0]
             else:
-                out, act_cache = ops.activation_forward(out, layer.activation)
-            cache: ops.Cache = (conv_cache, act_cache)
+                out, act_cache = ops.activation_forward(out, layer.activation, ws)
+            cache: ops.Cache = (conv_cache, act_cache, fused)
         elif layer.kind == "pool":
-            out, pool_cache = ops.maxpool_forward(out, layer.kernel_size, layer.stride, ws)
+            if fused:  # the convolution before has pooled already
+                pool_cache = None
+                fused = False
+            else:
+                out, pool_cache = ops.maxpool_forward(out, layer.kernel_size, layer.stride, ws)
             act_cache = None
             if deferred:
-                out, act_cache = ops.activation_forward(out, deferred)
+                out, act_cache = ops.activation_forward(out, deferred, ws)
                 deferred = ""
             cache = (pool_cache, act_cache)
         elif layer.kind == "flatten":
@@ -103,7 +119,7 @@ def forward(
             out = out.reshape(out.shape[0], -1)  # (N, H*W*C), H, W, C order
         elif layer.kind in ("dense", "logits"):
             out, dense_cache = ops.dense_forward(out, w[f"{name}.kernel"], w[f"{name}.bias"])
-            out, act_cache = ops.activation_forward(out, layer.activation)
+            out, act_cache = ops.activation_forward(out, layer.activation, ws)
             cache = (dense_cache, act_cache)
         else:  # dropout
             out, cache = ops.dropout_forward(out, layer.rate, rng if train else None)
@@ -126,7 +142,8 @@ def backward(
     """Gradients of every weight from ``dlogits (N, K)``, walking the caches in reverse.
 
     ``inputs`` (a dict) receives the gradient with respect to every layer's input, by layer
-    name (the image's gradient too, which training never needs).
+    name (the image's gradient too, which training never needs), except a pooling layer's
+    when the convolution before it did the pooling (that gradient is never formed).
     """
     grads: dict[str, np.ndarray] = {}
     dout = dlogits
@@ -134,24 +151,27 @@ def backward(
         layer, cache = caches[index]
         name = layer.name
         if layer.kind == "conv":
-            conv_cache, act_cache = cache
+            conv_cache, act_cache, fused = cache
             if act_cache is not None:
-                dout = ops.activation_backward(dout, act_cache)
+                dout = ops.activation_backward(dout, act_cache, model.workspaces[name])
             # The first layer's input is the image: training never needs its gradient.
-            dout, dw, db = ops.conv2d_backward(
+            conv_backward = ops.conv_pool_backward if fused else ops.conv2d_backward
+            dout, dw, db = conv_backward(
                 dout, conv_cache, need_dx=index > 0 or inputs is not None, ws=model.workspaces[name]
             )
             grads[f"{name}.kernel"], grads[f"{name}.bias"] = dw, db
         elif layer.kind == "pool":
             pool_cache, act_cache = cache
             if act_cache is not None:
-                dout = ops.activation_backward(dout, act_cache)
+                dout = ops.activation_backward(dout, act_cache, model.workspaces[name])
+            if pool_cache is None:  # pooled by the convolution before: its backward routes it
+                continue
             dout = ops.maxpool_backward(dout, pool_cache, model.workspaces[name])
         elif layer.kind == "flatten":
             dout = dout.reshape(cache[0])  # (N, H, W, C)
         elif layer.kind in ("dense", "logits"):
             dense_cache, act_cache = cache
-            dout = ops.activation_backward(dout, act_cache)
+            dout = ops.activation_backward(dout, act_cache, model.workspaces[name])
             dout, dw, db = ops.dense_backward(dout, dense_cache)
             grads[f"{name}.kernel"], grads[f"{name}.bias"] = dw, db
         else:  # dropout
@@ -161,16 +181,33 @@ def backward(
     return {name: grads[name] for name in model.weights}
 
 
-def _shard_step(
-    model: CNN, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, total: int
+PIECE = 32  # images per forward/backward pass: a piece's buffers stay in the core's caches
+
+
+def _pieces_step(
+    model: CNN, x: np.ndarray, y: np.ndarray, seeds: np.ndarray, total: int
 ) -> tuple[float, int, Weights]:
-    """Forward and backward on one shard of a batch of ``total`` images: (sum of the shard's
-    losses, correct predictions, the shard's share of the batch-mean gradients)."""
-    logits, caches = forward(model, x, train=True, rng=rng)
-    loss, dlogits = ops.softmax_cross_entropy(logits, y)
-    dlogits *= len(y) / total  # the shard's part of the mean over the whole batch
-    correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
-    return loss * len(y), correct, backward(model, dlogits, caches)
+    """Forward and backward over ``x (n, H, W, C)`` in pieces of ``PIECE`` images, one after
+    another: (sum of the losses, correct predictions, the pieces' share of the batch-mean
+    gradients, added in piece order). Piece ``i`` draws its dropout masks from ``seeds[i]``."""
+    loss_sum, correct, grads = 0.0, 0, None
+    dropout = any(layer.kind == "dropout" for layer in model.layers)
+    for seed, start in zip(seeds, range(0, len(y), PIECE), strict=True):
+        xs, ys = x[start : start + PIECE], y[start : start + PIECE]
+        rng = np.random.default_rng(seed) if dropout else None  # only dropout draws
+        logits, caches = forward(model, xs, train=True, rng=rng)
+        loss, dlogits = ops.softmax_cross_entropy(logits, ys)
+        dlogits *= len(ys) / total  # the piece's part of the mean over the whole batch
+        loss_sum += loss * len(ys)
+        correct += int(np.count_nonzero(logits.argmax(axis=1) == ys))
+        piece_grads = backward(model, dlogits, caches)
+        if grads is None:
+            grads = {name: g.copy() for name, g in piece_grads.items()}  # g may be scratch
+        else:
+            for name, g in piece_grads.items():
+                grads[name] += g
+    assert grads is not None
+    return loss_sum, correct, grads
 
 
 def _replicas(model: CNN, count: int) -> list[CNN]:
@@ -188,27 +225,28 @@ def train_step(
     """Forward, loss, backward and one optimiser update on one batch.
 
     ``x (N, H, W, C)`` in the model's dtype, ``y (N,)`` -> (mean loss, number of correct
-    predictions made by the model as it was before the update). The batch is cut into one
-    contiguous shard per core (``parallel.workers()``), run in parallel; each shard's dropout
-    masks come from its own generator seeded from ``rng``, so the step is deterministic.
+    predictions made by the model as it was before the update). The batch is cut into pieces of
+    ``PIECE`` images (smaller working sets run faster per image, and two cores contend less for
+    memory), and the pieces into one contiguous run per core (``parallel.workers()``), run in
+    parallel; each piece's dropout masks come from its own generator seeded from ``rng``, and
+    the gradients are added in a fixed order, so the step is deterministic.
     """
     n = len(y)
-    shards = min(parallel.workers(), n)
-    seeds = rng.integers(0, 2**63, size=shards)
-    bounds = np.linspace(0, n, shards + 1).astype(int)
+    pieces = -(-n // PIECE)
+    seeds = rng.integers(0, 2**63, size=pieces)
+    threads = min(parallel.workers(), pieces)
+    cuts = np.linspace(0, pieces, threads + 1).astype(int)  # pieces per thread
     jobs = [
-        (replica, x[a:b], y[a:b], np.random.default_rng(seed), n)
-        for replica, a, b, seed in zip(
-            _replicas(model, shards), bounds[:-1], bounds[1:], seeds, strict=True
-        )
+        (replica, x[a * PIECE : b * PIECE], y[a * PIECE : b * PIECE], seeds[a:b], n)
+        for replica, a, b in zip(_replicas(model, threads), cuts[:-1], cuts[1:], strict=True)
     ]
-    if shards == 1:
-        results = [_shard_step(*jobs[0])]
+    if threads == 1:
+        results = [_pieces_step(*jobs[0])]
     else:
-        results = list(parallel.executor().map(lambda job: _shard_step(*job), jobs))
+        results = list(parallel.executor().map(lambda job: _pieces_step(*job), jobs))
     grads = results[0][2]
-    for _, _, shard_grads in results[1:]:
-        for name, g in shard_grads.items():
-            grads[name] = grads[name] + g
+    for _, _, thread_grads in results[1:]:
+        for name, g in thread_grads.items():
+            grads[name] += g
     optimizer.step(model.weights, grads)
     return sum(r[0] for r in results) / n, sum(r[1] for r in results)

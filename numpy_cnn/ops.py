@@ -1,7 +1,10 @@
 """The layers as forward/backward pairs of free functions, each beside its plain-loop twin.
 
 Every fast operation is vectorised: im2col built with one slice copy per kernel offset, then a
-single BLAS GEMM; no Python loop over images, pixels or channels. The ``*_naive`` functions
+single BLAS GEMM; no Python loop over images, pixels or channels. Training and inference run a
+convolution and the max-pooling that tiles its output as one operation (``conv_pool_forward``:
+im2col's rows in pooling order, so pooling reads whole blocks); the layer-by-layer functions
+stay for every other layout, for the traces and for reading. The ``*_naive`` functions
 spell out the textbook formula with explicit loops; they are slow and exist to be read and to
 check the fast ones against.
 
@@ -168,7 +171,7 @@ def conv2d_forward(
     cols2 = im2col(x, kh, kw, stride, pad, ws, bias_column=True)  # (N*Ho*Wo, KH*KW*C + 1)
     wb = np.concatenate([w.reshape(k, f), b.reshape(1, f)])  # (KH*KW*C + 1, F): bias last
     out = _empty(ws, "conv_out", (n * ho * wo, f), x.dtype)
-    np.matmul(cols2, wb, out=out)  # (N*Ho*Wo, F): one product, bias included
+    np.dot(cols2, wb, out=out)  # (N*Ho*Wo, F): one product, bias included
     return out.reshape(n, ho, wo, f), (x.shape, cols2, w, stride, pad)
 
 
@@ -186,7 +189,7 @@ def conv2d_backward(
     kh, kw, c, f = w.shape
     n, ho, wo, _ = dout.shape
     d2 = dout.reshape(n * ho * wo, f)  # (N*Ho*Wo, F)
-    dwb = cols2.T @ d2  # (KH*KW*C + 1, F)
+    dwb = np.dot(cols2.T, d2)  # (KH*KW*C + 1, F)
     dw, db = dwb[:-1].reshape(w.shape), dwb[-1]  # (KH, KW, C, F), (F,)
     if not need_dx:
         return None, dw, db
@@ -389,14 +392,139 @@ def maxpool_backward_naive(dout: np.ndarray, x: np.ndarray, size: int, stride: i
     return dx
 
 
+# ----------------------------------------------------------------------------- conv + pooling
+
+
+def _pooled_patches(
+    xp: np.ndarray, kh: int, kw: int, stride: int, size: int, po: int, qo: int
+) -> np.ndarray:
+    """The receptive fields of a convolution's output pixels in pooling order, read in place:
+    ``(size, size, N, Po, Qo, KH, KW, C)``, entry ``(a, b, n, p, q, i, j, c)`` being padded
+    input pixel ``(n, (size*p + a)*stride + i, (size*q + b)*stride + j, c)``: the field of
+    output pixel ``(size*p + a, size*q + b)``, offset ``(a, b)`` of pooling window ``(p, q)``."""
+    sn, sh, sw, sc = xp.strides  # xp is C-contiguous: a view of its buffer at any strides
+    n, c = xp.shape[0], xp.shape[3]
+    return np.ndarray(
+        (size, size, n, po, qo, kh, kw, c),
+        xp.dtype,
+        buffer=xp,
+        strides=(stride * sh, stride * sw, sn, size * stride * sh, size * stride * sw, sh, sw, sc),
+    )
+
+
+def conv_pool_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    stride: int,
+    pad: Pad,
+    size: int,
+    ws: Workspace | None = None,
+) -> tuple[np.ndarray, Cache]:
+    """A convolution followed by max-pooling over ``size x size`` windows that tile its output
+    (pooling stride ``size``): ``x (N, H, W, C) -> (N, Po, Qo, F)`` pooled pre-activations,
+    ``Po = Ho // size``, the same values as ``conv2d_forward`` then ``maxpool_forward`` (up to
+    the order BLAS adds in).
+
+    im2col writes its rows in pooling order: row ``(a, b, n, p, q)`` is the receptive field of
+    output pixel ``(size*p + a, size*q + b)``. The product ``cols @ [w; b]`` then comes out as
+    ``size*size`` contiguous blocks ``(N*Po*Qo, F)``, one per window offset, and pooling is an
+    elementwise maximum of whole blocks (its backward a masked copy into whole blocks) with no
+    strided pass over the map; output pixels no window reaches are not computed at all.
+    """
+    kh, kw, c, f = w.shape
+    n, k = x.shape[0], kh * kw * c
+    po = conv_output_size(x.shape[1], kh, stride, sum(pad[0])) // size
+    qo = conv_output_size(x.shape[2], kw, stride, sum(pad[1])) // size
+    xp = np.ascontiguousarray(pad_images(x, pad))  # (N, Hp, Wp, C)
+    fields = _pooled_patches(xp, kh, kw, stride, size, po, qo)
+    rows = size * size * n * po * qo
+    if c * kw < 16:  # few channels: one row of the transposed matrix per kernel entry
+        cols_t = _empty(ws, "pool_cols_t", (k + 1, rows), x.dtype)
+        cols_t[:k].reshape(kh, kw, c, size, size, n, po, qo)[...] = fields.transpose(
+            5, 6, 7, 0, 1, 2, 3, 4
+        )
+        cols_t[k] = 1
+        cols = cols_t.T  # (rows, K + 1) view
+    else:  # many channels: one copy, KW*C contiguous values at a time
+        cols7 = _empty(ws, "pool_cols", (size, size, n, po, qo, k + 1), x.dtype)
+        cols7[..., :k].reshape(size, size, n, po, qo, kh, kw * c)[...] = fields.reshape(
+            size, size, n, po, qo, kh, kw * c
+        )
+        cols7[..., k] = 1
+        cols = cols7.reshape(rows, k + 1)
+    wb = np.concatenate([w.reshape(k, f), b.reshape(1, f)])  # (K + 1, F): bias last
+    out = _empty(ws, "pool_conv_out", (rows, f), x.dtype)
+    np.dot(cols, wb, out=out)
+    blocks = out.reshape(size * size, n * po * qo, f)  # one block per window offset
+    pooled = _empty(ws, "pool_conv_max", (n * po * qo, f), x.dtype)
+    pooled[...] = blocks[0]
+    for block in blocks[1:]:
+        np.maximum(pooled, block, out=pooled)
+    return pooled.reshape(n, po, qo, f), (x.shape, cols, w, stride, pad, size, blocks, pooled)
+
+
+def _first_maxima(blocks: np.ndarray, pooled: np.ndarray, ws: Workspace | None) -> np.ndarray:
+    """``(size*size, M, F)`` booleans: block ``k`` holds the window's maximum and no earlier
+    block does (the first maximum in row-major window order). Whole-array passes: few calls."""
+    won = np.equal(blocks, pooled, out=_empty(ws, "pool_won", blocks.shape, np.bool_))
+    seen = _empty(ws, "pool_seen", won.shape, np.bool_)  # seen[k]: a maximum in blocks 0..k
+    seen[0] = won[0]
+    for k in range(1, len(won) - 1):  # (logical_or.accumulate is far slower on this axis)
+        np.logical_or(seen[k - 1], won[k], out=seen[k])
+    np.greater(won[1:], seen[:-1], out=won[1:])  # a maximum, and none before it
+    return won
+
+
+def conv_pool_backward(
+    dout: np.ndarray, cache: Cache, need_dx: bool = True, ws: Workspace | None = None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Gradients of ``conv_pool_forward``: ``dout (N, Po, Qo, F) -> dx (N, H, W, C), dw, db``.
+
+    Each window's gradient goes to the block offset that held its first maximum (row-major
+    window order, as ``maxpool_backward``); ``[dw; db] = cols^T @ dblocks`` in one GEMM; for
+    ``dx`` the blocks are put back in image order (zero where no window reached) for
+    ``col2im``. ``need_dx=False`` skips that half (the first layer's input)."""
+    x_shape, cols, w, stride, pad, size, blocks, pooled = cache
+    n, po, qo, f = dout.shape
+    d2 = dout.reshape(n * po * qo, f)
+    won = _first_maxima(blocks, pooled, ws)  # (size*size, N*Po*Qo, F)
+    dblocks = np.multiply(d2, won, out=_empty(ws, "pool_dblocks", blocks.shape, dout.dtype))
+    dwb = np.dot(cols.T, dblocks.reshape(-1, f))  # (KH*KW*C + 1, F)
+    dw, db = dwb[:-1].reshape(w.shape), dwb[-1]
+    if not need_dx:
+        return None, dw, db
+    kh, kw = w.shape[:2]
+    ho = conv_output_size(x_shape[1], kh, stride, sum(pad[0]))
+    wo = conv_output_size(x_shape[2], kw, stride, sum(pad[1]))
+    dconv = _empty(ws, "pool_dconv", (n, ho, wo, f), dout.dtype)
+    if ho != po * size or wo != qo * size:
+        dconv.fill(0)  # output pixels no window reaches get no gradient
+    dconv[:, : po * size, : qo * size].reshape(n, po, size, qo, size, f)[...] = dblocks.reshape(
+        size, size, n, po, qo, f
+    ).transpose(2, 3, 0, 4, 1, 5)
+    return col2im(dconv.reshape(n * ho * wo, f), w, x_shape, stride, pad, ws), dw, db
+
+
+def conv_pool_winners(cache: Cache) -> np.ndarray:
+    """Which window offset (row-major) won each pooled value: ``(N, Po, Qo, F)`` integers, from
+    ``conv_pool_forward``'s cache (as ``maxpool_winners``)."""
+    x_shape, _, w, stride, pad, size, blocks, pooled = cache
+    winners = _first_maxima(blocks, pooled, None).argmax(axis=0)  # the one True per window
+    po = conv_output_size(x_shape[1], w.shape[0], stride, sum(pad[0])) // size
+    return winners.reshape(x_shape[0], po, -1, w.shape[3])
+
+
 # ----------------------------------------------------------------------------- activations
 
 
-def activation_forward(x: np.ndarray, kind: str) -> tuple[np.ndarray, Cache]:
+def activation_forward(
+    x: np.ndarray, kind: str, ws: Workspace | None = None
+) -> tuple[np.ndarray, Cache]:
     """``relu | tanh | sigmoid | linear`` elementwise, any shape. The cache is the output:
     each derivative is cheapest written in terms of it."""
     if kind == "relu":
-        out = np.maximum(x, 0)
+        out = np.maximum(x, 0, out=_empty(ws, "relu", x.shape, x.dtype))
     elif kind == "tanh":
         out = np.tanh(x)
     elif kind == "sigmoid":
@@ -410,12 +538,13 @@ def activation_forward(x: np.ndarray, kind: str) -> tuple[np.ndarray, Cache]:
     return out, (kind, out)
 
 
-def activation_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
+def activation_backward(dout: np.ndarray, cache: Cache, ws: Workspace | None = None) -> np.ndarray:
     """``dx = dout * f'(x)`` with ``f'`` from the output: relu ``out > 0``, tanh ``1 - out^2``,
     sigmoid ``out (1 - out)``, linear 1."""
     kind, out = cache
     if kind == "relu":
-        return dout * (out > 0)
+        active = np.greater(out, 0, out=_empty(ws, "relu_active", out.shape, np.bool_))
+        return np.multiply(dout, active, out=_empty(ws, "relu_dx", dout.shape, dout.dtype))
     if kind == "tanh":
         return dout * (1 - out * out)
     if kind == "sigmoid":
@@ -444,13 +573,13 @@ def activation_naive(x: np.ndarray, kind: str) -> np.ndarray:
 
 def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Cache]:
     """Fully connected layer ``out = x @ w + b``: ``(N, D), (D, U), (U,) -> (N, U)``."""
-    return x @ w + b, (x, w)
+    return np.dot(x, w) + b, (x, w)
 
 
 def dense_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``dout (N, U) -> dx (N, D) = dout @ w^T, dw (D, U) = x^T @ dout, db (U,)``."""
     x, w = cache
-    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    return np.dot(dout, w.T), np.dot(x.T, dout), dout.sum(axis=0)
 
 
 def dense_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:

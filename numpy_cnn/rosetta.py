@@ -16,6 +16,8 @@ SOURCES: dict[str, list[str]] = {
         "numpy_cnn.ops:maxpool_forward",
         "numpy_cnn.ops:_running_max",
         "numpy_cnn.ops:maxpool_backward",
+        "numpy_cnn.ops:conv_pool_forward",
+        "numpy_cnn.ops:conv_pool_backward",
     ],
     "flatten": ["numpy_cnn.network:forward", "numpy_cnn.network:backward"],
     "dense": ["numpy_cnn.ops:dense_forward", "numpy_cnn.ops:dense_backward"],

@@ -25,8 +25,16 @@ def test_forward_demo_is_the_real_forward_pass(mnist: Data, tmp_path: Path, caps
     spec = ModelSpec()
     model = make_network(spec, init_weights(spec, 0, "float32"))
     np.testing.assert_array_equal(values["input"], mnist.x_test[3:4])
+    # The walk-through is the model, op by op: the same maps to the last bit...
+    maps = numpy_cnn.feature_maps(model, values["input"])
+    for layer in ("conv1", "conv2"):
+        np.testing.assert_array_equal(values[f"{layer}/relu"], maps[layer])
+    for layer in ("pool1", "pool2"):
+        np.testing.assert_array_equal(values[layer], maps[layer])
+    # ...and the logits of predict, which runs each convolution and its pooling as one
+    # operation (ops.conv_pool_forward: BLAS adds the same products in another order).
     logits = numpy_cnn.predict_logits(model, values["input"])
-    np.testing.assert_array_equal(values["logits"], logits)  # the walk-through is the model
+    np.testing.assert_allclose(values["logits"], logits, rtol=1e-5, atol=1e-6)
     assert values["conv1"].shape == (1, 24, 24, 16) and values["pool2"].shape == (1, 4, 4, 32)
     assert values["flatten"].shape == (1, 512) and values["dense1/relu"].min() >= 0
     assert int(values["label"]) == mnist.y_test[3]

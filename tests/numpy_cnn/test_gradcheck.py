@@ -34,9 +34,9 @@ def test_wrong_backward_passes_fail(monkeypatch) -> None:
     the batch instead of summed."""
     activation_backward, dense_backward = ops.activation_backward, ops.dense_backward
 
-    def tanh_slip(dout: np.ndarray, cache: ops.Cache) -> np.ndarray:
+    def tanh_slip(dout: np.ndarray, cache: ops.Cache, ws: object = None) -> np.ndarray:
         kind, out = cache
-        return dout * (1 - out) if kind == "tanh" else activation_backward(dout, cache)
+        return dout * (1 - out) if kind == "tanh" else activation_backward(dout, cache, ws)
 
     def mean_bias(dout: np.ndarray, cache: ops.Cache) -> tuple[np.ndarray, ...]:
         dx, dw, _ = dense_backward(dout, cache)

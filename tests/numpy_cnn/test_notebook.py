@@ -59,7 +59,9 @@ def test_walkthrough_runs(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
     assert abs(float(steps[0][1]) - float(steps[0][2])) < 1e-5  # the same start
     assert "mean step-loss difference numpy - pytorch" in printed
     assert "first departure: None" in printed  # one batch agrees layer by layer
-    assert "walk-through logits equal predict_logits: True" in printed
+    assert "walk-through maps equal feature_maps: True" in printed
+    gap = re.search(r"logits vs predict_logits: largest difference (\S+)", printed)
+    assert gap is not None and float(gap.group(1)) < 1e-5
     assert re.search(r"all \d+ checks PASS", printed)
     images = [out for cell in code for out in cell.outputs if "image/png" in out.get("data", {})]
     assert len(images) == 1  # the conv demo's figure

@@ -157,6 +157,53 @@ def test_maxpool_ties_go_to_the_first_maximum() -> None:
     np.testing.assert_array_equal(dx[0, :, :, 0], expected)
 
 
+# (N, H, W, C, KH, F, stride, padding, pool size)
+CONV_POOL_CASES = [
+    (2, 28, 28, 1, 5, 4, 1, "valid", 2),  # the seed model's first layer: few channels
+    (2, 12, 12, 16, 5, 3, 1, "valid", 2),  # its second: a strided copy per kernel row
+    (2, 9, 9, 2, 3, 3, 1, "valid", 2),  # 7x7 maps: the last row and column unpooled
+    (1, 10, 11, 3, 3, 2, 2, "same", 2),  # strided 'same' convolution, then pooling
+    (2, 9, 9, 2, 2, 2, 1, "valid", 3),  # 3x3 windows
+]
+
+
+@pytest.mark.parametrize(
+    ("n", "h", "w", "c", "k", "f", "stride", "padding", "size"), CONV_POOL_CASES
+)
+def test_conv_pool_matches_conv_then_pool(n, h, w, c, k, f, stride, padding, size) -> None:
+    """The fused operation is the composition of the two naive ones, forward and backward."""
+    rng = np.random.default_rng(h * 7 + c * 3 + size)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    wt = rng.standard_normal((k, k, c, f)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    pad = conv_pad(h, w, k, stride, padding)
+    out, cache = ops.conv_pool_forward(x, wt, b, stride, pad, size)
+    conv = ops.conv2d_naive(x, wt, b, stride, pad)
+    np.testing.assert_allclose(out, ops.maxpool_naive(conv, size, size), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(  # the same window offsets win as in the plain pooling
+        ops.conv_pool_winners(cache), ops.maxpool_winners(ops.maxpool_forward(conv, size, size)[1])
+    )
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx, dw, db = ops.conv_pool_backward(dout, cache)
+    dconv = ops.maxpool_backward_naive(dout, conv, size, size)
+    ndx, ndw, ndb = ops.conv2d_backward_naive(dconv, x, wt, stride, pad)
+    np.testing.assert_allclose(dx, ndx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dw, ndw, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db, ndb, rtol=1e-4, atol=1e-4)
+    assert ops.conv_pool_backward(dout, cache, need_dx=False)[0] is None
+
+
+def test_conv_pool_ties_go_to_the_first_maximum() -> None:
+    # A blank image gives every output pixel the bias: each window's gradient reaches one pixel.
+    x = np.zeros((1, 6, 6, 1), dtype=np.float32)
+    wt = np.ones((3, 3, 1, 1), dtype=np.float32)
+    out, cache = ops.conv_pool_forward(x, wt, np.full(1, 0.5, np.float32), 1, ops.NO_PAD, 2)
+    np.testing.assert_array_equal(out, np.full((1, 2, 2, 1), 0.5, np.float32))
+    assert (ops.conv_pool_winners(cache) == 0).all()
+    _, _, db = ops.conv_pool_backward(np.ones_like(out), cache)
+    np.testing.assert_array_equal(db, [4.0])  # four windows, one pixel each
+
+
 @pytest.mark.parametrize("kind", ["relu", "tanh", "sigmoid", "linear"])
 @pytest.mark.parametrize("shape", [(3, 5), (2, 4, 4, 3)])
 def test_activation_matches_naive_and_gradient(kind: str, shape: tuple[int, ...]) -> None:
