@@ -123,9 +123,12 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="training and inference throughput against the plain PyTorch loop",
-        description="Time each framework's training epochs and inference, each in its own "
-        "process with the same threads, against the plain PyTorch loop.",
+        help="where the time goes: throughput, share of the machine's peak, memory, phases",
+        description="Time each framework against the plain PyTorch loop (the pytorch "
+        "framework), every measurement in a fresh process with the same threads, the "
+        "frameworks taking turns: training epochs (after a warm-up epoch), inference, the "
+        "machine's matrix-multiply peak, peak memory and a training step by phase (data, "
+        "forward, backward, optimiser). Medians over the processes.",
         formatter_class=HELP,
     )
     _frameworks_argument(bench)
@@ -134,7 +137,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--train-images", type=int, default=12800, help="images per timed training epoch"
     )
-    bench.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
+    bench.add_argument(
+        "--timed-epochs", type=int, default=1, help="timed epochs per process, after warm-up"
+    )
+    bench.add_argument(
+        "--processes", type=int, default=3, help="fresh processes per framework (medians)"
+    )
+    bench.add_argument(
+        "--infer-images", type=int, default=10000, help="test images per inference (0: none)"
+    )
+    bench.add_argument("--phase-steps", type=int, default=30, help="steps timed by phase (0: none)")
     bench.add_argument("--threads", type=int, help="CPU threads per framework (default: all)")
     bench.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder")
     bench.add_argument(
@@ -301,24 +313,30 @@ def _main(argv: list[str] | None) -> int:
                 overwrite=args.overwrite,
             )
         )
-    from compare.bench import BenchOptions, run_bench
+    from compare.bench import REFERENCE, BenchOptions, Variant, run_bench
 
-    for flag, value in (
-        ("--train-images", args.train_images),
-        ("--repeats", args.repeats),
-        ("--threads", args.threads),
+    for flag, value, low in (
+        ("--train-images", args.train_images, 1),
+        ("--timed-epochs", args.timed_epochs, 1),
+        ("--processes", args.processes, 1),
+        ("--infer-images", args.infer_images, 0),
+        ("--phase-steps", args.phase_steps, 0),
+        ("--threads", args.threads, 1),
     ):
-        _at_least(flag, value)
+        _at_least(flag, value, low)
     return run_bench(
         BenchOptions(
-            frameworks=tuple(names),
+            variants=tuple(Variant(n) for n in [REFERENCE, *(n for n in names if n != REFERENCE)]),
             model_spec=model,
             train_spec=train,
             dataset=args.dataset,
             data_dir=args.data_dir,
             out=args.out,
             train_images=args.train_images,
-            repeats=args.repeats,
+            epochs=args.timed_epochs,
+            processes=args.processes,
+            infer_images=args.infer_images,
+            phase_steps=args.phase_steps,
             threads=args.threads,
             overwrite=args.overwrite,
         )

@@ -107,9 +107,16 @@ class ParityJob(Job):
 
 @dataclass(frozen=True, kw_only=True)
 class BenchJob(Job):
+    """One framework timed in a fresh process (``compare.bench_task``): ``epochs`` timed
+    training epochs on ``train_images`` after a warm-up epoch, inference on ``infer_images``
+    test images (0: none), ``phase_steps`` steps timed by phase (0: none)."""
+
     kind: ClassVar[str] = "bench"
     train_images: int = 12800
-    repeats: int = 3
+    epochs: int = 1
+    infer_images: int = 10000
+    phase_steps: int = 30
+    native: list[str] = dataclasses.field(default_factory=list)  # train(native=...)
 
 
 @dataclass(frozen=True, kw_only=True)

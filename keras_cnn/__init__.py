@@ -54,6 +54,7 @@ lazy_exports(
     {
         **{name: "keras_cnn.model" for name in CONTRACT if name != "train"},
         "train": "keras_cnn.train",
+        "phase_times": "keras_cnn.train",
     },
     before_import=_import_keras,
 )

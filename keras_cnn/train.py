@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -41,6 +42,7 @@ from cnn_common.files import (
 )
 from cnn_common.framework import check_native
 from cnn_common.machine import thread_setting
+from cnn_common.phases import Phases, StepClock
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.seeds import int_seed
@@ -288,6 +290,63 @@ def train(
         threads=backend_threads(backend),
         extra={"optimizer": type(model.optimizer).__name__},
     )
+
+
+class PhaseClock(keras.callbacks.Callback):
+    """Times ``fit``'s steps: ``fused`` from the start of a batch to its end (the train
+    function: batch fetch, forward, backward and update in one call), ``data`` from the end of
+    one batch to the start of the next (the loop between calls). Stops ``fit`` after ``steps``."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.clock = StepClock()
+        self._ended: float | None = None
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.clock.start()
+        if self._ended is not None:
+            self.clock.add("data", time.perf_counter() - self._ended)
+            self.clock.skip()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.clock.mark("fused")
+        self.clock.end_step()
+        self._ended = time.perf_counter()
+        if len(self.clock.phases.times["fused"]) >= self.steps:
+            self.model.stop_training = True
+
+
+def phase_times(
+    spec: ModelSpec, train_spec: TrainSpec, data: Data, init_weights: Weights, steps: int
+) -> Phases:
+    """``steps`` steps of ``fit`` from ``init_weights`` on the CPU (the first epoch's shared
+    batches, from the start again when there are fewer), timed by phase (``cnn_common.phases``).
+    Keras runs the batch fetch, forward pass, backward pass and update as one train function
+    (compiled with ``tf.function``, or the backend's own), so only that function as a whole
+    (``fused``) and the loop between its calls (``data``) can be timed without changing what
+    runs."""
+    used_device, scope = device_scope("cpu")
+    with scope, floatx(train_spec.dtype):
+        model = build(spec, train_spec.dtype, seed=train_spec.seed)
+        set_weights(model, init_weights)
+        compile_model(model, train_spec)
+        dataset = EpochBatches(data.x_train, data.y_train, train_spec)
+        clock = PhaseClock(steps)
+        model.fit(
+            dataset,
+            shuffle=False,
+            epochs=-(-steps // len(dataset)),
+            callbacks=[clock],
+            verbose=0,
+        )
+    phases = clock.clock.phases
+    phases.note = (
+        "Keras runs the batch fetch, forward pass, backward pass and update as one train "
+        f"function on the {keras.backend.backend()} backend (fused); timing inside it would "
+        "change what runs"
+    )
+    return phases
 
 
 def backend_threads(backend: str) -> int:

@@ -20,6 +20,7 @@ lazy_exports(
     {
         **{name: "lightning_cnn.model" for name in CONTRACT if name != "train"},
         "train": "lightning_cnn.train",
+        "phase_times": "lightning_cnn.train",
         "LitCNN": "lightning_cnn.module",
         "MNISTDataModule": "lightning_cnn.datamodule",
         "EpochBatchSampler": "lightning_cnn.datamodule",

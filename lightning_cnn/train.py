@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import tempfile
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from cnn_common.data import Data
 from cnn_common.events import EventCallback
 from cnn_common.files import check_resumable, load_latest_checkpoint, remove_checkpoints
 from cnn_common.framework import check_native
+from cnn_common.phases import Phases, StepClock
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
@@ -65,6 +68,35 @@ def _resumable_checkpoint(path: Path, spec_data: dict[str, Any]) -> Path:
     state = torch.load(path, map_location="cpu", weights_only=False)
     check_resumable(state["callbacks"]["RecorderCallback"]["spec"], spec_data, path.parent)
     return path
+
+
+def make_trainer(
+    out: Path,
+    recorder: RunRecorder,
+    where: torch.device,
+    devices: int,
+    epochs: int,
+    callbacks: Iterable[L.Callback] = (),
+    max_steps: int = -1,
+) -> L.Trainer:
+    """The Trainer ``train`` fits with: the recorder's callback, a checkpoint per epoch, the
+    loggers, Lightning's DDP for ``devices > 1``; ``callbacks`` are added after them."""
+    return L.Trainer(
+        accelerator="gpu" if where.type == "cuda" else "cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        max_epochs=epochs,
+        max_steps=max_steps,
+        callbacks=[RecorderCallback(recorder), EpochCheckpoint(out), *callbacks],
+        plugins=[AtomicCheckpointIO()],
+        logger=make_loggers(out),
+        default_root_dir=out,
+        use_distributed_sampler=False,  # the data module shards the shared batch order
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,  # EpochCheckpoint writes them, named as everywhere
+        enable_progress_bar=False,  # the recorder prints the same progress as every trainer
+        enable_model_summary=False,
+    )
 
 
 def train(
@@ -130,21 +162,7 @@ def train(
     if found is None:
         remove_checkpoints(out)
     with quiet_lightning():
-        trainer = L.Trainer(
-            accelerator="gpu" if where.type == "cuda" else "cpu",
-            devices=devices,
-            strategy="ddp" if devices > 1 else "auto",
-            max_epochs=train_spec.epochs,
-            callbacks=[RecorderCallback(recorder), EpochCheckpoint(out)],
-            plugins=[AtomicCheckpointIO()],
-            logger=make_loggers(out),
-            default_root_dir=out,
-            use_distributed_sampler=False,  # the data module shards the shared batch order
-            num_sanity_val_steps=0,
-            enable_checkpointing=False,  # EpochCheckpoint writes them, named as everywhere
-            enable_progress_bar=False,  # the recorder prints the same progress as every trainer
-            enable_model_summary=False,
-        )
+        trainer = make_trainer(out, recorder, where, devices, train_spec.epochs)
         datamodule = MNISTDataModule.from_data(data, train_spec, native_order="order" in chosen)
         trainer.fit(model, datamodule=datamodule, ckpt_path=found[1] if found else None)
     test_loss, _, predictions = evaluate(model, data.x_test, data.y_test)
@@ -159,6 +177,58 @@ def train(
         kernels=kernel_builds(),
         extra={"devices": devices} if devices > 1 else None,
     )
+
+
+class PhaseClock(L.Callback):
+    """Times each training step from the Trainer's hooks: ``data`` from the end of the last
+    step to the start of this one (the loader and Lightning's loop), ``forward`` to
+    ``on_before_backward``, ``backward`` to ``on_after_backward``, ``optimizer`` to the end of
+    the step (the update, then Lightning's logging and bookkeeping)."""
+
+    def __init__(self) -> None:
+        self.clock = StepClock()
+        self._ended: float | None = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, i: int) -> None:
+        self.clock.start()
+        if self._ended is not None:
+            self.clock.add("data", time.perf_counter() - self._ended)
+            self.clock.skip()
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: Any, loss: Any) -> None:
+        self.clock.mark("forward")
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.clock.mark("backward")
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, i: int
+    ) -> None:
+        self.clock.mark("optimizer")
+        self.clock.end_step()
+        self._ended = time.perf_counter()
+
+
+def phase_times(
+    spec: ModelSpec, train_spec: TrainSpec, data: Data, init_weights: Weights, steps: int
+) -> Phases:
+    """``steps`` steps of the Trainer ``train`` uses, from ``init_weights`` on the CPU, each
+    timed by phase from Lightning's hooks (``PhaseClock``; ``cnn_common.phases``)."""
+    model = LitCNN(spec, train_spec)
+    set_weights(model, init_weights)
+    clock = PhaseClock()
+    with tempfile.TemporaryDirectory() as tmp, quiet_lightning():
+        out = Path(tmp)
+        recorder = RunRecorder(FRAMEWORK.name, spec, train_spec, data, out, init="shared")
+        epochs = -(-steps // -(-len(data.x_train) // train_spec.batch_size))
+        trainer = make_trainer(out, recorder, torch.device("cpu"), 1, epochs, [clock], steps)
+        trainer.fit(model, datamodule=MNISTDataModule.from_data(data, train_spec))
+    phases = clock.clock.phases
+    phases.note = (
+        "from Lightning's hooks: data is the time between steps (loader and loop), optimiser "
+        "the update and Lightning's bookkeeping after it"
+    )
+    return phases
 
 
 def _warn(message: str) -> None:

@@ -20,6 +20,7 @@ lazy_exports(
     {
         **{name: "numpy_cnn.model" for name in CONTRACT if name != "train"},
         "train": "numpy_cnn.train",
+        "phase_times": "numpy_cnn.train",
         "CNN": "numpy_cnn.network",
     },
 )

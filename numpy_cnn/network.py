@@ -12,10 +12,12 @@ stored in here, so no conversion is needed).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from cnn_common.phases import StepClock
 from cnn_common.spec import Layer, ModelSpec
 from cnn_common.spec import layers as spec_layers
 from cnn_common.weights import Weights
@@ -186,13 +188,16 @@ PIECE = 32  # images per forward/backward pass: a piece's buffers stay in the co
 
 def _pieces_step(
     model: CNN, x: np.ndarray, y: np.ndarray, seeds: np.ndarray, total: int
-) -> tuple[float, int, Weights]:
+) -> tuple[float, int, Weights, list[float]]:
     """Forward and backward over ``x (n, H, W, C)`` in pieces of ``PIECE`` images, one after
     another: (sum of the losses, correct predictions, the pieces' share of the batch-mean
-    gradients, added in piece order). Piece ``i`` draws its dropout masks from ``seeds[i]``."""
+    gradients, added in piece order, and the seconds spent in forward and in backward).
+    Piece ``i`` draws its dropout masks from ``seeds[i]``."""
     loss_sum, correct, grads = 0.0, 0, None
     dropout = any(layer.kind == "dropout" for layer in model.layers)
+    seconds = [0.0, 0.0]  # in forward + loss, in backward
     for seed, start in zip(seeds, range(0, len(y), PIECE), strict=True):
+        began = time.perf_counter()
         xs, ys = x[start : start + PIECE], y[start : start + PIECE]
         rng = np.random.default_rng(seed) if dropout else None  # only dropout draws
         logits, caches = forward(model, xs, train=True, rng=rng)
@@ -200,14 +205,17 @@ def _pieces_step(
         dlogits *= len(ys) / total  # the piece's part of the mean over the whole batch
         loss_sum += loss * len(ys)
         correct += int(np.count_nonzero(logits.argmax(axis=1) == ys))
+        between = time.perf_counter()
         piece_grads = backward(model, dlogits, caches)
+        seconds[0] += between - began
+        seconds[1] += time.perf_counter() - between
         if grads is None:
             grads = {name: g.copy() for name, g in piece_grads.items()}  # g may be scratch
         else:
             for name, g in piece_grads.items():
                 grads[name] += g
     assert grads is not None
-    return loss_sum, correct, grads
+    return loss_sum, correct, grads, seconds
 
 
 def _replicas(model: CNN, count: int) -> list[CNN]:
@@ -220,7 +228,12 @@ def _replicas(model: CNN, count: int) -> list[CNN]:
 
 
 def train_step(
-    model: CNN, optimizer: Optimizer, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+    model: CNN,
+    optimizer: Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    clock: StepClock | None = None,
 ) -> tuple[float, int]:
     """Forward, loss, backward and one optimiser update on one batch.
 
@@ -230,6 +243,10 @@ def train_step(
     memory), and the pieces into one contiguous run per core (``parallel.workers()``), run in
     parallel; each piece's dropout masks come from its own generator seeded from ``rng``, and
     the gradients are added in a fixed order, so the step is deterministic.
+
+    ``clock`` (``cnn_common.phases``) receives the step's forward, backward and optimiser time:
+    forward and backward alternate piece by piece on every core, so the wall time of the
+    parallel part is split between them in the proportion of the cores' time in each.
     """
     n = len(y)
     pieces = -(-n // PIECE)
@@ -240,13 +257,23 @@ def train_step(
         (replica, x[a * PIECE : b * PIECE], y[a * PIECE : b * PIECE], seeds[a:b], n)
         for replica, a, b in zip(_replicas(model, threads), cuts[:-1], cuts[1:], strict=True)
     ]
+    began = time.perf_counter()
     if threads == 1:
         results = [_pieces_step(*jobs[0])]
     else:
         results = list(parallel.executor().map(lambda job: _pieces_step(*job), jobs))
+    if clock is not None:
+        wall = time.perf_counter() - began
+        forward_s, backward_s = (sum(r[3][i] for r in results) for i in (0, 1))
+        share = forward_s / max(forward_s + backward_s, 1e-12)
+        clock.add("forward", wall * share)
+        clock.add("backward", wall * (1 - share))
+        clock.skip()
     grads = results[0][2]
-    for _, _, thread_grads in results[1:]:
+    for _, _, thread_grads, _ in results[1:]:
         for name, g in thread_grads.items():
             grads[name] += g
     optimizer.step(model.weights, grads)
+    if clock is not None:
+        clock.mark("optimizer")
     return sum(r[0] for r in results) / n, sum(r[1] for r in results)

@@ -28,6 +28,7 @@ from cnn_common.files import (
     remove_checkpoints,
 )
 from cnn_common.framework import check_native
+from cnn_common.phases import Phases, StepClock, step_batches
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.seeds import generator
@@ -36,7 +37,7 @@ from cnn_common.weights import Weights
 from numpy_cnn import parallel
 from numpy_cnn.framework import FRAMEWORK
 from numpy_cnn.model import build, evaluate, set_weights
-from numpy_cnn.network import CNN, train_step
+from numpy_cnn.network import CNN, PIECE, train_step
 from numpy_cnn.optim import Optimizer
 
 SUFFIX = ".npz"
@@ -172,6 +173,33 @@ def train(
         weights=model.weights,
         threads=parallel.workers(),
     )
+
+
+def phase_times(
+    spec: ModelSpec, train_spec: TrainSpec, data: Data, init_weights: Weights, steps: int
+) -> Phases:
+    """``steps`` training steps of the shared order from ``init_weights``, each timed by phase
+    (``cnn_common.phases``): data (the batch gathered and augmented), forward + loss,
+    backward, optimiser (the threads' gradients added, the update)."""
+    model = build(spec, train_spec.dtype, seed=train_spec.seed)
+    set_weights(model, init_weights)
+    optimizer = Optimizer(train_spec, model.weights)
+    rng = generator(train_spec.seed, "dropout")
+    x_train = data.x_train.astype(model.dtype, copy=False)
+    clock = StepClock()
+    for epoch, step, index in step_batches(len(x_train), train_spec, steps):
+        clock.start()
+        xb = augment_batch(x_train[index], train_spec.augment_shift, train_spec.seed, epoch, step)
+        yb = data.y_train[index]
+        clock.mark("data")
+        train_step(model, optimizer, xb, yb, rng, clock)
+        clock.end_step()
+    clock.phases.note = (
+        f"forward and backward alternate in pieces of {PIECE} images on each of "
+        f"{parallel.workers()} threads: the wall time of that part is split between them in "
+        "the proportion of the threads' time in each"
+    )
+    return clock.phases
 
 
 def _warn(message: str) -> None:

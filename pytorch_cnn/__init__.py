@@ -17,6 +17,7 @@ lazy_exports(
     {
         **{name: "pytorch_cnn.model" for name in CONTRACT if name != "train"},
         "train": "pytorch_cnn.train",
+        "phase_times": "pytorch_cnn.train",
         "CNN": "pytorch_cnn.network",
     },
 )

@@ -35,6 +35,7 @@ from cnn_common.files import (
     remove_checkpoints,
 )
 from cnn_common.framework import check_native
+from cnn_common.phases import Phases, StepClock, step_batches
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
@@ -261,6 +262,35 @@ def train(
         kernels=kernel_builds(),
         extra={"devices": devices} if devices > 1 else None,
     )
+
+
+def phase_times(
+    spec: ModelSpec, train_spec: TrainSpec, data: Data, init_weights: Weights, steps: int
+) -> Phases:
+    """``steps`` steps of the plain loop on the CPU from ``init_weights``, each timed by phase
+    (``cnn_common.phases``): data (the batch's tensors), forward + loss, backward, optimiser
+    (``zero_grad`` and ``step``). PyTorch computes synchronously on the CPU, so a clock read
+    between the calls sees each one's whole cost."""
+    net = build(spec, train_spec.dtype, seed=train_spec.seed)
+    set_weights(net, init_weights)
+    optimizer = make_optimizer(net.parameters(), train_spec)
+    source = BatchSource(data.x_train, data.y_train, train_spec)
+    net.train()
+    clock = StepClock()
+    for epoch, step, idx in step_batches(len(source), train_spec, steps):
+        clock.start()
+        xb, yb = source.batch(epoch, step, idx)  # (B, C, H, W), (B,)
+        clock.mark("data")
+        logits = net(xb)
+        loss = F.cross_entropy(logits, yb)
+        clock.mark("forward")
+        loss.backward()
+        clock.mark("backward")
+        optimizer.step()
+        optimizer.zero_grad()
+        clock.mark("optimizer")
+        clock.end_step()
+    return clock.phases
 
 
 def _warn(message: str) -> None:

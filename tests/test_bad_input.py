@@ -234,7 +234,7 @@ CASES = [
     Case("run-threads-0", compare("run", "--threads", "0"), ("--threads must be at least 1",)),
     Case("ablate-threads-0", compare("ablate", "--threads", "0"), ("--threads must be",)),
     Case("bench-threads-0", compare("bench", "--threads", "0"), ("--threads must be",)),
-    Case("bench-repeats-0", compare("bench", "--repeats", "0"), ("--repeats must be",)),
+    Case("bench-processes-0", compare("bench", "--processes", "0"), ("--processes must be",)),
     Case("bench-images-0", compare("bench", "--train-images", "0"), ("--train-images must",)),
     Case("parity-steps-0", compare("parity", "--steps", "0"), ("--steps must be at least 1",)),
     Case(

@@ -213,12 +213,13 @@ def test_parity_and_bench_say_where_they_wrote_and_keep_what_is_there(
     assert run(*parity, str(out), "--overwrite").returncode == 0
 
     bench = ["cnn-compare", "bench", "--frameworks", "numpy", "--train-images", "256"]
+    bench += ["--infer-images", "200", "--phase-steps", "0"]
     out = tmp_path / "bench"
-    first = run(*bench, "--repeats", "1", "--out", str(out))
+    first = run(*bench, "--processes", "1", "--out", str(out))
     assert first.returncode == 0, first.stderr
     assert f"wrote {out / 'bench.json'}" in first.stdout
     before = (out / "bench.json").read_bytes()
-    again = run(*bench, "--repeats", "1", "--out", str(out))
+    again = run(*bench, "--processes", "1", "--out", str(out))
     assert again.returncode == 2 and "already holds a bench result" in again.stderr
     assert (out / "bench.json").read_bytes() == before
     assert json.loads(before)["rows"][0]["framework"] == "pytorch"

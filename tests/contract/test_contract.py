@@ -320,3 +320,28 @@ def test_resume_with_more_epochs_extends_a_finished_run(
     assert extended.step_losses[: len(first.step_losses)] == first.step_losses
     assert extended.step_losses == whole.step_losses
     assert extended.init_digest == whole.init_digest
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def test_phase_times_times_every_step_it_can_separate(framework, mnist: Data) -> None:
+    """The optional ``phase_times``: every step timed in the phases the framework can tell
+    apart (all four, or a compiled step and the loop around it), and a note where not."""
+    from cnn_common.phases import PHASES
+
+    if not hasattr(framework, "phase_times"):
+        pytest.skip(f"{framework.__name__} has no phase_times (optional)")
+    data = subset(mnist, 640, 50, 50)
+    phases = framework.phase_times(SEED, TrainSpec(), data, init_weights(SEED, 0), 6)
+    times = phases.times
+    assert set(times) <= set(PHASES)
+    if "fused" in times:  # a compiled step: the note says why it is not cut further
+        assert not {"forward", "backward", "optimizer"} & set(times) and phases.note
+    else:
+        assert {"forward", "backward", "optimizer"} <= set(times)
+    assert len(times["fused" if "fused" in times else "forward"]) == 6
+    assert all(t >= 0 for values in times.values() for t in values)
+    medians = phases.medians()
+    assert list(medians) == [p for p in PHASES if p in times]
+    assert sum(medians.values()) > 0

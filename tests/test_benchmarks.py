@@ -1,0 +1,55 @@
+"""The scripts in benchmarks/, each on a tiny setting: they run, print their ratios and
+write their results (the timing itself is ``compare.bench``'s, tested in tests/compare)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--train-images", "256", "--processes", "1", "--infer-images", "200"]
+TINY += ["--phase-steps", "3"]
+
+
+def run_script(name: str, out: Path, data_dir: Path) -> str:
+    command = [sys.executable, str(REPO / "benchmarks" / name), *TINY, "--out", str(out)]
+    env = {**os.environ, "CNN_DATA_DIR": str(data_dir)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_numpy_vs_torch(tmp_path: Path, data_dir: Path) -> None:
+    pytest.importorskip("torch")
+    out = run_script("bench_numpy_vs_torch.py", tmp_path, data_dir)
+    ratio = re.search(r"training epoch: numpy \S+ s vs pytorch \S+ s = (\S+)x", out)
+    assert ratio and float(ratio.group(1)) > 0
+    assert re.search(r"inference: numpy .* = \S+x", out)
+    assert "peak memory: numpy" in out
+    rows = json.loads((tmp_path / "numpy_vs_torch" / "bench.json").read_text())["rows"]
+    assert [r["framework"] for r in rows] == ["pytorch", "numpy"]
+
+
+@pytest.mark.slow
+def test_lightning_vs_torch(tmp_path: Path, data_dir: Path) -> None:
+    pytest.importorskip("lightning")
+    out = run_script("bench_lightning_vs_torch.py", tmp_path, data_dir)
+    assert re.search(r"= \S+x \(target <= 1.08x\); Lightning's cost [+-]\S+ ms per step", out)
+    assert "per-step losses bit-identical: True" in out  # the same tensors, the same steps
+    assert (tmp_path / "lightning_vs_torch" / "bench.json").exists()
+
+
+@pytest.mark.slow
+def test_keras_fit(tmp_path: Path, data_dir: Path) -> None:
+    pytest.importorskip("keras")
+    out = run_script("bench_keras_fit.py", tmp_path, data_dir)
+    assert re.search(r"step: shared order \S+ ms vs plain fit \S+ ms = \S+x", out)
+    rows = json.loads((tmp_path / "keras_fit" / "bench.json").read_text())["rows"]
+    assert [r["native"] for r in rows] == [["order"], []]
