@@ -6,6 +6,8 @@
   plot, and the text of the differences table's "measured effect" column;
 - the divergence locator (``parity.json``): where each pair first parts, and the heatmaps;
 - the cross-evaluation (``crosseval.json``): the same weights in every framework;
+- the bench (``bench.json``): throughput against the plain PyTorch loop, and where a training
+  step's time goes;
 - the rosetta (``rosetta.json``): each framework's source for each layer kind.
 
 Each section appears only when its data is in the folder.
@@ -19,8 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from compare import rosetta
-from compare.analysis_figures import fig_crosseval, fig_forest, fig_parity
+from compare import bench, rosetta
+from compare.analysis_figures import fig_crosseval, fig_forest, fig_parity, fig_phases
 from compare.collect import Collected
 from compare.layout import ROSETTA_FILE, ROSETTA_HTML
 from compare.render import Details, FigureFile, Section
@@ -251,6 +253,44 @@ def crosseval_sections(found: Collected, figures_dir: Path) -> list[Section]:
             [FigureFile("crosseval-figure", "Cross-evaluation matrices", figure)],
         )
     ]
+
+
+def bench_sections(found: Collected, figures_dir: Path) -> list[Section]:
+    """``cnn-compare bench``'s result: what was measured and each framework's throughput,
+    then each one's training step by phase, as a table and stacked bars."""
+    result = found.bench
+    if not result or not result.get("rows"):
+        return []
+    rows = result["rows"]
+    text = (
+        f"What `cnn-compare bench` measured: {bench.describe(result)}. Time / "
+        f"{bench.REFERENCE}: the median epoch (or inference) time over that of the plain "
+        "PyTorch loop on the same batches. GFLOP/s count a training step as three forward "
+        f"passes of {result['forward_mflop_per_image']:.2f} MFLOP per image, with their share "
+        "of the machine's peak; peak MiB: the largest peak resident memory of a framework's "
+        "processes, read right after training."
+    )
+    warning = bench.busy_warning(rows)
+    if warning:
+        text += f" Warning: {warning}"
+    made = [Section("Performance", text, *bench.summary_cells(rows))]
+    if not any(r["phases_ms"] or r["phases_note"] for r in rows):
+        return made  # the bench ran with --phase-steps 0
+    figure = fig_phases(
+        {bench.label(r): r["phases_ms"] for r in rows}, figures_dir / "bench_phases.png"
+    )
+    caption = "Milliseconds per training step by phase"
+    made.append(
+        Section(
+            "Performance: where a training step's time goes",
+            f"Milliseconds per training step in each phase: the median of "
+            f"{result['phase_steps']} steps timed after the epochs, then over the processes. "
+            "A framework that cannot split its step says why in the note.",
+            *bench.phase_cells(rows),
+            [FigureFile("bench-phases-figure", caption, figure)] if figure else [],
+        )
+    )
+    return made
 
 
 def rosetta_sections(out: Path) -> list[Section]:

@@ -33,6 +33,7 @@ from compare.launch import run_checked
 from compare.layout import BENCH_FILE, BENCH_RECORD
 from compare.lock import FolderLock
 from compare.render import md_table
+from compare.tables import Table
 
 REFERENCE = "pytorch"  # the plain PyTorch loop
 JOBS_DIR = "bench-jobs"  # one folder per process under --out
@@ -47,7 +48,7 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return self.framework + (f" (native {'+'.join(self.native)})" if self.native else "")
+        return label({"framework": self.framework, "native": self.native})
 
     @property
     def folder(self) -> str:
@@ -157,16 +158,17 @@ def same_step_losses(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
     return a[0]["step_losses"] == b[0]["step_losses"]
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    """The summary rows as a Markdown table (what the command prints)."""
+def summary_cells(rows: list[dict[str, Any]]) -> Table:
+    """The summary rows as a table's head and cells: one row per variant, as stored; a
+    ratio or the inference cells blank where the row has none."""
     head = [
         "framework",
         "train img/s",
         "step ms",
-        "time / pytorch",
+        f"time / {REFERENCE}",
         "GFLOP/s (of peak)",
         "infer img/s",
-        "infer time / pytorch",
+        f"infer time / {REFERENCE}",
         "infer GFLOP/s (of peak)",
         "peak MiB",
     ]
@@ -176,7 +178,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         infer = "infer_images_per_s" in r
         lines.append(
             [
-                _label(r) + busy,
+                label(r) + busy,
                 f"{r['train_images_per_s']:,.0f}",
                 f"{r['step_ms']:.2f}",
                 f"{r['train_time_ratio']:.2f}x" if "train_time_ratio" in r else "",
@@ -187,27 +189,63 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f"{r['train_peak_rss_mib']:.0f}",
             ]
         )
-    return md_table(head, lines)
+    return head, lines
 
 
-def phase_table(rows: list[dict[str, Any]]) -> str:
-    """Milliseconds per step by phase, one row per variant, and its note."""
+def table(rows: list[dict[str, Any]]) -> str:
+    """The summary rows as a Markdown table (what the command prints)."""
+    return md_table(*summary_cells(rows))
+
+
+def phase_cells(rows: list[dict[str, Any]]) -> Table:
+    """Milliseconds per step by phase (the phases some row has, in ``PHASES`` order), one row
+    per variant, and its note, as a table's head and cells."""
     used = [p for p in PHASES if any(p in r["phases_ms"] for r in rows)]
     head = ["framework", *(LABELS[p] for p in used), "note"]
     lines = [
         [
-            _label(r),
+            label(r),
             *(f"{r['phases_ms'][p]:.2f}" if p in r["phases_ms"] else "" for p in used),
             r["phases_note"],
         ]
         for r in rows
     ]
-    return md_table(head, lines)
+    return head, lines
 
 
-def _label(row: dict[str, Any]) -> str:
+def phase_table(rows: list[dict[str, Any]]) -> str:
+    """Milliseconds per step by phase, one row per variant, and its note (Markdown)."""
+    return md_table(*phase_cells(rows))
+
+
+def label(row: dict[str, Any]) -> str:
+    """How a summary row (or a record) names its variant: the framework, and the defaults
+    handed back to it, e.g. ``pytorch (native order)``."""
     native = row["native"]
     return row["framework"] + (f" (native {'+'.join(native)})" if native else "")
+
+
+def describe(result: dict[str, Any]) -> str:
+    """What ``summary``'s ``result`` measured, in one sentence without its full stop."""
+    return (
+        f"{result['train_images']:,} training images per epoch; medians over "
+        f"{result['processes']} fresh process(es) per framework, the frameworks taking turns, "
+        f"{result['epochs']} timed epoch(s) each after a warm-up epoch; {result['threads']} "
+        f"thread(s); machine peak {result['peak_gflops']:.0f} GFLOP/s (float32 matrix "
+        "multiply with the same threads)"
+    )
+
+
+def busy_warning(rows: list[dict[str, Any]]) -> str:
+    """A sentence naming the variants timed on a busy machine; empty when none was."""
+    busy = [r for r in rows if r["busy"]]
+    if not busy:
+        return ""
+    cores = max(r["other_cores"] for r in busy)
+    return (
+        f"{', '.join(label(r) for r in busy)} measured while other processes kept "
+        f"{cores:.1f} cores busy: rerun `cnn-compare bench` on an idle machine."
+    )
 
 
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> int:
@@ -220,22 +258,14 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> int:
     with FolderLock(options.out, log):
         records = measure(options, log)
     result = summary(options, records)
-    log(
-        f"bench: {result['train_images']:,} training images per epoch; medians over "
-        f"{options.processes} process(es) per framework, {options.epochs} timed epoch(s) each "
-        f"after a warm-up epoch; {result['threads']} thread(s); machine peak "
-        f"{result['peak_gflops']:.0f} GFLOP/s (float32 matrix multiply)"
-    )
+    log(f"bench: {describe(result)}")
     log(table(result["rows"]))
     if options.phase_steps:
         log(f"\nwhere a training step's time goes (ms, median of {options.phase_steps} steps):")
         log(phase_table(result["rows"]))
-    for row in result["rows"]:
-        if row["busy"]:
-            log(
-                f"warning: the machine was busy while {_label(row)} was timed (other processes "
-                f"kept {row['other_cores']:.1f} cores busy): run the bench on an idle machine"
-            )
+    warning = busy_warning(result["rows"])
+    if warning:
+        log(f"warning: {warning}")
     atomic_write_json(options.out / BENCH_FILE, result)
     log(f"wrote {options.out / BENCH_FILE}")
     return 0
@@ -304,7 +334,7 @@ def script_measure(
         records = measure(options)
     result = summary(options, records)
     atomic_write_json(options.out / BENCH_FILE, result)
-    rows = {_label(row): row for row in result["rows"]}
+    rows = {label(row): row for row in result["rows"]}
     print(table(result["rows"]))
     if args.phase_steps:
         print(phase_table(result["rows"]))

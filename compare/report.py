@@ -29,7 +29,8 @@ ENVIRONMENT_TEXT = (
 
 def sections(found: Collected, rows: list[dict[str, Any]], out: Path) -> list[Section]:
     """Every part of the report, in order: results, the statistics, failures, the analysis
-    (differences, ablation, locator, cross-evaluation, rosetta), then the per-run figures."""
+    (differences, ablation, locator, cross-evaluation, performance, rosetta), then the per-run
+    figures."""
     figures_dir = out / FIGURES_DIR
     figures_dir.mkdir(parents=True, exist_ok=True)
     made: list[Section] = []
@@ -68,6 +69,7 @@ def sections(found: Collected, rows: list[dict[str, Any]], out: Path) -> list[Se
     made += analysis.ablation_sections(found, figures_dir)
     made += analysis.parity_sections(found, figures_dir)
     made += analysis.crosseval_sections(found, figures_dir)
+    made += analysis.bench_sections(found, figures_dir)
     made += analysis.rosetta_sections(out)
     if found.runs:
         made.append(

@@ -136,7 +136,8 @@ print("first departure:", first_departures(rows)["numpy vs pytorch"])
 # `numpy_cnn.ops` one call at a time and prints each layer's output. It is the model's own
 # computation: its maps are `feature_maps`'s to the last bit, and its logits are
 # `predict_logits`'s up to float32 rounding (predict runs each convolution and its pooling as
-# one operation, `ops.conv_pool_forward`, whose GEMM adds the same products in another order).
+# one operation, `numpy_cnn.fused.conv_pool_forward`, whose GEMM adds the same products in
+# another order).
 
 # %%
 values = demo.forward_demo(OUT / "demo", index=0)

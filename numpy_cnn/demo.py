@@ -18,7 +18,7 @@ from cnn_common.data import check_images, load_dataset, scale_images
 from cnn_common.errors import UserError
 from cnn_common.spec import ModelSpec, layers, same_padding
 from cnn_common.weights import Weights, init_weights, load_weights
-from numpy_cnn import ops, parallel
+from numpy_cnn import ops, parallel, pooling
 
 # A 5x5 vertical-edge filter: positive on the left, negative on the right (a widened Sobel).
 EDGE_FILTER = (
@@ -76,8 +76,8 @@ def walk(spec: ModelSpec, weights: Weights, x: np.ndarray) -> list[Step]:
                 f"stride={layer.stride}, pad={layer.pad})"
             )
         elif layer.kind == "pool":
-            out, _ = ops.maxpool_forward(out, layer.kernel_size, layer.stride)
-            call = f"ops.maxpool_forward(x, size={layer.kernel_size}, stride={layer.stride})"
+            out, _ = pooling.maxpool_forward(out, layer.kernel_size, layer.stride)
+            call = f"pooling.maxpool_forward(x, size={layer.kernel_size}, stride={layer.stride})"
         elif layer.kind == "flatten":
             out = out.reshape(len(out), -1)  # (N, H*W*C), H, W, C order
             call = "x.reshape(N, -1)  (H, W, C order)"
@@ -262,7 +262,7 @@ def conv_demo(
             else:
                 pad = ops.NO_PAD
             conv = ops.conv2d_naive(x, kernel, np.zeros(1, np.float32), stride, pad)
-            pooled = ops.maxpool_naive(conv, 2, 2)
+            pooled = pooling.maxpool_naive(conv, 2, 2)
             label = f"{padding}, stride {stride}"
             shapes[f"conv {label}"] = conv.shape[1:3]
             shapes[f"pool {label}"] = pooled.shape[1:3]

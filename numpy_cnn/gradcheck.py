@@ -28,7 +28,7 @@ import numpy as np
 
 from cnn_common.spec import Layer, ModelSpec, layers, same_padding
 from cnn_common.weights import init_weights
-from numpy_cnn import ops
+from numpy_cnn import fused, ops, pooling
 from numpy_cnn.network import CNN, backward, forward, make_network
 
 STEP = 1e-5  # h of the central differences
@@ -112,7 +112,7 @@ def _conv_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
 
 
 def _conv_pool_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
-    dx, dw, db = ops.conv_pool_backward(dout, cache)
+    dx, dw, db = fused.conv_pool_backward(dout, cache)
     return {"x": dx, "w": dw, "b": db}
 
 
@@ -159,7 +159,7 @@ def layer_checks(seed: int = 0) -> list[Check]:
         b = rng.normal(size=f)
         checks += _check_layer(
             case,
-            lambda x=x, w=w, b=b, stride=stride, pad=pad: ops.conv_pool_forward(
+            lambda x=x, w=w, b=b, stride=stride, pad=pad: fused.conv_pool_forward(
                 x, w, b, stride, pad, 2
             ),
             _conv_pool_grads,
@@ -173,8 +173,8 @@ def layer_checks(seed: int = 0) -> list[Check]:
         x = rng.normal(size=(2, size, size, 3))  # continuous: no two values within STEP
         checks += _check_layer(
             case,
-            lambda x=x, window=window, stride=stride: ops.maxpool_forward(x, window, stride),
-            lambda dout, cache: {"x": ops.maxpool_backward(dout, cache)},
+            lambda x=x, window=window, stride=stride: pooling.maxpool_forward(x, window, stride),
+            lambda dout, cache: {"x": pooling.maxpool_backward(dout, cache)},
             {"x": x},
             rng,
         )
@@ -221,9 +221,9 @@ def _pieces(caches: list[tuple[Layer, ops.Cache]]) -> list[np.ndarray]:
             continue
         first, activation = cache[:2]
         if layer.kind == "conv" and cache[2]:  # pooled by the convolution itself
-            found.append(ops.conv_pool_winners(first))
+            found.append(fused.conv_pool_winners(first))
         if layer.kind == "pool" and first is not None:
-            found.append(ops.maxpool_winners(first))
+            found.append(pooling.maxpool_winners(first))
         if activation is not None and activation[0] == "relu":
             found.append(activation[1] > 0)
     return found

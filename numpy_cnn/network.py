@@ -21,7 +21,7 @@ from cnn_common.phases import StepClock
 from cnn_common.spec import Layer, ModelSpec
 from cnn_common.spec import layers as spec_layers
 from cnn_common.weights import Weights
-from numpy_cnn import ops, parallel
+from numpy_cnn import fused, ops, parallel, pooling
 from numpy_cnn.optim import Optimizer
 
 
@@ -71,13 +71,13 @@ def forward(
     ``every_layer``, which also applies each activation before pooling, as the spec reads (the
     layer-by-layer trace compares these with the other frameworks'). Without ``keep``, a
     convolution followed by pooling windows that tile its output runs as one
-    ``ops.conv_pool_forward``.
+    ``numpy_cnn.fused.conv_pool_forward``.
     """
     w = model.weights
     caches: list[tuple[Layer, ops.Cache]] = []
     out = x
     deferred = ""  # the activation of a conv layer, applied after its pooling
-    fused = False  # the last conv layer pooled its output itself
+    pooled_here = False  # the last conv layer pooled its output itself
     for index, layer in enumerate(model.layers):
         ws = model.workspaces[layer.name] if train else None
         name = layer.name
@@ -87,14 +87,14 @@ def forward(
             pooled_next = following is not None and following.kind == "pool" and not every_layer
             if pooled_next and keep is None and following.stride == following.kernel_size:
                 # The convolution and the pooling that tiles its output in one operation (see
-                # ops.conv_pool_forward); the pool layer then only applies the activation.
-                out, conv_cache = ops.conv_pool_forward(
+                # numpy_cnn.fused); the pool layer then only applies the activation.
+                out, conv_cache = fused.conv_pool_forward(
                     out, kernel, bias, layer.stride, layer.pad, following.kernel_size, ws
                 )
-                fused = True
+                pooled_here = True
             else:
                 out, conv_cache = ops.conv2d_forward(out, kernel, bias, layer.stride, layer.pad, ws)
-                fused = False
+                pooled_here = False
             if pooled_next:
                 # max(f(z)) = f(max(z)) for the non-decreasing relu, tanh, sigmoid and linear:
                 # pooling the pre-activations and applying f to the pooled map (a quarter of
@@ -104,13 +104,13 @@ def forward(
                     keep[name] = ops.activation_forward(out, layer.activation)[0]
             else:
                 out, act_cache = ops.activation_forward(out, layer.activation, ws)
-            cache: ops.Cache = (conv_cache, act_cache, fused)
+            cache: ops.Cache = (conv_cache, act_cache, pooled_here)
         elif layer.kind == "pool":
-            if fused:  # the convolution before has pooled already
+            if pooled_here:  # the convolution before has pooled already
                 pool_cache = None
-                fused = False
+                pooled_here = False
             else:
-                out, pool_cache = ops.maxpool_forward(out, layer.kernel_size, layer.stride, ws)
+                out, pool_cache = pooling.maxpool_forward(out, layer.kernel_size, layer.stride, ws)
             act_cache = None
             if deferred:
                 out, act_cache = ops.activation_forward(out, deferred, ws)
@@ -153,11 +153,11 @@ def backward(
         layer, cache = caches[index]
         name = layer.name
         if layer.kind == "conv":
-            conv_cache, act_cache, fused = cache
+            conv_cache, act_cache, pooled_here = cache
             if act_cache is not None:
                 dout = ops.activation_backward(dout, act_cache, model.workspaces[name])
             # The first layer's input is the image: training never needs its gradient.
-            conv_backward = ops.conv_pool_backward if fused else ops.conv2d_backward
+            conv_backward = fused.conv_pool_backward if pooled_here else ops.conv2d_backward
             dout, dw, db = conv_backward(
                 dout, conv_cache, need_dx=index > 0 or inputs is not None, ws=model.workspaces[name]
             )
@@ -168,7 +168,7 @@ def backward(
                 dout = ops.activation_backward(dout, act_cache, model.workspaces[name])
             if pool_cache is None:  # pooled by the convolution before: its backward routes it
                 continue
-            dout = ops.maxpool_backward(dout, pool_cache, model.workspaces[name])
+            dout = pooling.maxpool_backward(dout, pool_cache, model.workspaces[name])
         elif layer.kind == "flatten":
             dout = dout.reshape(cache[0])  # (N, H, W, C)
         elif layer.kind in ("dense", "logits"):

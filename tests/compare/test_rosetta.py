@@ -26,7 +26,7 @@ SEED_KINDS = ["conv", "activation", "pool", "flatten", "dense", "loss", "adam"]
 # Objects each framework must show for a kind, and what their source must hold.
 EXPECTED = {
     ("numpy", "conv"): ("numpy_cnn.ops:conv2d_forward", "def conv2d_forward("),
-    ("numpy", "pool"): ("numpy_cnn.ops:maxpool_forward", "def maxpool_forward("),
+    ("numpy", "pool"): ("numpy_cnn.pooling:maxpool_forward", "def maxpool_forward("),
     ("numpy", "adam"): ("numpy_cnn.optim:adam", "def adam("),
     ("keras", "conv"): ("keras.layers:Conv2D.call", "def call("),
     ("keras", "dense"): ("keras.layers:Dense.call", "def call("),

@@ -32,7 +32,7 @@ def test_forward_demo_is_the_real_forward_pass(mnist: Data, tmp_path: Path, caps
     for layer in ("pool1", "pool2"):
         np.testing.assert_array_equal(values[layer], maps[layer])
     # ...and the logits of predict, which runs each convolution and its pooling as one
-    # operation (ops.conv_pool_forward: BLAS adds the same products in another order).
+    # operation (numpy_cnn.fused.conv_pool_forward: BLAS adds the same products in another order).
     logits = numpy_cnn.predict_logits(model, values["input"])
     np.testing.assert_allclose(values["logits"], logits, rtol=1e-5, atol=1e-6)
     assert values["conv1"].shape == (1, 24, 24, 16) and values["pool2"].shape == (1, 4, 4, 32)

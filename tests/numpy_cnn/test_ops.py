@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnn_common.spec import same_padding
-from numpy_cnn import ops
+from numpy_cnn import fused, ops, pooling
 from tests.reference import numeric_gradient
 
 
@@ -119,12 +119,12 @@ POOL_CASES = [
 def test_maxpool_fast_matches_naive(n, h, w, c, size, stride) -> None:
     rng = np.random.default_rng(h * size + stride)
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
-    out, cache = ops.maxpool_forward(x, size, stride)
-    np.testing.assert_array_equal(out, ops.maxpool_naive(x, size, stride))
+    out, cache = pooling.maxpool_forward(x, size, stride)
+    np.testing.assert_array_equal(out, pooling.maxpool_naive(x, size, stride))
     dout = rng.standard_normal(out.shape).astype(np.float32)
     np.testing.assert_allclose(
-        ops.maxpool_backward(dout, cache),
-        ops.maxpool_backward_naive(dout, x, size, stride),
+        pooling.maxpool_backward(dout, cache),
+        pooling.maxpool_backward_naive(dout, x, size, stride),
         rtol=1e-6,
         atol=1e-6,
     )
@@ -135,12 +135,12 @@ def test_maxpool_gradient_check(n, h, w, c, size, stride) -> None:
     rng = np.random.default_rng(size * 17 + h)
     # A permutation keeps every value at least 1 apart: no tie comes near a finite difference.
     x = rng.permutation(n * h * w * c).reshape(n, h, w, c).astype(np.float64)
-    out, cache = ops.maxpool_forward(x, size, stride)
+    out, cache = pooling.maxpool_forward(x, size, stride)
     dout = rng.standard_normal(out.shape)
-    dx = ops.maxpool_backward(dout, cache)
+    dx = pooling.maxpool_backward(dout, cache)
 
     def loss() -> float:
-        return float(np.sum(ops.maxpool_forward(x, size, stride)[0] * dout))
+        return float(np.sum(pooling.maxpool_forward(x, size, stride)[0] * dout))
 
     assert rel_error(dx, numeric_grad(loss, x)) < 1e-6
 
@@ -150,8 +150,8 @@ def test_maxpool_ties_go_to_the_first_maximum() -> None:
     # the first in row-major order (as PyTorch and TensorFlow route it), not all of them.
     x = np.zeros((1, 4, 4, 1), dtype=np.float32)
     x[0, 2:, 2:, 0] = [[1.0, 3.0], [3.0, 3.0]]
-    out, cache = ops.maxpool_forward(x, 2, 2)
-    dx = ops.maxpool_backward(np.ones_like(out), cache)
+    out, cache = pooling.maxpool_forward(x, 2, 2)
+    dx = pooling.maxpool_backward(np.ones_like(out), cache)
     expected = np.zeros((4, 4), dtype=np.float32)
     expected[0, 0] = expected[0, 2] = expected[2, 0] = expected[2, 3] = 1.0
     np.testing.assert_array_equal(dx[0, :, :, 0], expected)
@@ -177,30 +177,31 @@ def test_conv_pool_matches_conv_then_pool(n, h, w, c, k, f, stride, padding, siz
     wt = rng.standard_normal((k, k, c, f)).astype(np.float32)
     b = rng.standard_normal(f).astype(np.float32)
     pad = conv_pad(h, w, k, stride, padding)
-    out, cache = ops.conv_pool_forward(x, wt, b, stride, pad, size)
+    out, cache = fused.conv_pool_forward(x, wt, b, stride, pad, size)
     conv = ops.conv2d_naive(x, wt, b, stride, pad)
-    np.testing.assert_allclose(out, ops.maxpool_naive(conv, size, size), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, pooling.maxpool_naive(conv, size, size), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(  # the same window offsets win as in the plain pooling
-        ops.conv_pool_winners(cache), ops.maxpool_winners(ops.maxpool_forward(conv, size, size)[1])
+        fused.conv_pool_winners(cache),
+        pooling.maxpool_winners(pooling.maxpool_forward(conv, size, size)[1]),
     )
     dout = rng.standard_normal(out.shape).astype(np.float32)
-    dx, dw, db = ops.conv_pool_backward(dout, cache)
-    dconv = ops.maxpool_backward_naive(dout, conv, size, size)
+    dx, dw, db = fused.conv_pool_backward(dout, cache)
+    dconv = pooling.maxpool_backward_naive(dout, conv, size, size)
     ndx, ndw, ndb = ops.conv2d_backward_naive(dconv, x, wt, stride, pad)
     np.testing.assert_allclose(dx, ndx, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dw, ndw, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(db, ndb, rtol=1e-4, atol=1e-4)
-    assert ops.conv_pool_backward(dout, cache, need_dx=False)[0] is None
+    assert fused.conv_pool_backward(dout, cache, need_dx=False)[0] is None
 
 
 def test_conv_pool_ties_go_to_the_first_maximum() -> None:
     # A blank image gives every output pixel the bias: each window's gradient reaches one pixel.
     x = np.zeros((1, 6, 6, 1), dtype=np.float32)
     wt = np.ones((3, 3, 1, 1), dtype=np.float32)
-    out, cache = ops.conv_pool_forward(x, wt, np.full(1, 0.5, np.float32), 1, ops.NO_PAD, 2)
+    out, cache = fused.conv_pool_forward(x, wt, np.full(1, 0.5, np.float32), 1, ops.NO_PAD, 2)
     np.testing.assert_array_equal(out, np.full((1, 2, 2, 1), 0.5, np.float32))
-    assert (ops.conv_pool_winners(cache) == 0).all()
-    _, _, db = ops.conv_pool_backward(np.ones_like(out), cache)
+    assert (fused.conv_pool_winners(cache) == 0).all()
+    _, _, db = fused.conv_pool_backward(np.ones_like(out), cache)
     np.testing.assert_array_equal(db, [4.0])  # four windows, one pixel each
 
 
