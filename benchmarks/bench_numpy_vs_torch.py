@@ -23,7 +23,8 @@ def main() -> None:
     numpy, torch = rows["numpy"], rows["pytorch"]
     print(
         f"training epoch: numpy {numpy['epoch_s']:.3f} s vs pytorch {torch['epoch_s']:.3f} s "
-        f"= {numpy['train_time_ratio']:.2f}x (target <= {TARGET}x)"
+        f"= {numpy['train_time_ratio']:.2f}x, turn by turn {numpy['paired_time_ratio']:.2f}x "
+        f"(target <= {TARGET}x)"
     )
     if "infer_time_ratio" in numpy:
         print(

@@ -106,11 +106,17 @@ def _median(values: Sequence[float]) -> float:
 
 
 def summarise(
-    records: list[dict[str, Any]], model_spec: ModelSpec, reference: dict[str, Any] | None = None
+    records: list[dict[str, Any]],
+    model_spec: ModelSpec,
+    reference: dict[str, Any] | None = None,
+    reference_records: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One variant's processes in figures: medians over all timed epochs and processes, the
     share of the machine's peak, the largest peak memory, the median of each phase; ratios
-    to ``reference`` (another variant's summary) when given."""
+    to ``reference`` (another variant's summary) when given, and with ``reference_records``
+    (its processes, in the same turns) the median of the turn-by-turn ratios: a process and
+    the reference's process of the same turn ran minutes apart at most, so a machine whose
+    speed drifts over a longer time moves both alike."""
     first = records[0]
     forward = flops(model_spec)
     epochs = [t for r in records for t in r["epoch_times"]]
@@ -146,11 +152,24 @@ def summarise(
         row["infer_images_per_s"] = first["infer_images"] / infer_s
         row["infer_gflops"] = forward * row["infer_images_per_s"] / 1e9
         row["infer_peak_share"] = row["infer_gflops"] / peak
+    if reference_records is not None:
+        row["paired_time_ratio"] = paired_ratio(records, reference_records)
     if reference is not None:
         row["train_time_ratio"] = epoch_s / reference["epoch_s"]
         if "infer_images_per_s" in row and "infer_images_per_s" in reference:
             row["infer_time_ratio"] = reference["infer_images_per_s"] / row["infer_images_per_s"]
     return row
+
+
+def paired_ratio(records: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float:
+    """The median over turns of one variant's epoch time over the reference's in the same
+    turn (each a median over the process's timed epochs)."""
+    return _median(
+        [
+            _median(r["epoch_times"]) / _median(ref["epoch_times"])
+            for r, ref in zip(records, reference, strict=False)
+        ]
+    )
 
 
 def same_step_losses(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
@@ -276,8 +295,9 @@ def summary(options: BenchOptions, records: dict[str, list[dict[str, Any]]]) -> 
     first when timed, with the ratios to it) and every process's record."""
     labels = [v.label for v in options.variants]
     reference = summarise(records[REFERENCE], options.model_spec) if REFERENCE in records else None
+    paired = records.get(REFERENCE)
     rows = [
-        summarise(records[label], options.model_spec, reference)
+        summarise(records[label], options.model_spec, reference, paired)
         for label in sorted(labels, key=lambda label: label != REFERENCE)
     ]
     all_records = [r for label in labels for r in records[label]]

@@ -44,9 +44,10 @@ def test_summaries_are_medians_over_processes_with_ratios_to_the_reference() -> 
     torch_runs = [record("pytorch", [1.0], 0.10), record("pytorch", [1.2], 0.12)]
     numpy_runs = [record("numpy", [t], i) for t, i in ((1.5, 0.2), (2.1, 0.1), (1.8, 0.3))]
     ref = summarise(torch_runs, ModelSpec())
-    row = summarise(numpy_runs, ModelSpec(), ref)
+    row = summarise(numpy_runs, ModelSpec(), ref, torch_runs)
     assert ref["epoch_s"] == pytest.approx(1.1) and row["epoch_s"] == 1.8  # medians
     assert row["train_time_ratio"] == pytest.approx(1.8 / 1.1)
+    assert row["paired_time_ratio"] == pytest.approx((1.5 / 1.0 + 2.1 / 1.2) / 2)  # by turn
     assert row["step_ms"] == pytest.approx(180.0)
     assert row["train_images_per_s"] == pytest.approx(1280 / 1.8)
     assert row["train_gflops"] == pytest.approx(3 * FORWARD * 1280 / 1.8 / 1e9)
