@@ -15,8 +15,12 @@ every process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +174,38 @@ def paired_ratio(records: list[dict[str, Any]], reference: list[dict[str, Any]])
             for r, ref in zip(records, reference, strict=False)
         ]
     )
+
+
+HOG = """
+import sys, time
+try:
+    import torch
+    torch.set_num_threads({threads})
+    a = torch.randn(1024, 1024)
+except ImportError:  # NumPy's BLAS computes on the same cores
+    import numpy as np
+    a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+print("hog", flush=True)
+end = time.time() + {seconds}
+while time.time() < end:
+    a @ a
+"""
+
+
+@contextlib.contextmanager
+def cpu_hog(threads: int, seconds: float = 600) -> Iterator[subprocess.Popen]:
+    """Another process multiplying matrices on ``threads`` threads (PyTorch's, else NumPy's)
+    for the block: a busy machine, to time frameworks under load. Stopped on exit."""
+    code = HOG.format(threads=threads, seconds=seconds)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    hog = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    try:
+        assert hog.stdout is not None
+        hog.stdout.readline()  # "hog": it computes from now on
+        yield hog
+    finally:
+        hog.kill()
+        hog.wait()
 
 
 def same_step_losses(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 
 from cnn_common.framework import CONTRACT, lazy_exports
+from cnn_common.machine import set_openmp_wait_policy
 
 
 @contextlib.contextmanager
@@ -43,8 +44,11 @@ def native_stderr_silenced() -> Iterator[None]:
 
 
 def _import_keras() -> None:
-    """Import keras (and its backend) once, before the first contract function is used."""
+    """Import keras (and its backend) once, before the first contract function is used; on
+    the torch backend, OpenMP's wait policy is chosen first (``set_openmp_wait_policy``)."""
     if "keras" not in sys.modules:
+        if os.environ.get("KERAS_BACKEND") == "torch":
+            set_openmp_wait_policy()
         with native_stderr_silenced():
             import keras  # noqa: F401
 

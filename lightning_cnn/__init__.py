@@ -14,6 +14,7 @@ keras. Importing the package imports nothing else: Lightning loads on first use 
 """
 
 from cnn_common.framework import CONTRACT, lazy_exports
+from cnn_common.machine import set_openmp_wait_policy
 
 lazy_exports(
     __name__,
@@ -25,4 +26,5 @@ lazy_exports(
         "MNISTDataModule": "lightning_cnn.datamodule",
         "EpochBatchSampler": "lightning_cnn.datamodule",
     },
+    before_import=set_openmp_wait_policy,  # before torch loads OpenMP
 )

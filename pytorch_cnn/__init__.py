@@ -11,6 +11,7 @@ keras.
 """
 
 from cnn_common.framework import CONTRACT, lazy_exports
+from cnn_common.machine import set_openmp_wait_policy
 
 lazy_exports(
     __name__,
@@ -20,4 +21,5 @@ lazy_exports(
         "phase_times": "pytorch_cnn.train",
         "CNN": "pytorch_cnn.network",
     },
+    before_import=set_openmp_wait_policy,  # before torch loads OpenMP
 )

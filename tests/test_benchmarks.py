@@ -53,3 +53,17 @@ def test_keras_fit(tmp_path: Path, data_dir: Path) -> None:
     assert re.search(r"step: shared order \S+ ms vs plain fit \S+ ms = \S+x", out)
     rows = json.loads((tmp_path / "keras_fit" / "bench.json").read_text())["rows"]
     assert [r["native"] for r in rows] == [["order"], []]
+
+
+@pytest.mark.slow
+def test_under_load(tmp_path: Path, data_dir: Path) -> None:
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_under_load.py")]
+    command += ["--train-images", "256", "--processes", "1", "--frameworks", "numpy"]
+    command += ["--out", str(tmp_path)]
+    env = {**os.environ, "CNN_DATA_DIR": str(data_dir)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = re.search(r"numpy: idle \S+ s, beside the hog \S+ s = (\S+)x", result.stdout)
+    assert line and float(line.group(1)) > 0
+    assert "flagged busy: idle False, loaded True" in result.stdout
+    assert (tmp_path / "idle" / "bench.json").exists() and (tmp_path / "loaded").exists()
