@@ -10,6 +10,7 @@ listed with its margin, and called a near-tie only when that margin is that smal
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +99,23 @@ def run_crosseval(
         return None
     logits: dict[str, dict[str, np.ndarray]] = {}
     labels = None
-    for name in trained:
-        job = CrossEvalJob(
+    jobs = [
+        CrossEvalJob(
             out=str(out / CROSSEVAL_DIR / name),
             framework=name,
             weights={source: str(path) for source, path in trained.items()},
             **job_fields,
         )
-        status = run_in_process(job) if in_process else launch(job, threads)
+        for name in trained
+    ]
+    if in_process:
+        statuses = [run_in_process(job) for job in jobs]
+    else:
+        # Nothing here is timed, and most of a worker's time is its imports: the workers run
+        # side by side, one thread each.
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            statuses = list(pool.map(lambda job: launch(job, threads or 1), jobs))
+    for name, job, status in zip(trained, jobs, statuses, strict=True):
         if status != 0:
             log(f"cross-evaluation in {name} failed: {read_failure(job.path, status)['error']}")
             continue
