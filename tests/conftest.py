@@ -17,6 +17,10 @@ REQUIRE_DATA = bool(os.environ.get("CI") or os.environ.get("CNN_REQUIRE_DATA"))
 # modules are collected: point it at a private folder before anything can import it.
 os.environ.setdefault("KERAS_HOME", tempfile.mkdtemp(prefix="cnn-rosetta-keras-"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Commands under test run in temporary folders: a relative data folder (CI passes
+# ../shared/data) must name the same place there.
+if os.environ.get("CNN_DATA_DIR"):
+    os.environ["CNN_DATA_DIR"] = str(Path(os.environ["CNN_DATA_DIR"]).resolve())
 
 
 def _data_or_skip(name: str) -> Data:
