@@ -135,10 +135,6 @@ KILLS: dict[str, str | float] = {
     "0.2-epochs-into-epoch-3": 0.2,
     "0.6-epochs-into-epoch-3": 0.6,
 }
-# NumPy's evaluation depends on whether its training thread pool ever ran in the process
-# (OpenBLAS's per-thread setting reaches the main thread): a run resumed after its last
-# checkpoint evaluates in a process that never trained, and its test loss parts in the 9th
-# digit (the weights are bit-identical). A fix belongs in numpy_cnn (model / parallel).
 
 
 @pytest.fixture(scope="module")
