@@ -356,15 +356,27 @@ def summary(options: BenchOptions, records: dict[str, list[dict[str, Any]]]) -> 
 
 def script_parser(description: str, train_images: int, processes: int) -> argparse.ArgumentParser:
     """The options every script in ``benchmarks/`` takes, with its own defaults."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--train-images", type=int, default=train_images)
-    parser.add_argument("--processes", type=int, default=processes, help="fresh processes each")
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--train-images", type=int, default=train_images, help="training images per epoch"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=processes, help="fresh processes per variant"
+    )
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs per process")
-    parser.add_argument("--infer-images", type=int, default=10000)
-    parser.add_argument("--phase-steps", type=int, default=30)
-    parser.add_argument("--threads", type=int, help="CPU threads per process (default: all)")
-    parser.add_argument("--data-dir", help="folder holding mnist/ (default: CNN_DATA_DIR)")
-    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    parser.add_argument(
+        "--infer-images", type=int, default=10000, help="test images timed for inference"
+    )
+    parser.add_argument(
+        "--phase-steps", type=int, default=30, help="steps timed phase by phase (0: none)"
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads per process (None: all)")
+    parser.add_argument("--data-dir", help="folder holding mnist/ (None: $CNN_DATA_DIR)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/benchmarks"), help="results under OUT/<script>/"
+    )
     return parser
 
 

@@ -22,7 +22,15 @@ from cnn_common.seeds import generator
 from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
 from cnn_common.weights import Weights, check_weights, init_weights
 from numpy_cnn import ops, parallel
-from numpy_cnn.network import CNN, PIECE, backward, forward, make_network, train_step
+from numpy_cnn.network import (
+    CNN,
+    PIECE,
+    backward,
+    forward,
+    make_network,
+    replicas,
+    train_step,
+)
 from numpy_cnn.optim import Optimizer
 
 EVAL_BATCH = PIECE  # images per forward pass in evaluate/predict, as in a training piece
@@ -42,20 +50,35 @@ def build(spec: ModelSpec, dtype: str = "float32", *, seed: int = 0) -> CNN:
 
 def _in_chunks(model: CNN, x: np.ndarray, keep: bool = False) -> list:
     """The forward pass over ``x (N, H, W, C)`` in chunks of at most ``EVAL_BATCH`` images,
-    spread over the cores as training spreads a batch: each chunk in a thread of the pool, with
-    a single-threaded BLAS, so a chunk's numbers never depend on what ran before. Returns each
-    chunk's ``(logits (n, K), {layer: map})`` (maps only with ``keep``), in order."""
+    spread over the cores as training spreads a batch: one contiguous run of chunks per thread
+    of the pool, each with a single-threaded BLAS and its own replica's workspaces (fresh
+    buffers of a few MB cost page faults on every chunk), so a chunk's numbers never depend on
+    what ran before or beside it. Returns each chunk's ``(logits (n, K), {layer: map})`` (maps
+    only with ``keep``), in order."""
     size = max(1, min(EVAL_BATCH, -(-len(x) // parallel.workers())))
+    starts = list(range(0, len(x), size))
+    threads = max(1, min(parallel.workers(), len(starts)))
+    cuts = np.linspace(0, len(starts), threads + 1).astype(int)  # chunks per thread
 
-    def run(start: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        maps: dict[str, np.ndarray] = {}
-        logits, _ = forward(model, x[start : start + size], keep=maps if keep else None)
-        return logits, maps
+    def run(replica: CNN, part: list[int]) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        done = []
+        for start in part:
+            maps: dict[str, np.ndarray] = {}
+            logits, _ = forward(
+                replica, x[start : start + size], keep=maps if keep else None, scratch=True
+            )  # logits and maps in the replica's workspaces: copied before the next chunk
+            done.append((logits.copy(), {name: m.copy() for name, m in maps.items()}))
+        return done
 
-    starts = range(0, len(x), size)
-    if parallel.workers() == 1:
-        return [run(start) for start in starts]
-    return list(parallel.executor().map(run, starts))
+    jobs = [
+        (replica, starts[a:b])
+        for replica, a, b in zip(replicas(model, threads), cuts[:-1], cuts[1:], strict=True)
+    ]
+    if threads == 1:
+        return run(*jobs[0])
+    return [
+        chunk for part in parallel.executor().map(lambda job: run(*job), jobs) for chunk in part
+    ]
 
 
 def predict_logits(model: CNN, x: np.ndarray) -> np.ndarray:

@@ -62,6 +62,7 @@ def forward(
     rng: np.random.Generator | None = None,
     keep: dict[str, np.ndarray] | None = None,
     every_layer: bool = False,
+    scratch: bool = False,
 ) -> tuple[np.ndarray, list[tuple[Layer, ops.Cache]]]:
     """Logits ``(N, K)`` for images ``x (N, H, W, C)``, and the caches for ``backward``.
 
@@ -69,7 +70,9 @@ def forward(
     training forward) and applies dropout with ``rng``; ``keep`` (a dict) receives every conv
     (after its activation) and pool output by layer name, and every layer's output with
     ``every_layer``, which also applies each activation before pooling, as the spec reads (the
-    layer-by-layer trace compares these with the other frameworks'). Without ``keep``, a
+    layer-by-layer trace compares these with the other frameworks'). ``scratch=True`` uses the
+    workspaces without training (inference): the logits and kept maps live in them until the
+    next forward of this model, so the caller copies what it keeps. Without ``keep``, a
     convolution followed by pooling windows that tile its output runs as one
     ``numpy_cnn.fused.conv_pool_forward``.
     """
@@ -79,7 +82,7 @@ def forward(
     deferred = ""  # the activation of a conv layer, applied after its pooling
     pooled_here = False  # the last conv layer pooled its output itself
     for index, layer in enumerate(model.layers):
-        ws = model.workspaces[layer.name] if train else None
+        ws = model.workspaces[layer.name] if train or scratch else None
         name = layer.name
         if layer.kind == "conv":
             kernel, bias = w[f"{name}.kernel"], w[f"{name}.bias"]
@@ -218,7 +221,7 @@ def _pieces_step(
     return loss_sum, correct, grads, seconds
 
 
-def _replicas(model: CNN, count: int) -> list[CNN]:
+def replicas(model: CNN, count: int) -> list[CNN]:
     """``model`` and ``count - 1`` views of it sharing its weights (the same dict, so updates
     and ``set_weights`` reach all), each with its own workspaces: one per thread."""
     while len(model.replicas) < count - 1:
@@ -255,7 +258,7 @@ def train_step(
     cuts = np.linspace(0, pieces, threads + 1).astype(int)  # pieces per thread
     jobs = [
         (replica, x[a * PIECE : b * PIECE], y[a * PIECE : b * PIECE], seeds[a:b], n)
-        for replica, a, b in zip(_replicas(model, threads), cuts[:-1], cuts[1:], strict=True)
+        for replica, a, b in zip(replicas(model, threads), cuts[:-1], cuts[1:], strict=True)
     ]
     began = time.perf_counter()
     if threads == 1:
