@@ -166,7 +166,15 @@ def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
         f"difference neutralised). Rule: {ablation['rule']}."
     )
     figures = (
-        [FigureFile("ablation-figure", "Effects with 95% intervals", figure)] if figure else []
+        [
+            FigureFile(
+                "ablation-figure",
+                "Effects with 95% intervals (filled: real difference; grey: the noise band)",
+                figure,
+            )
+        ]
+        if figure
+        else []
     )
     return [
         Section(
@@ -203,7 +211,15 @@ def parity_sections(found: Collected, figures_dir: Path) -> list[Section]:
         "gradient (of each layer's input and weights) and every update, compared in the order "
         f"the computation runs. Tolerances (relative): {parity['tolerances']}."
     )
-    figures = [FigureFile("parity-figure", "Relative differences per layer and step", figure)]
+    figures = [
+        FigureFile(
+            "parity-figure",
+            "log10 of the relative difference per layer and step (darkest: identical; white: "
+            "no such quantity, as a layer without weights has no update; outlined: past "
+            "tolerance)",
+            figure,
+        )
+    ]
     return [
         Section(
             "Where it starts: the divergence locator",
@@ -250,7 +266,13 @@ def crosseval_sections(found: Collected, figures_dir: Path) -> list[Section]:
             text,
             ["trained in", "run in", "test image", "prediction", "margin", "why"] if rows else (),
             rows,
-            [FigureFile("crosseval-figure", "Cross-evaluation matrices", figure)],
+            [
+                FigureFile(
+                    "crosseval-figure",
+                    "Each framework's trained weights (rows) run in every framework (columns)",
+                    figure,
+                )
+            ],
         )
     ]
 

@@ -29,7 +29,7 @@ def fig_forest(ablation: dict[str, Any], path: Path) -> Path | None:
     frameworks = list(dict.fromkeys(row["framework"] for row in rows))
     factors = list(dict.fromkeys(row["factor"] for row in rows))
     look = styles(frameworks)
-    fig = Figure(figsize=(11, 1.2 + 0.55 * len(factors) * len(frameworks)))
+    fig = Figure(figsize=(11, 1.4 + 0.55 * len(factors) * len(frameworks)), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     labels = []
     for position, (factor, framework) in enumerate((f, fw) for f in factors for fw in frameworks):
@@ -65,11 +65,7 @@ def fig_forest(ablation: dict[str, Any], path: Path) -> Path | None:
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(labels)), labels, fontsize=8)
     axes[0].invert_yaxis()
-    fig.suptitle(
-        "Effect of each default against the neutralised baseline (95% intervals; filled: "
-        "real difference; grey: noise band)",
-        fontsize=9,
-    )
+    fig.suptitle("Effect of each default against the neutralised baseline", fontsize=10)
     return save_figure(fig, path)
 
 
@@ -131,21 +127,25 @@ def fig_crosseval(crosseval: dict[str, Any], path: Path) -> Path:
     sources = list(crosseval["accuracy"])
     acc = np.array([[100 * crosseval["accuracy"][s][e] for e in names] for s in sources])
     differ = np.array([[crosseval["differ"][s][e] for e in names] for s in sources])
-    fig = Figure(figsize=(5 + 1.1 * len(names), 0.9 + 0.55 * len(sources)))
+    fig = Figure(figsize=(5 + 1.1 * len(names), 1.4 + 0.55 * len(sources)), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, matrix, title, fmt in (
         (axes[0], acc, "test accuracy (%)", "{:.2f}"),
         (axes[1], differ, "predictions differing from the trainer's own", "{:d}"),
     ):
-        ax.imshow(matrix, cmap="Blues" if matrix is acc else "Oranges", aspect="auto")
+        shown = ax.imshow(matrix, cmap="Blues" if matrix is acc else "Oranges", aspect="auto")
         for i in range(len(sources)):
             for j in range(len(names)):
-                ax.text(j, i, fmt.format(matrix[i, j]), ha="center", va="center", fontsize=8)
+                dark = shown.norm(matrix[i, j]) > 0.6  # white text where the cell is dark
+                ax.text(
+                    j, i, fmt.format(matrix[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black",
+                )  # fmt: skip
         ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
         ax.set_yticks(range(len(sources)), sources, fontsize=8)
         ax.set_xlabel("run in")
-        ax.set_ylabel("trained in")
         ax.set_title(title, fontsize=9)
+    axes[0].set_ylabel("trained in")
     return save_figure(fig, path)
 
 

@@ -34,13 +34,12 @@ from cnn_common.spec import ModelSpec, TrainSpec, flops
 from compare import registry
 from compare.jobs import BenchJob
 from compare.launch import run_checked
-from compare.layout import BENCH_FILE, BENCH_RECORD
+from compare.layout import BENCH_FILE, BENCH_JOBS_DIR, BENCH_RECORD
 from compare.lock import FolderLock
 from compare.render import md_table
 from compare.tables import Table
 
 REFERENCE = "pytorch"  # the plain PyTorch loop
-JOBS_DIR = "bench-jobs"  # one folder per process under --out
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def measure(
             job = BenchJob.create(
                 model_spec=options.model_spec,
                 train_spec=options.train_spec,
-                out=options.out / JOBS_DIR / f"{variant.folder}-{turn + 1}",
+                out=options.out / BENCH_JOBS_DIR / f"{variant.folder}-{turn + 1}",
                 framework=variant.framework,
                 dataset=options.dataset,
                 data_dir=options.data_dir,

@@ -25,6 +25,7 @@ from compare.layout import (
     PARITY_FILE,
     RESULT_FILE,
     RUNS_DIR,
+    WALL_FILE,
     parse_run_dir,
 )
 
@@ -44,6 +45,7 @@ class Collected:
     bench: dict[str, Any] | None = None
     ablation: dict[str, Any] | None = None
     crosseval: dict[str, Any] | None = None
+    wall: dict[str, Any] | None = None  # sessions: [{started, seconds, resumed}]
 
     def first_seeds(self) -> list[tuple[RunResult, Path]]:
         """Each framework's run of the lowest seed and its folder: what per-run figures show."""
@@ -91,7 +93,7 @@ def collect(out: Path) -> Collected:
             f"or {ABLATION_FILE})",
             "give the --out folder of `cnn-compare run`, `parity`, `bench` or `ablate`",
         )
-    found = Collected(config=config or {}, **extras)
+    found = Collected(config=config or {}, wall=_read_json(out / WALL_FILE), **extras)
     runs_dir = out / RUNS_DIR
     named = [(parse_run_dir(p), p) for p in runs_dir.iterdir()] if runs_dir.is_dir() else []
     folders = sorted(

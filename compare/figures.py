@@ -118,20 +118,22 @@ def fig_curves(found: Collected, path: Path) -> Path:
 
 
 def fig_step_loss(found: Collected, path: Path) -> Path:
-    """Every training step's loss, overlaid, with a 50-step moving average; below, each
-    framework's distance from the first one's."""
+    """Every training step's loss, overlaid, with a moving average over 50 steps (a tenth of
+    the steps for a short run); below, each framework's distance from the first one's."""
     style = _framework_styles(found)
     runs = [run for run, _ in found.first_seeds()]
     fig = Figure(figsize=(11, 6.5))
     axes = fig.subplots(2, 1, height_ratios=[2, 1], sharex=True)
+    longest = max((len(run.step_losses) for run in runs), default=0)
+    window = max(1, min(50, longest // 10))
     for run in runs:
         losses = np.asarray(run.step_losses)
         look = style[run.framework]
         axes[0].plot(losses, color=look.color, alpha=0.2, linewidth=0.5)
-        window = min(50, len(losses))
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        width = min(window, len(losses))
+        smooth = np.convolve(losses, np.ones(width) / width, mode="valid")
         axes[0].plot(
-            np.arange(window - 1, len(losses)),
+            np.arange(width - 1, len(losses)),
             smooth,
             color=look.color,
             linewidth=look.width,
@@ -156,7 +158,7 @@ def fig_step_loss(found: Collected, path: Path) -> Path:
         axes[1].grid(alpha=0.3)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("loss (log scale)")
-    axes[0].set_title("per-step training loss (faint: every step; solid: 50-step mean)")
+    axes[0].set_title(f"per-step training loss (faint: every step; solid: {window}-step mean)")
     axes[0].grid(alpha=0.3)
     axes[0].legend()
     axes[-1].set_xlabel("training step")

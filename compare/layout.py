@@ -3,6 +3,7 @@
 ::
 
     OUT/config.json                   what was asked (``--resume`` reads it back)
+    OUT/wall.json                     each session's wall time (a resumed run adds one)
     OUT/runs/<framework>-seed<S>/     one training run: the trainer's out_dir (run.json,
                                       weights.safetensors, checkpoints/) plus the worker's
                                       job.json, events.jsonl, log.txt, feature_maps.npz, and
@@ -12,7 +13,9 @@
     OUT/report.md, OUT/report.html    the report (the HTML embeds its figures)
     OUT/figures/*.png                 the figures
     OUT/parity.json                   ``cnn-compare parity`` (when run into this folder)
+    OUT/parity/<framework>/           a parity worker's job.json, log.txt and parity.npz
     OUT/bench.json                    ``cnn-compare bench`` (when run into this folder)
+    OUT/bench-jobs/<variant>-<turn>/  one bench process's job.json, log.txt and record
     OUT/ablation/                     ``cnn-compare ablate``'s runs (``compare.ablate``)
     OUT/ablation.json                 the ablation's effects
     OUT/crosseval/<framework>/        every run's trained weights evaluated in <framework>
@@ -37,6 +40,7 @@ from pathlib import Path
 from cnn_common.results import RESULT_FILE, WEIGHTS_FILE
 
 CONFIG_FILE = "config.json"
+WALL_FILE = "wall.json"
 RUNS_DIR = "runs"
 RESULTS_FILE = "results.json"
 HISTORY_FILE = "history.csv"
@@ -45,6 +49,7 @@ REPORT_HTML = "report.html"
 FIGURES_DIR = "figures"
 PARITY_FILE = "parity.json"
 BENCH_FILE = "bench.json"
+BENCH_JOBS_DIR = "bench-jobs"  # one folder per timed process
 ABLATION_DIR = "ablation"
 ABLATION_FILE = "ablation.json"
 CROSSEVAL_DIR = "crosseval"
@@ -65,6 +70,7 @@ EVENTS_FILE = "events.jsonl"
 LOG_FILE = "log.txt"
 FAILED_FILE = "failed.json"
 FEATURES_FILE = "feature_maps.npz"
+PARITY_DIR = "parity"
 PARITY_RECORD = "parity.npz"
 BENCH_RECORD = "bench.json"
 ROSETTA_RECORD = "sources.json"
@@ -73,11 +79,13 @@ __all__ = [
     "ABLATION_DIR",
     "ABLATION_FILE",
     "BENCH_FILE",
+    "BENCH_JOBS_DIR",
     "CROSSEVAL_DIR",
     "CROSSEVAL_FILE",
     "CROSSEVAL_RECORD",
     "BENCH_RECORD",
     "CONFIG_FILE",
+    "WALL_FILE",
     "CONVERTED_DIR",
     "CONVERT_FILE",
     "CONVERT_JOBS_DIR",
@@ -91,6 +99,7 @@ __all__ = [
     "LOG_FILE",
     "ONNX_FILE",
     "PARITY_FILE",
+    "PARITY_DIR",
     "PARITY_RECORD",
     "REPORT_HTML",
     "REPORT_MD",

@@ -23,7 +23,7 @@ from cnn_common.spec import ModelSpec, TrainSpec
 from compare import registry
 from compare.jobs import ParityJob
 from compare.launch import run_checked
-from compare.layout import PARITY_FILE, PARITY_RECORD
+from compare.layout import PARITY_DIR, PARITY_FILE, PARITY_RECORD
 from compare.locate import (
     PHASES,
     TOLERANCES,
@@ -148,7 +148,7 @@ def run_parity(options: ParityOptions) -> int:
         job = ParityJob.create(
             model_spec=model_spec,
             train_spec=train,
-            out=options.out / name,
+            out=options.out / PARITY_DIR / name,
             framework=name,
             dataset=options.dataset,
             data_dir=options.data_dir,

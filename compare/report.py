@@ -40,6 +40,8 @@ def sections(found: Collected, rows: list[dict[str, Any]], out: Path) -> list[Se
             "largest resident set size of the process that ran the run, from the run's start "
             "(marked (process): from the process's start, earlier runs of it included)."
         )
+        if any(row.get("seeds", 1) > 1 for row in rows):
+            text += " With several seeds: the mean ± the standard deviation over the seeds."
         spread = tables.accuracy_spread(rows)
         if spread is not None:
             text += f" Spread of test accuracy across frameworks: {spread:.2f} points."

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import shlex
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from compare.crosseval import run_crosseval
 from compare.executors import make_executor
 from compare.jobs import TrainJob
 from compare.launch import read_failure
-from compare.layout import CONFIG_FILE, RESULT_FILE, RUNS_DIR, run_dir
+from compare.layout import CONFIG_FILE, RESULT_FILE, RUNS_DIR, WALL_FILE, run_dir
 from compare.lock import FolderLock
 from compare.progress import RunDisplay
 from compare.report import write_outputs
@@ -144,8 +145,25 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
         return _run(options, log)
 
 
+def record_wall(out: Path, started: float, seconds: float, resumed: bool) -> None:
+    """Add this session (its start, Unix time, and wall seconds) to ``OUT/wall.json``; a run
+    that is not resumed starts the list afresh."""
+    path = out / WALL_FILE
+    sessions: list[dict[str, Any]] = []
+    if resumed and path.is_file():
+        try:
+            sessions = list(json.loads(path.read_text())["sessions"])
+        except (ValueError, KeyError, TypeError):
+            sessions = []  # a damaged record: this session's time is still worth keeping
+    sessions.append(
+        {"started": round(started, 3), "seconds": round(seconds, 3), "resumed": resumed}
+    )
+    atomic_write_json(path, {"sessions": sessions})
+
+
 def _run(options: RunOptions, log: Callable[[str], None]) -> int:
     _check_out(options)
+    started, clock = time.time(), time.monotonic()  # the report's total wall time
     executor = make_executor(
         options.executor, options.threads, options.in_process, options.ray_address
     )
@@ -194,6 +212,7 @@ def _run(options: RunOptions, log: Callable[[str], None]) -> int:
             )
     finally:
         display.close()
+    record_wall(options.out, started, time.monotonic() - clock, options.resume)
     for line in write_outputs(options.out):
         log(line)
     return worst

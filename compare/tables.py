@@ -213,12 +213,25 @@ def config_line(found: Collected) -> str:
     parts = [
         f"dataset {config.get('dataset')}",
         sizes_text(found),
-        f"{train.get('epochs')} epochs",
+        f"{train.get('epochs')} epoch{'' if train.get('epochs') == 1 else 's'}",
         f"batch {train.get('batch_size')}",
         f"{train.get('optimizer')} lr {train.get('learning_rate')}",
         f"seed {train.get('seed')} × {config.get('seeds')} seed(s)",
         f"init {config.get('init')}",
         f"device {config.get('device')}",
         f"subset {config['subset']}" if config.get("subset") else "",
+        wall_text(found.wall),
     ]
     return ", ".join(part for part in parts if part)
+
+
+def wall_text(wall: dict[str, Any] | None) -> str:
+    """``"wall time 66 s"`` (training and cross-evaluation, the report excluded), with the
+    number of sessions when the run was resumed; empty when the folder has no record."""
+    sessions = (wall or {}).get("sessions") or []
+    if not sessions:
+        return ""
+    total = sum(float(s.get("seconds", 0.0)) for s in sessions)
+    shown = f"{total:.0f} s" if total < 600 else f"{total / 60:.1f} min"
+    over = f" over {len(sessions)} sessions" if len(sessions) > 1 else ""
+    return f"wall time {shown}{over} (training and cross-evaluation)"

@@ -37,6 +37,7 @@ from compare.layout import (
 )
 from compare.render import html_table, md_table
 from compare.report import write_outputs
+from compare.runner import record_wall
 from compare.tables import differences_table
 
 FRAMEWORKS = ("numpy", "keras", "lightning")
@@ -238,6 +239,19 @@ def test_report_states_the_image_counts(tmp_path: Path) -> None:
     sizes = "1,000 training / 100 validation / 200 test images"
     assert sizes in (tmp_path / "report.md").read_text().splitlines()[2]
     assert sizes in (tmp_path / "report.html").read_text()
+
+
+def test_the_report_gives_the_total_wall_time_of_every_session(tmp_path: Path) -> None:
+    make_results(tmp_path)
+    record_wall(tmp_path, 1.7e9, 40.2, resumed=False)
+    record_wall(tmp_path, 1.7e9 + 90, 25.5, resumed=True)  # a resumed run adds its time
+    write_outputs(tmp_path)
+    first = (tmp_path / "report.md").read_text().splitlines()[2]
+    assert "wall time 66 s over 2 sessions (training and cross-evaluation)" in first
+    record_wall(tmp_path, 1.7e9 + 500, 700.0, resumed=False)  # a new run starts afresh
+    write_outputs(tmp_path)
+    first = (tmp_path / "report.md").read_text().splitlines()[2]
+    assert "wall time 11.7 min (training" in first and "sessions" not in first
 
 
 def test_a_cell_of_several_lines_stays_in_its_markdown_row() -> None:

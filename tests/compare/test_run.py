@@ -41,8 +41,10 @@ def default_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tup
 @pytest.mark.slow
 def test_default_run_writes_every_output(default_run: tuple[Path, float]) -> None:
     out, _ = default_run
-    for name in ("results.json", "history.csv", "report.md", "report.html", "config.json"):
+    written = ("results.json", "history.csv", "report.md", "report.html", "config.json")
+    for name in (*written, "wall.json"):
         assert (out / name).is_file(), name
+    assert "wall time" in (out / "report.md").read_text().splitlines()[2]
     # the per-run figures, and the cross-evaluation's (a run of several frameworks has one)
     assert {p.name for p in (out / "figures").glob("*.png")} == EXPECTED_FIGURES | {"crosseval.png"}
     check_self_contained(out)
