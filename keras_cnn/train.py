@@ -58,24 +58,40 @@ SUFFIX = ".npz"
 
 
 def epoch_arrays(
-    x: np.ndarray, y: np.ndarray, train_spec: TrainSpec, epoch: int
+    x: np.ndarray,
+    y: np.ndarray,
+    train_spec: TrainSpec,
+    epoch: int,
+    into: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The training set of ``epoch`` (0-based) in the shared batch order, augmented:
     ``x (N, H, W, C)``, ``y (N,)`` reordered so that consecutive slices of ``batch_size`` are
-    the batches of ``epoch_batches``, each shifted by ``augment_batch``."""
+    the batches of ``epoch_batches``, each shifted by ``augment_batch``.
+
+    ``into``: the arrays an earlier epoch returned, written over (``fit`` has copied them by
+    then): a fresh 170 MB array is page-faulted in anew every epoch, ten times the copy itself.
+    """
     spec = train_spec
     batches = epoch_batches(len(x), spec.batch_size, spec.seed, epoch)
     order = np.concatenate(batches)
-    if spec.augment_shift:
-        xs = np.concatenate(
-            [
-                augment_batch(x[idx], spec.augment_shift, spec.seed, epoch, step)
-                for step, idx in enumerate(batches)
-            ]
-        )
+    shape, dtype = (len(order), *x.shape[1:]), np.dtype(spec.dtype)
+    if into is not None and into[0].shape == shape and into[0].dtype == dtype:
+        xs, ys = into
     else:
-        xs = x[order]
-    return xs.astype(spec.dtype, copy=False), y[order]
+        xs, ys = np.empty(shape, dtype), np.empty(len(order), y.dtype)
+    if spec.augment_shift:
+        start = 0
+        for step, idx in enumerate(batches):
+            xs[start : start + len(idx)] = augment_batch(
+                x[idx], spec.augment_shift, spec.seed, epoch, step
+            )
+            start += len(idx)
+    elif x.dtype == dtype:
+        np.take(x, order, axis=0, out=xs)
+    else:
+        xs[...] = x[order]
+    np.take(y, order, out=ys)
+    return xs, ys
 
 
 class RecorderCallback(keras.callbacks.Callback):
@@ -275,11 +291,12 @@ def train(
                     **fit,
                 )
             else:  # the shared order: one fit per epoch on arrays laid out in it
+                laid_out = None  # one pair of arrays, written over every epoch
                 for epoch in range(recorder.epochs_done, train_spec.epochs):
                     recorder.begin_epoch(epoch)  # the epoch's time includes its layout
-                    x, y = epoch_arrays(data.x_train, data.y_train, train_spec, epoch)
+                    x, y = epoch_arrays(data.x_train, data.y_train, train_spec, epoch, laid_out)
                     model.fit(x, y, shuffle=False, epochs=epoch + 1, initial_epoch=epoch, **fit)
-                    del x, y  # before the next epoch's copy is made
+                    laid_out = (x, y)
         test_loss, _, predictions = evaluate(model, data.x_test, data.y_test)
     return recorder.finish(
         backend=backend,

@@ -116,9 +116,9 @@ def test_fit_follows_the_shared_batch_order_unshuffled(
     laid_out: list[int] = []
     epoch_arrays = kt.epoch_arrays
 
-    def recording(x, y, train_spec, epoch):  # noqa: ANN001, ANN202 - as epoch_arrays
+    def recording(x, y, train_spec, epoch, into=None):  # noqa: ANN001, ANN202 - as epoch_arrays
         laid_out.append(epoch)
-        return epoch_arrays(x, y, train_spec, epoch)
+        return epoch_arrays(x, y, train_spec, epoch, into)
 
     monkeypatch.setattr(kt, "epoch_arrays", recording)  # what train() lays out for fit
     train_spec = TrainSpec(epochs=3, batch_size=64, augment_shift=2, seed=4)
@@ -132,6 +132,21 @@ def test_fit_follows_the_shared_batch_order_unshuffled(
         expected_x = augment_batch(small.x_train[idx], 2, 4, epoch, step)
         np.testing.assert_array_equal(xb, expected_x)
         assert not np.array_equal(xb, small.x_train[idx])  # the augmentation did something
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_an_epoch_laid_out_over_the_last_equals_a_fresh_one(
+    small: Data, kt: ModuleType, shift: int
+) -> None:
+    train_spec = TrainSpec(batch_size=64, augment_shift=shift, seed=4)
+    first = kt.epoch_arrays(small.x_train, small.y_train, train_spec, 0)
+    kept = first[0].copy(), first[1].copy()
+    second = kt.epoch_arrays(small.x_train, small.y_train, train_spec, 1, first)
+    assert second[0] is first[0] and second[1] is first[1]  # the buffers were reused
+    fresh = kt.epoch_arrays(small.x_train, small.y_train, train_spec, 1)
+    np.testing.assert_array_equal(second[0], fresh[0])
+    np.testing.assert_array_equal(second[1], fresh[1])
+    assert not np.array_equal(kept[1], fresh[1])  # another epoch, another order
 
 
 def test_cli_reports_user_errors(capsys, monkeypatch, kt: ModuleType) -> None:
