@@ -21,11 +21,12 @@ smaller makes that rounding larger, larger crosses more kinks.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from cnn_common.numeric import numeric_gradient
 from cnn_common.spec import Layer, ModelSpec, layers, same_padding
 from cnn_common.weights import init_weights
 from numpy_cnn import fused, ops, pooling
@@ -50,23 +51,6 @@ class Check:
     @property
     def ok(self) -> bool:
         return self.checked > 0 and self.error <= TOLERANCE
-
-
-def numeric_gradient(
-    f: Callable[[], float], array: np.ndarray, indices: Iterable[tuple[int, ...]], h: float = STEP
-) -> np.ndarray:
-    """Central differences of ``f`` at ``indices`` of ``array`` (changed in place, then
-    restored): one float64 value per index, NaN where ``f`` returned NaN."""
-    values = []
-    for index in indices:
-        saved = array[index]
-        array[index] = saved + h
-        up = f()
-        array[index] = saved - h
-        down = f()
-        array[index] = saved
-        values.append((up - down) / (2 * h))
-    return np.asarray(values, dtype=np.float64)
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -101,7 +85,7 @@ def _check_layer(
 
     checks = []
     for name, array in inputs.items():
-        numeric = numeric_gradient(f, array, _every_index(array))
+        numeric = numeric_gradient(f, array, _every_index(array), STEP)
         checks.append(Check(case, name, array.size, relative_error(analytic[name], numeric)))
     return checks
 
@@ -204,7 +188,7 @@ def layer_checks(seed: int = 0) -> list[Check]:
     logits, y = rng.normal(size=(4, 5)), rng.integers(0, 5, size=4)
     _, dlogits = ops.softmax_cross_entropy(logits, y)
     numeric = numeric_gradient(
-        lambda: ops.softmax_cross_entropy(logits, y)[0], logits, _every_index(logits)
+        lambda: ops.softmax_cross_entropy(logits, y)[0], logits, _every_index(logits), STEP
     )
     checks.append(
         Check("softmax cross-entropy", "logits", logits.size, relative_error(dlogits, numeric))
@@ -269,7 +253,7 @@ def network_checks(
     checks = []
     for name, array in {**model.weights, "image": x}.items():
         indices = _sample(array.shape, samples, rng)
-        numeric = numeric_gradient(loss, array, indices)
+        numeric = numeric_gradient(loss, array, indices, STEP)
         picked = np.array([analytic[name][index] for index in indices])
         skipped = int(np.isnan(numeric).sum())
         error = relative_error(picked, numeric)

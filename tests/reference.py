@@ -3,17 +3,18 @@
 ``reference_logits`` is the spec's forward pass written as directly as NumPy allows: padding
 from ``Layer.pad``, every window with ``sliding_window_view`` and one ``einsum`` per layer. It
 shares no code with ``numpy_cnn`` (which uses im2col and GEMMs), so agreeing with it means
-something. Gradients are checked against ``numeric_gradient`` (central differences) of
-``reference_loss``.
+something. Gradients are checked against ``numeric_gradient`` (``cnn_common.numeric``'s
+central differences, re-exported here) of ``reference_loss``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from cnn_common.numeric import numeric_gradient  # noqa: F401 - re-exported for the tests
 from cnn_common.spec import ModelSpec, layers
 
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -57,23 +58,6 @@ def reference_loss(
     z = z - z.max(axis=1, keepdims=True)
     log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return -float(log_p[np.arange(len(y)), np.asarray(y)].mean())
-
-
-def numeric_gradient(
-    f: Callable[[], float], array: np.ndarray, indices: Iterable[tuple[int, ...]], h: float = 1e-6
-) -> np.ndarray:
-    """Central differences ``(f(a + h) - f(a - h)) / 2h`` of ``f`` at ``indices`` of ``array``
-    (changed in place and restored); one value per index, float64."""
-    values = []
-    for index in indices:
-        saved = array[index]
-        array[index] = saved + h
-        up = f()
-        array[index] = saved - h
-        down = f()
-        array[index] = saved
-        values.append((up - down) / (2 * h))
-    return np.asarray(values)
 
 
 def sample_indices(
