@@ -381,6 +381,33 @@ def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
     return saved
 
 
+def _sweep_fields(
+    args: argparse.Namespace, names: list[str], model: ModelSpec, train: TrainSpec
+) -> dict[str, Any]:
+    """The options ``run`` and ``ablate`` share, once their image counts are checked and the
+    data found: missing or corrupt data fails here, once, before any framework starts."""
+    for flag, value in (("--subset", args.subset), ("--eval-subset", args.eval_subset)):
+        if value is not None:
+            check_image_count(flag, value)
+    load_dataset(args.dataset, root=args.data_dir)
+    return {
+        "frameworks": tuple(names),
+        "dataset": args.dataset,
+        "model_spec": model,
+        "train_spec": train,
+        "out": args.out,
+        "data_dir": args.data_dir,
+        "subset": args.subset,
+        "eval_subset": args.eval_subset,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "threads": args.threads,
+        "progress": not args.quiet,
+        "executor": args.executor,
+        "ray_address": args.ray_address,
+    }
+
+
 def _run(args: argparse.Namespace, names: list[str], model: ModelSpec, train: TrainSpec) -> int:
     from compare.runner import RunOptions, run
 
@@ -397,31 +424,13 @@ def _run(args: argparse.Namespace, names: list[str], model: ModelSpec, train: Tr
     if args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}", "use --devices 1+")
     make_executor(args.executor, args.threads, args.in_process, args.ray_address)  # checks
-    for flag, value in (("--subset", args.subset), ("--eval-subset", args.eval_subset)):
-        if value is not None:
-            check_image_count(flag, value)
-    # Missing or corrupt data fails here, once, before any framework starts.
-    load_dataset(args.dataset, root=args.data_dir)
     options = RunOptions(
-        frameworks=tuple(names),
-        dataset=args.dataset,
-        model_spec=model,
-        train_spec=train,
+        **_sweep_fields(args, names, model, train),
         seeds=args.seeds,
         init=args.init,
         device=args.device,
-        out=args.out,
-        data_dir=args.data_dir,
-        subset=args.subset,
-        eval_subset=args.eval_subset,
-        resume=args.resume,
-        overwrite=args.overwrite,
         in_process=args.in_process,
-        threads=args.threads,
-        progress=not args.quiet,
         devices=args.devices,
-        executor=args.executor,
-        ray_address=args.ray_address,
     )
     status = run(options)
     if status == 2:
@@ -440,30 +449,9 @@ def _ablate(args: argparse.Namespace, names: list[str], model: ModelSpec, train:
     _at_least("--threads", args.threads)
     if args.epochs is None:
         train = dataclasses.replace(train, epochs=1)
-    for flag, value in (("--subset", args.subset), ("--eval-subset", args.eval_subset)):
-        if value is not None:
-            check_image_count(flag, value)
-    load_dataset(args.dataset, root=args.data_dir)
-    return run_ablation(
-        AblateOptions(
-            frameworks=tuple(names),
-            dataset=args.dataset,
-            model_spec=model,
-            train_spec=train,
-            factors=check_factors(args.factors.split(",")),
-            seeds=args.seeds,
-            out=args.out,
-            data_dir=args.data_dir,
-            subset=args.subset,
-            eval_subset=args.eval_subset,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            threads=args.threads,
-            progress=not args.quiet,
-            executor=args.executor,
-            ray_address=args.ray_address,
-        )
-    )
+    factors = check_factors(args.factors.split(","))
+    fields = _sweep_fields(args, names, model, train)
+    return run_ablation(AblateOptions(**fields, factors=factors, seeds=args.seeds))
 
 
 if __name__ == "__main__":
