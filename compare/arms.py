@@ -34,7 +34,8 @@ def check_factors(names: list[str]) -> tuple[str, ...]:
     unknown = [name for name in names if name not in FACTORS]
     if unknown or not names:
         raise UserError(
-            f"unknown factor(s) {unknown or names}", f"use a comma-separated list of: {FACTORS}"
+            f"unknown factor(s): {', '.join(repr(name) for name in unknown or names)}",
+            f"use a comma-separated list of: {', '.join(FACTORS)}",
         )
     return tuple(dict.fromkeys(names))
 

@@ -350,7 +350,7 @@ def test_resume_does_nothing_new_and_refuses_another_configuration(
 def test_an_unknown_factor_exits_2_listing_the_factors(tmp_path: Path, data_dir: Path) -> None:
     result = cnn_compare(data_dir, "ablate", "--factors", "nope", "--out", str(tmp_path))
     assert result.returncode == 2
-    assert "cnn-compare: error: unknown factor(s) ['nope']" in result.stderr
+    assert "cnn-compare: error: unknown factor(s): 'nope'" in result.stderr
     assert all(factor in result.stderr for factor in FACTORS)
     assert "Traceback" not in result.stderr
     assert not (tmp_path / ABLATION_DIR).exists()
