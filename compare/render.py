@@ -121,15 +121,22 @@ def anchor(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
 
 
+def html_head(title: str, style: str) -> list[str]:
+    """The opening of a self-contained HTML page up to its ``<h1>``: inline CSS only."""
+    return [
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{style}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+
+
 def write_html(path: Path, intro: Sequence[str], sections: Sequence[Section]) -> None:
     """report.html, self-contained: inline CSS, a table of contents, figures as base64 data
     URIs."""
     parts = [
-        "<!DOCTYPE html>",
-        "<html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{TITLE}</title>",
-        f"<style>{STYLE}</style></head><body>",
-        f"<h1>{TITLE}</h1>",
+        *html_head(TITLE, STYLE),
         *(f"<p>{html.escape(line)}</p>" for line in intro),
         "<nav><ol>",
         *(f"<li><a href='#{anchor(s.title)}'>{html.escape(s.title)}</a></li>" for s in sections),

@@ -22,6 +22,7 @@ from compare import registry
 from compare.jobs import RosettaJob
 from compare.launch import run_checked
 from compare.layout import REPORT_HTML, ROSETTA_DIR, ROSETTA_FILE, ROSETTA_HTML, ROSETTA_RECORD
+from compare.render import html_head
 
 Sources = dict[str, dict[str, list[dict[str, Any]]]]  # kind -> framework -> entries
 
@@ -127,11 +128,7 @@ def page(sources: Sources) -> str:
     """``rosetta.html``: a contents list, then one section per kind with a column per
     framework, every source HTML-escaped in a ``<pre>`` block; no external resource."""
     parts = [
-        "<!DOCTYPE html>",
-        "<html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{TITLE}</title>",
-        f"<style>{STYLE}</style></head><body>",
-        f"<h1>{TITLE}</h1>",
+        *html_head(TITLE, STYLE),
         "<p>Each column is one framework's own code for the layer kind, read from the "
         "installed packages with <code>inspect.getsource</code> by <code>cnn-compare "
         "rosetta</code>; run it again after an upgrade.</p>",

@@ -90,6 +90,13 @@ def _check_layer(
     return checks
 
 
+def _conv_inputs(
+    rng: np.random.Generator, n: int, size: int, c: int, k: int, f: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random float64 images ``(N, H, W, C)``, kernel ``(KH, KW, C, F)`` and bias ``(F,)``."""
+    return rng.normal(size=(n, size, size, c)), rng.normal(size=(k, k, c, f)), rng.normal(size=f)
+
+
 def _conv_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
     dx, dw, db = ops.conv2d_backward(dout, cache)
     return {"x": dx, "w": dw, "b": db}
@@ -123,9 +130,7 @@ def layer_checks(seed: int = 0) -> list[Check]:
     ):
         pad = pad or (same_padding(size, k, stride), same_padding(size, k, stride))
         case = f"conv {k}x{k}, {c} channels, stride {stride}, pads {pad}"
-        x = rng.normal(size=(n, size, size, c))  # (N, H, W, C)
-        w = rng.normal(size=(k, k, c, f))  # (KH, KW, C, F)
-        b = rng.normal(size=f)
+        x, w, b = _conv_inputs(rng, n, size, c, k, f)
         checks += _check_layer(
             case,
             lambda x=x, w=w, b=b, stride=stride, pad=pad: ops.conv2d_forward(x, w, b, stride, pad),
@@ -138,9 +143,7 @@ def layer_checks(seed: int = 0) -> list[Check]:
         (2, 8, 6, 3, 4, 1, ((1, 1), (1, 1))),  # C*KW >= 16, padded: 8x8 maps
     ):
         case = f"conv {k}x{k} + maxpool 2x2, {c} channels, pads {pad}"
-        x = rng.normal(size=(n, size, size, c))  # (N, H, W, C)
-        w = rng.normal(size=(k, k, c, f))  # (KH, KW, C, F)
-        b = rng.normal(size=f)
+        x, w, b = _conv_inputs(rng, n, size, c, k, f)
         checks += _check_layer(
             case,
             lambda x=x, w=w, b=b, stride=stride, pad=pad: fused.conv_pool_forward(
