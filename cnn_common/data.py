@@ -1,4 +1,4 @@
-"""Datasets: where the files are looked for, checksum-verified download, IDX parsing, the split.
+"""Datasets: where the files are looked for, the split, and the ``Data`` every trainer receives.
 
 ``load_dataset(name)`` looks, in order, in:
 
@@ -12,12 +12,13 @@
 Every file found is verified: its ``.gz`` md5 as published, or the md5 of its decompressed
 bytes (so a recompressed copy is accepted), and its IDX header against its length.
 
-Images come back ``uint8 (N, H, W, C)``, labels ``int64 (N,)``.
+Images come back ``uint8 (N, H, W, C)``, labels ``int64 (N,)``. The registry of datasets is
+``cnn_common.datasets``, the reading of one file ``cnn_common.idx``, the download
+``cnn_common.download``.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from cnn_common.datasets import FILES, DatasetInfo, dataset_info
+from cnn_common.download import cache_dir, download_files, mirror_urls
 from cnn_common.errors import DataError, UserError
+from cnn_common.idx import check_contents, read_idx
 from cnn_common.seeds import generator
 from cnn_common.spec import TrainSpec
 
@@ -64,93 +67,7 @@ class Data:
         return len(self.class_names)
 
 
-def cache_dir() -> Path:
-    """Where downloads go: ``$CNN_CACHE_DIR`` or ``~/.cache/cnn-rosetta``."""
-    env = os.environ.get("CNN_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "cnn-rosetta"
-
-
-# ----------------------------------------------------------------------------- IDX parsing
-
-_IDX_DTYPES = {0x08: np.uint8}
-
-
-def parse_idx(raw: bytes, source: str) -> np.ndarray:
-    """Parse IDX bytes; check the magic number, dimensions and length against the header.
-
-    Raises ``DataError`` naming ``source`` when the file is truncated or corrupt.
-    """
-    hint = f"delete {source} and fetch it again (or point --data-dir at a good copy)"
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{source} is not an IDX file (bad magic number)", hint)
-    dtype_code, ndim = raw[2], raw[3]
-    if dtype_code not in _IDX_DTYPES or ndim not in (1, 3):
-        raise DataError(
-            f"{source}: unexpected IDX magic number 0x{raw[:4].hex()} "
-            "(expected 0x00000801 for labels or 0x00000803 for images)",
-            hint,
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{source} is truncated: {len(raw)} bytes, shorter than its header", hint)
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
-        state = "truncated" if len(raw) < expected else "longer than its header says"
-        raise DataError(
-            f"{source} is {state}: {len(raw)} bytes, the header {dims} needs {expected}", hint
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def _read_idx(path: Path, stem: str, info: DatasetInfo) -> tuple[np.ndarray, bool]:
-    """Read and parse a (possibly gzipped) IDX file; also say whether its checksum matches
-    (the caller looks at that after the contents, so a damaged file gets the precise message)."""
-    data = path.read_bytes()
-    gz_ok = hashlib.md5(data).hexdigest() == info.gz_md5[stem]
-    if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except EOFError:
-            raise DataError(
-                f"{path} is truncated (its gzip stream ends early)",
-                f"delete {path} and fetch it again",
-            ) from None
-        except OSError as exc:
-            raise DataError(
-                f"{path} is not a readable gzip file ({exc})", f"delete {path} and fetch it again"
-            ) from None
-    array = parse_idx(data, str(path))
-    return array, gz_ok or hashlib.md5(data).hexdigest() == info.raw_md5[stem]
-
-
-def _check_contents(
-    arrays: dict[str, np.ndarray], info: DatasetInfo, names: dict[str, str]
-) -> None:
-    """Images ``(N, H, W)`` with as many labels ``(N,)``, each a class of the dataset; ``names``
-    gives each file's path for the message."""
-    classes = len(info.class_names)
-    for images, labels, part in ((FILES[0], FILES[1], "train"), (FILES[2], FILES[3], "test")):
-        x, y = arrays[images], arrays[labels]
-        pair = f"{names[images]} and {names[labels]}"
-        hint = f"replace {pair} with the official {info.name} files"
-        if x.ndim != 3 or y.ndim != 1:
-            raise DataError(
-                f"{info.name} {part}: expected images (N, H, W) and labels (N,) in {pair}, "
-                f"found {x.shape} and {y.shape}",
-                hint,
-            )
-        if len(x) != len(y):
-            raise DataError(
-                f"{info.name} {part}: {len(x):,} images but {len(y):,} labels in {pair}", hint
-            )
-        wrong = np.flatnonzero(y >= classes)
-        if wrong.size:
-            raise DataError(
-                f"{names[labels]}: label {int(y[wrong[0]])} at index {int(wrong[0])} is not a "
-                f"class of {info.name} (0 to {classes - 1}); {wrong.size:,} label(s) out of range",
-                f"replace {names[labels]} with the official {info.name} file",
-            )
+# ----------------------------------------------------------------------------- finding the files
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -164,9 +81,9 @@ def _from_folder(folder: Path, info: DatasetInfo) -> dict[str, np.ndarray] | Non
     paths = {stem: _find_file(folder, stem) for stem in FILES}
     if not all(paths.values()):
         return None
-    read = {stem: _read_idx(path, stem, info) for stem, path in paths.items()}
+    read = {stem: read_idx(path, stem, info) for stem, path in paths.items()}
     arrays = {stem: array for stem, (array, _) in read.items()}
-    _check_contents(arrays, info, {stem: str(path) for stem, path in paths.items()})
+    check_contents(arrays, info, {stem: str(path) for stem, path in paths.items()})
     for stem, (_, verified) in read.items():
         if not verified:
             raise DataError(
@@ -219,31 +136,6 @@ def _candidate_folders(info: DatasetInfo, root: str | Path | None) -> list[tuple
     return folders
 
 
-def _download(info: DatasetInfo, mirrors: tuple[str, ...]) -> tuple[Path, list[str]]:
-    """Fetch the four .gz files into the cache with pooch; return the folder and failures."""
-    import pooch
-
-    target = cache_dir() / info.name
-    failures: list[str] = []
-    for stem in FILES:
-        fname = f"{stem}.gz"
-        for mirror in mirrors:
-            try:
-                pooch.retrieve(
-                    mirror + fname,
-                    known_hash=f"md5:{info.gz_md5[stem]}",
-                    fname=fname,
-                    path=target,
-                    progressbar=False,
-                )
-                break
-            except Exception as exc:  # noqa: BLE001 - network and checksum errors alike
-                failures.append(f"{mirror}{fname}: {type(exc).__name__}: {exc}".strip())
-        else:
-            return target, failures
-    return target, failures
-
-
 def load_dataset(
     name: str = "mnist",
     root: str | Path | None = None,
@@ -282,11 +174,8 @@ def load_dataset(
         arrays = _from_keras_npz(npz, info)
         source = str(npz)
     if arrays is None and download:
-        env_mirrors = os.environ.get("CNN_DATA_MIRRORS")
-        if mirrors is None and env_mirrors:
-            mirrors = tuple(m.strip() for m in env_mirrors.split(",") if m.strip())
-        urls = tuple(m if m.endswith("/") else m + "/" for m in (mirrors or info.mirrors))
-        folder, failures = _download(info, urls)
+        urls = mirror_urls(info, mirrors)
+        folder, failures = download_files(info, urls)
         arrays = _from_folder(folder, info)
         source = str(folder)
         if arrays is None:

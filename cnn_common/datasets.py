@@ -2,8 +2,8 @@
 
 A dataset is four IDX files (``FILES``); each is verified by the md5 of its published ``.gz``
 or of its decompressed bytes, so copies recompressed by someone else (Debian's package, the
-offline copy of MNIST's training images) are accepted. ``cnn_common.data`` finds, verifies and
-loads them.
+offline copy of MNIST's training images) are accepted. ``cnn_common.data`` finds them,
+``cnn_common.idx`` verifies and reads them, ``cnn_common.download`` fetches them.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
-"""cnn_common.data: the real files, the split and scaling, bad files, other tools' layouts and
-the checksum-verified download (against a local HTTP server on loopback)."""
+"""cnn_common.data: where the files are looked for (the real files, other tools' layouts, the
+registry), the split and scaling, ``training_data``."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gzip
 import hashlib
-import http.server
 import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +15,6 @@ import pytest
 from cnn_common import data as data_mod
 from cnn_common import datasets as datasets_mod
 from cnn_common.data import (
-    FILES,
     Data,
     RawDataset,
     check_image_count,
@@ -31,53 +26,10 @@ from cnn_common.data import (
     train_val_split,
     training_data,
 )
+from cnn_common.datasets import FILES
 from cnn_common.errors import DataError, ImageError, UserError
 from cnn_common.spec import TrainSpec
-
-MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def raw_mnist(data_dir: Path) -> RawDataset:
-    return load_dataset("mnist", root=data_dir, download=False)
-
-
-@pytest.fixture()
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No place the loader looks holds data unless the test puts it there.
-
-    The cache, HOME (Keras's ~/.keras) and Debian's folder point into ``tmp_path``, and
-    ``$CNN_DATA_DIR`` / ``$CNN_DATA_MIRRORS`` are unset: the user's files are never read or
-    written.
-    """
-    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("CNN_DATA_DIR", raising=False)
-    monkeypatch.delenv("CNN_DATA_MIRRORS", raising=False)
-    monkeypatch.setattr(data_mod, "DEBIAN_DIR", tmp_path / "debian")
-    return tmp_path
-
-
-@pytest.fixture()
-def mnist_copy(isolated: Path, data_dir: Path) -> Path:
-    """A copy of the four real MNIST .gz files in ``<tmp>/root/mnist``; returns ``<tmp>/root``."""
-    folder = isolated / "root" / "mnist"
-    folder.mkdir(parents=True)
-    for stem in FILES:
-        shutil.copyfile(data_dir / "mnist" / f"{stem}.gz", folder / f"{stem}.gz")
-    return isolated / "root"
-
-
-def files_under(folder: Path) -> list[str]:
-    """Every file (hidden ones and temporary leftovers included) below ``folder``."""
-    if not folder.exists():
-        return []
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-
+from tests.cnn_common.conftest import MNIST_TRAIN_COUNTS, files_under
 
 # ----------------------------------------------------------------------------- the real data
 
@@ -236,77 +188,7 @@ def test_unknown_dataset_lists_the_known() -> None:
     assert "mnist" in info.value.hint and "fashion-mnist" in info.value.hint
 
 
-# ----------------------------------------------------------------------------- bad files
-
-
-def _damage_truncated_gz(path: Path) -> Path:
-    raw = path.read_bytes()
-    path.write_bytes(raw[: len(raw) // 2])
-    return path
-
-
-def _damage_truncated_idx(path: Path) -> Path:
-    raw = gzip.decompress(path.read_bytes())
-    path.unlink()
-    target = path.with_suffix("")  # an uncompressed copy, 100 bytes short
-    target.write_bytes(raw[:-100])
-    return target
-
-
-def _damage_magic(path: Path) -> Path:
-    raw = bytearray(gzip.decompress(path.read_bytes()))
-    raw[2] = 0x0D  # the dtype byte: 0x0D is float32 in IDX, not MNIST's 0x08
-    path.write_bytes(gzip.compress(bytes(raw), compresslevel=1))
-    return path
-
-
-def _damage_one_byte(path: Path) -> Path:
-    raw = bytearray(gzip.decompress(path.read_bytes()))
-    raw[-1] = (raw[-1] + 1) % 10  # still a valid IDX file: only the content changed
-    path.write_bytes(gzip.compress(bytes(raw), compresslevel=1))
-    return path
-
-
-@pytest.mark.parametrize(
-    ("damage", "stem", "words"),
-    [
-        (_damage_truncated_gz, "t10k-labels-idx1-ubyte", ["truncated"]),
-        (_damage_truncated_gz, "train-images-idx3-ubyte", ["truncated"]),
-        (_damage_truncated_idx, "t10k-labels-idx1-ubyte", ["truncated", "needs 10008"]),
-        (_damage_magic, "train-labels-idx1-ubyte", ["magic number", "0x00000d01"]),
-        (_damage_one_byte, "t10k-labels-idx1-ubyte", ["checksum", "27ae3e4e"]),
-        (_damage_one_byte, "t10k-images-idx3-ubyte", ["checksum", "2646ac64"]),
-    ],
-)
-def test_bad_file_names_the_file_and_the_fix(
-    mnist_copy: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path, damage, stem: str, words
-) -> None:
-    bad = damage(mnist_copy / "mnist" / f"{stem}.gz")
-    # A good copy elsewhere must not hide the bad file the user pointed at.
-    monkeypatch.setenv("CNN_DATA_DIR", str(data_dir))
-    with pytest.raises(DataError) as info:
-        load_dataset("mnist", root=mnist_copy, download=False)
-    err = info.value
-    assert str(bad) in err.message
-    for word in words:
-        assert word in err.message
-    assert str(bad) in err.hint and "fetch" in err.hint
-    assert f"{err.message}\n  fix: {err.hint}" == str(err)
-
-
-def test_truncated_idx_message_gives_the_sizes(mnist_copy: Path) -> None:
-    bad = _damage_truncated_idx(mnist_copy / "mnist" / "t10k-labels-idx1-ubyte.gz")
-    with pytest.raises(DataError) as info:
-        load_dataset("mnist", root=mnist_copy, download=False)
-    # 8-byte header + 10,000 labels; the copy is 100 bytes short
-    assert f"{bad} is truncated: 9908 bytes, the header (10000,) needs 10008" in str(info.value)
-
-
-def test_parse_idx_rejects_a_longer_file() -> None:
-    raw = bytes([0, 0, 8, 1]) + (3).to_bytes(4, "big") + bytes([1, 2, 3, 4])
-    with pytest.raises(DataError, match="longer than its header says"):
-        data_mod.parse_idx(raw, "x.idx")
-    np.testing.assert_array_equal(data_mod.parse_idx(raw[:-1], "x.idx"), [1, 2, 3])
+# ------------------------------------------------------------------ missing and corrupt copies
 
 
 def test_missing_file_offline_lists_where_it_looked(mnist_copy: Path, isolated: Path) -> None:
@@ -409,146 +291,3 @@ def test_env_data_dir_comes_before_the_cache(
     (isolated / "cache" / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"junk")
     monkeypatch.setenv("CNN_DATA_DIR", str(data_dir))
     assert Path(load_dataset("mnist", download=False).source) == data_dir / "mnist"
-
-
-# ----------------------------------------------------------------------------- download
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a folder; records the paths asked for instead of logging them."""
-
-    requests: list[str]
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
-        return
-
-    def do_GET(self) -> None:  # noqa: N802 - base class name
-        self.requests.append(self.path)
-        super().do_GET()
-
-
-@pytest.fixture()
-def mirror(
-    isolated: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[str, Path, list[str]]]:
-    """A local HTTP mirror on 127.0.0.1: ``(base_url, served_folder, requested_paths)``."""
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    served = isolated / "www"
-    served.mkdir()
-    requests: list[str] = []
-    handler = type("Handler", (_QuietHandler,), {"requests": requests})
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(served))
-    )
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", served, requests
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture()
-def served_mnist(
-    mirror: tuple[str, Path, list[str]], data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[str, Path, list[str]]:
-    """The mirror serving the four MNIST .gz files, with the registry trusting them.
-
-    Three of the offline files are the published ``.gz`` bytes and are checked against the
-    published md5 unchanged. The training images were recompressed (same contents, other gzip
-    bytes), so for that one file the registry's ``.gz`` md5 is replaced by the md5 of the bytes
-    served — after checking that they decompress to the official contents.
-    """
-    url, served, requests = mirror
-    info = datasets_mod.DATASETS["mnist"]
-    for stem in FILES:
-        shutil.copyfile(data_dir / "mnist" / f"{stem}.gz", served / f"{stem}.gz")
-    recompressed = "train-images-idx3-ubyte"
-    for stem in FILES:
-        gz = (served / f"{stem}.gz").read_bytes()
-        if stem == recompressed:
-            assert md5(gz) != info.gz_md5[stem]
-            assert md5(gzip.decompress(gz)) == info.raw_md5[stem]
-        else:
-            assert md5(gz) == info.gz_md5[stem]
-    gz_md5 = {**info.gz_md5, recompressed: md5((served / f"{recompressed}.gz").read_bytes())}
-    monkeypatch.setitem(datasets_mod.DATASETS, "mnist", dataclasses.replace(info, gz_md5=gz_md5))
-    return url, served, requests
-
-
-def test_download_lands_in_the_cache_and_loads(
-    served_mnist: tuple[str, Path, list[str]], isolated: Path, raw_mnist: RawDataset
-) -> None:
-    url, served, requests = served_mnist
-    raw = load_dataset("mnist", mirrors=(url,))
-    cache = isolated / "cache" / "mnist"
-    assert Path(raw.source) == cache
-    assert files_under(isolated / "cache") == sorted(f"mnist/{stem}.gz" for stem in FILES)
-    for stem in FILES:
-        assert (cache / f"{stem}.gz").read_bytes() == (served / f"{stem}.gz").read_bytes()
-    assert sorted(requests) == sorted(f"/{stem}.gz" for stem in FILES)
-    np.testing.assert_array_equal(raw.x_train, raw_mnist.x_train)
-    np.testing.assert_array_equal(raw.y_train, raw_mnist.y_train)
-    # the next load reads the cache: no new request
-    load_dataset("mnist", mirrors=(url,))
-    assert len(requests) == len(FILES)
-
-
-def test_download_mirrors_from_env_fall_back_in_order(
-    served_mnist: tuple[str, Path, list[str]], isolated: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url, _, requests = served_mnist
-    monkeypatch.setenv("CNN_DATA_MIRRORS", f"{url}nowhere, {url.rstrip('/')}")  # 404, then good
-    raw = load_dataset("mnist")
-    assert len(raw.y_test) == 10_000
-    assert requests[:2] == ["/nowhere/train-images-idx3-ubyte.gz", "/train-images-idx3-ubyte.gz"]
-    assert len(files_under(isolated / "cache")) == len(FILES)
-
-
-def test_download_with_a_bad_checksum_keeps_nothing(
-    served_mnist: tuple[str, Path, list[str]], isolated: Path
-) -> None:
-    url, served, requests = served_mnist
-    bad = served / "t10k-labels-idx1-ubyte.gz"
-    gz = bytearray(bad.read_bytes())
-    gz[len(gz) // 2] ^= 0xFF
-    bad.write_bytes(bytes(gz))
-    with pytest.raises(DataError) as info:
-        load_dataset("mnist", mirrors=(url,))
-    assert f"{url}t10k-labels-idx1-ubyte.gz" in info.value.message
-    assert "hash" in info.value.message.lower()
-    assert "/t10k-labels-idx1-ubyte.gz" in requests
-    # the three good files were kept; of the bad one no file, partial or temporary, remains
-    assert files_under(isolated / "cache") == sorted(
-        f"mnist/{stem}.gz" for stem in FILES if stem != "t10k-labels-idx1-ubyte"
-    )
-
-
-def test_download_of_an_unpublished_gz_keeps_nothing(
-    mirror: tuple[str, Path, list[str]], isolated: Path, data_dir: Path
-) -> None:
-    # Unpatched registry: the recompressed training images are not the published .gz bytes.
-    url, served, requests = mirror
-    for stem in FILES:
-        shutil.copyfile(data_dir / "mnist" / f"{stem}.gz", served / f"{stem}.gz")
-    with pytest.raises(DataError) as info:
-        load_dataset("mnist", mirrors=(url,))
-    assert "train-images-idx3-ubyte.gz" in info.value.message
-    assert datasets_mod.DATASETS["mnist"].gz_md5["train-images-idx3-ubyte"] in info.value.message
-    assert requests == ["/train-images-idx3-ubyte.gz"]
-    assert files_under(isolated / "cache") == []
-
-
-def test_download_from_an_unreachable_mirror(
-    mirror: tuple[str, Path, list[str]], isolated: Path
-) -> None:
-    url, _, _ = mirror  # serves an empty folder: every file is a 404
-    with pytest.raises(DataError) as info:
-        load_dataset("mnist", mirrors=(url,))
-    assert "download:" in info.value.message and "404" in info.value.message
-    assert files_under(isolated / "cache") == []
