@@ -1,13 +1,19 @@
 """Shared, framework-free parts of cnn-rosetta: what every framework does alike, once.
 
+Its modules (a test checks that this list names every one, and nothing else):
+
 - ``spec`` (the model and training spec), ``spec_files`` (YAML/JSON, ``--set`` overrides);
-- ``data`` (datasets, the split), ``batches`` (THE batch order), ``seeds`` (named streams);
+- ``datasets`` (the registry), ``data`` (where the files are looked for, the split),
+  ``idx`` (parsing and checking a file), ``download`` (checksum-verified download);
+- ``batches`` (THE batch order), ``seeds`` (named streams);
 - ``weights`` (canonical layout, initialisation, the PyTorch conversion, files);
 - ``metrics`` (loss, accuracy and predictions from logits; confusion matrix, report);
 - ``recorder`` (the run record and the progress events of a training run), ``events``,
   ``results`` (the record), ``files`` (atomic writes, checkpoint files), ``progress``;
 - ``framework`` (what a framework package declares, the contract's names), ``cli`` (the flags
-  every trainer shares), ``errors`` (user errors: a message and the fix).
+  every trainer shares), ``errors`` (user errors: a message and the fix);
+- ``phases`` (where a training step's time goes), ``machine`` (the machine a run measured on),
+  ``numeric`` (central finite differences for gradient checks).
 
 Imports NumPy (and PyYAML, safetensors, pooch lazily) only: never torch, TensorFlow or keras.
 """
