@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import pkgutil
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -101,6 +102,7 @@ class FrameworkInfo:
     env: Mapping[str, str] = field(default_factory=dict)
     default: bool = False  # part of the default --frameworks
     order: int = 100  # position in tables and figures (lower first)
+    bench_reference: bool = False  # what cnn-compare bench times the others against
 
     def __post_init__(self) -> None:
         missing = [topic for topic in TOPICS if topic not in self.native]
@@ -143,32 +145,34 @@ def lazy_exports(
 ) -> None:
     """Export ``name -> module`` from ``package``, importing the module on first use.
 
-    Contract names stay the functions whatever is imported later: importing a submodule binds
-    it to its package under its own name (``keras_cnn.train`` the module would replace
-    ``keras_cnn.train`` the function), and the package here refuses that one binding.
-    ``before_import`` runs before a home module is first imported (keras_cnn imports keras
-    there with TensorFlow's start-up lines silenced).
+    A module-level ``__getattr__`` and ``__dir__`` (PEP 562) do it. No submodule may be named
+    like an exported name: importing a submodule binds it to its package under its own name,
+    which would replace the function (a ``train.py`` beside ``train``), so such a package
+    raises ``ValueError`` here. ``before_import`` runs before a home module is first imported
+    (keras_cnn imports keras there with TensorFlow's start-up lines silenced).
     """
     module = sys.modules[package]
     exported = dict(homes)
+    submodules = {found.name for found in pkgutil.iter_modules(getattr(module, "__path__", ()))}
+    shadowed = sorted(submodules & set(exported))
+    if shadowed:
+        raise ValueError(
+            f"package {package!r} has submodules named like the names it exports: {shadowed}; "
+            "importing one would replace the exported name"
+        )
 
-    class ExportingPackage(types.ModuleType):
-        def __getattr__(self, name: str) -> Any:
-            if name not in exported:
-                raise AttributeError(f"module {package!r} has no attribute {name!r}")
-            if before_import is not None:
-                before_import()
-            value = getattr(importlib.import_module(exported[name]), name)
-            types.ModuleType.__setattr__(self, name, value)
-            return value
+    def __getattr__(name: str) -> Any:  # noqa: N807 - the PEP 562 hook
+        if name not in exported:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if before_import is not None:
+            before_import()
+        value = getattr(importlib.import_module(exported[name]), name)
+        setattr(module, name, value)
+        return value
 
-        def __setattr__(self, name: str, value: Any) -> None:
-            if name in exported and isinstance(value, types.ModuleType):
-                return  # the submodule stays reachable as sys.modules[f"{package}.{name}"]
-            types.ModuleType.__setattr__(self, name, value)
+    def __dir__() -> list[str]:  # noqa: N807 - the PEP 562 hook
+        return sorted(set(vars(module)) | set(exported))
 
-        def __dir__(self) -> list[str]:
-            return sorted(set(super().__dir__()) | set(exported))
-
-    module.__class__ = ExportingPackage
+    module.__getattr__ = __getattr__
+    module.__dir__ = __dir__
     module.__all__ = list(exported)

@@ -2,7 +2,7 @@
 
 Modules, as in every framework package: ``network`` (the ``keras.Sequential`` of the spec, its
 loss and step metric), ``model`` (the contract), ``optim`` (the spec's optimisers in both Adam
-epsilon conventions), ``train`` (``fit`` on the shared batch order, checkpoints, resume),
+epsilon conventions), ``training`` (``fit`` on the shared batch order, checkpoints, resume),
 ``framework`` (the declarations: keras, keras-torch, keras-jax), ``__main__`` (the command
 line).
 
@@ -57,8 +57,8 @@ lazy_exports(
     __name__,
     {
         **{name: "keras_cnn.model" for name in CONTRACT if name != "train"},
-        "train": "keras_cnn.train",
-        "phase_times": "keras_cnn.train",
+        "train": "keras_cnn.training",
+        "phase_times": "keras_cnn.training",
     },
     before_import=_import_keras,
 )

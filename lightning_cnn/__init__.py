@@ -5,7 +5,7 @@
   (``optim.py``).
 - ``MNISTDataModule`` (``datamodule.py``): any registry dataset, the shared split, batch order
   (``EpochBatchSampler``, sharded under DDP) and augmentation.
-- The contract (``model.py``, ``train.py``; ``docs/design.md``), the declaration
+- The contract (``model.py``, ``training.py``; ``docs/design.md``), the declaration
   (``framework.py``), the command line (``__main__.py``, ``cli.py`` for the LightningCLI),
   callbacks and loggers (``callbacks.py``).
 
@@ -20,8 +20,8 @@ lazy_exports(
     __name__,
     {
         **{name: "lightning_cnn.model" for name in CONTRACT if name != "train"},
-        "train": "lightning_cnn.train",
-        "phase_times": "lightning_cnn.train",
+        "train": "lightning_cnn.training",
+        "phase_times": "lightning_cnn.training",
         "LitCNN": "lightning_cnn.module",
         "MNISTDataModule": "lightning_cnn.datamodule",
         "EpochBatchSampler": "lightning_cnn.datamodule",

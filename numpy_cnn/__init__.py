@@ -7,7 +7,7 @@ D, U a dense layer's inputs and units, K classes. Images are NHWC, conv kernels
 
 Modules, as in every framework package: ``network`` (the CNN: forward with caches, backward in
 reverse), ``model`` (the contract), ``optim`` (Adam in both epsilon conventions, SGD with
-momentum), ``train`` (the training loop, checkpoints, resume), ``framework`` (the declaration),
+momentum), ``training`` (the training loop, checkpoints, resume), ``framework`` (the declaration),
 ``__main__`` (the command line). Beside them: ``ops`` and ``pooling`` (the layers as
 forward/backward pairs with their plain-loop twins), ``fused`` (a convolution and its pooling
 as one operation), ``parallel`` (the batch spread over the cores) and ``demo``
@@ -20,8 +20,8 @@ lazy_exports(
     __name__,
     {
         **{name: "numpy_cnn.model" for name in CONTRACT if name != "train"},
-        "train": "numpy_cnn.train",
-        "phase_times": "numpy_cnn.train",
+        "train": "numpy_cnn.training",
+        "phase_times": "numpy_cnn.training",
         "CNN": "numpy_cnn.network",
     },
 )

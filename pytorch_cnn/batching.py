@@ -1,6 +1,6 @@
 """Training batches as tensors: the shared batch order and augmentation, NCHW, built once.
 
-Both the plain PyTorch loop (``pytorch_cnn.train``) and Lightning's data module take their
+Both the plain PyTorch loop (``pytorch_cnn.training``) and Lightning's data module take their
 batches from ``BatchSource.batch``, so they feed the model bit-identical tensors: comparing
 the two compares what Lightning adds, not two ways of slicing arrays.
 """

@@ -7,7 +7,7 @@ NumPy in the canonical layout (images NHWC, weights through ``cnn_common.weights
 ``CNN`` is a ``torch.nn.Sequential`` of named layers (conv1, pool1, ..., flatten, dense1,
 [dropout1], logits) from ``cnn_common.spec.layers``, so its parameters are ``conv1.weight``,
 ``conv1.bias``, ... and the canonical ``conv1.kernel`` is its ``conv1.weight``. It needs no
-Trainer: the plain loop (``pytorch_cnn.train``) trains it directly, and ``LitCNN``
+Trainer: the plain loop (``pytorch_cnn.training``) trains it directly, and ``LitCNN``
 (``lightning_cnn``) wraps it.
 """
 

@@ -13,7 +13,7 @@ SOURCES: dict[str, list[str]] = {
     "flatten": ["torch.nn:Flatten.forward"],
     "dense": ["pytorch_cnn.network:SpecLinear.forward", "torch.nn:Linear.forward"],
     "dropout": ["torch.nn:Dropout.forward", "torch.nn.functional:dropout"],
-    "loss": ["pytorch_cnn.train:run_epoch", "torch.nn.functional:cross_entropy"],
+    "loss": ["pytorch_cnn.training:run_epoch", "torch.nn.functional:cross_entropy"],
     "adam": [
         "pytorch_cnn.optim:make_optimizer",
         "torch.optim:Adam.step",

@@ -20,8 +20,8 @@ PACKAGE = "lazy_demo_pkg"
 
 @pytest.fixture()
 def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A package whose ``__init__`` exports ``train`` (from its submodule ``train``, a name it
-    shares) and ``build`` (from ``model``) with ``lazy_exports``."""
+    """A package whose ``__init__`` exports ``train`` (from its submodule ``training``) and
+    ``build`` (from ``model``) with ``lazy_exports``."""
     root = tmp_path / PACKAGE
     root.mkdir()
     (root / "__init__.py").write_text(
@@ -29,13 +29,13 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             """\
             from cnn_common.framework import lazy_exports
 
-            HOMES = {"train": "train", "build": "model", "VERSION": "model"}
+            HOMES = {"train": "training", "build": "model", "VERSION": "model"}
             lazy_exports(__name__, {k: f"{__name__}.{v}" for k, v in HOMES.items()})
             """
         )
     )
     (root / "model.py").write_text("VERSION = 3\n\ndef build():\n    return 'built'\n")
-    (root / "train.py").write_text(
+    (root / "training.py").write_text(
         f"from {PACKAGE}.model import build\n\ndef train():\n    return 'trained ' + build()\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -46,12 +46,12 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def test_names_resolve_lazily(package: str) -> None:
     pkg = importlib.import_module(package)
-    assert f"{package}.model" not in sys.modules and f"{package}.train" not in sys.modules
+    assert f"{package}.model" not in sys.modules and f"{package}.training" not in sys.modules
     assert sorted(pkg.__all__) == ["VERSION", "build", "train"]
     assert {"VERSION", "build", "train"} <= set(dir(pkg))
     assert f"{package}.model" not in sys.modules  # dir() imports nothing either
     assert pkg.build() == "built"
-    assert f"{package}.model" in sys.modules and f"{package}.train" not in sys.modules
+    assert f"{package}.model" in sys.modules and f"{package}.training" not in sys.modules
     assert pkg.VERSION == 3
     assert pkg.build is sys.modules[f"{package}.model"].build
     with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'evaluate'"):
@@ -59,23 +59,32 @@ def test_names_resolve_lazily(package: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["import_module", "import statement", "from import", "first"])
-def test_a_submodule_named_like_a_function_does_not_replace_it(package: str, how: str) -> None:
+def test_a_contract_name_stays_the_function_after_its_module_is_imported(
+    package: str, how: str
+) -> None:
     pkg = importlib.import_module(package)
     function = pkg.train if how != "first" else None
     if how == "import_module":
-        importlib.import_module(f"{package}.train")
+        importlib.import_module(f"{package}.training")
     elif how == "import statement":
-        exec(f"import {package}.train", {})  # noqa: S102 - the statement is the test
+        exec(f"import {package}.training", {})  # noqa: S102 - the statement is the test
     elif how == "from import":
         exec(f"from {package} import train", {})  # noqa: S102
     else:  # the submodule imported before the name was ever used
-        importlib.import_module(f"{package}.train")
+        importlib.import_module(f"{package}.training")
         function = pkg.train
     assert inspect.isfunction(pkg.train), pkg.train
     assert function is None or pkg.train is function
     assert pkg.train() == "trained built"
-    module = sys.modules[f"{package}.train"]  # the module stays reachable here
+    module = sys.modules[f"{package}.training"]  # the module stays reachable here
     assert inspect.ismodule(module) and module.train is pkg.train
+
+
+def test_a_submodule_named_like_an_export_is_refused(package: str, tmp_path: Path) -> None:
+    # Importing it would bind the module to the package over the function of the same name.
+    (tmp_path / package / "train.py").write_text("def train():\n    return 'shadowed'\n")
+    with pytest.raises(ValueError, match=r"named like the names it exports: \['train'\]"):
+        importlib.import_module(package)
 
 
 def test_other_attributes_can_still_be_set(package: str) -> None:

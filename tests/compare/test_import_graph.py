@@ -122,8 +122,8 @@ def test_the_source_was_read() -> None:
     # The graph is not vacuous: every package was found and the known edges are there.
     assert {module.split(".")[0] for module in MODULES} == set(PACKAGES)
     assert {"cnn_common.results", "cnn_common.events"} <= GRAPH["cnn_common.recorder"]
-    assert "numpy_cnn.model" in GRAPH["numpy_cnn.train"]
-    assert "compare.registry" in GRAPH["compare.runner"]
+    assert "numpy_cnn.model" in GRAPH["numpy_cnn.training"]
+    assert "compare.engine.registry" in GRAPH["compare.run"]
 
 
 def test_the_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ def test_the_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
         "import numpy as np\n"
         "from cnn_common import files, not_a_module\n"
         "if TYPE_CHECKING:\n"
-        "    from compare.jobs import TrainJob\n"
+        "    from compare.engine.jobs import TrainJob\n"
         "def f():\n"
         "    import numpy_cnn.train\n"
         "    from tests.reference import reference_logits\n"
@@ -142,7 +142,7 @@ def test_the_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
     assert imports_of("cnn_common.example", path) == {
         "cnn_common.files",
         "cnn_common",
-        "compare.jobs",
+        "compare.engine.jobs",
         "numpy_cnn.train",
         "tests.reference",
     }

@@ -42,7 +42,7 @@ FAULTY_INIT = '''\
         __name__,
         {
             **{name: "numpy_cnn.model" for name in CONTRACT if name not in FAULTY},
-            "train": "numpy_cnn.train",
+            "train": "numpy_cnn.training",
             **{name: "faulty_cnn.model" for name in FAULTY},
         },
     )

@@ -1,4 +1,4 @@
-"""compare.registry: the frameworks come from the ``cnn_rosetta.frameworks`` entry points, so
+"""compare.engine.registry: the frameworks come from the ``cnn_rosetta.frameworks`` entry points, so
 a framework a third party installs is listed, run and reported with no change in compare."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from cnn_common.errors import FrameworkMissingError, UserError
 from cnn_common.framework import TOPICS, FrameworkInfo
 from cnn_common.results import RunResult
-from compare import registry
-from compare.layout import RESULTS_FILE, run_dir
+from compare.engine import registry
+from compare.engine.layout import RESULTS_FILE, run_dir
 from tests.compare.plugins import child_env, write_plugin
 
 OWN = ["numpy", "keras", "keras-torch", "keras-jax", "lightning", "pytorch"]
@@ -72,7 +72,7 @@ def write_third_party(root: Path, entry_name: str = "thirdparty") -> Path:
                 {
                     **{name: "numpy_cnn.model" for name in CONTRACT if name != "train"},
                     # compare passes train(name="thirdparty"): the record says whose it is
-                    "train": "numpy_cnn.train",
+                    "train": "numpy_cnn.training",
                 },
             )
             ''',

@@ -1,4 +1,4 @@
-"""keras_cnn.train and the CLI: the run record, the shared batch order, per-step losses, resume
+"""keras_cnn.training and the CLI: the run record, the shared batch order, per-step losses, resume
 checks, backends in their own processes, and the MNIST accuracy of the default run. A NaN loss
 and resume after a SIGKILL are the contract suite's (tests/contract)."""
 
@@ -39,8 +39,8 @@ def km() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def kt(km: ModuleType) -> ModuleType:
-    """The module keras_cnn.train (``keras_cnn.train`` itself is the function)."""
-    return importlib.import_module("keras_cnn.train")
+    """keras_cnn.training."""
+    return importlib.import_module("keras_cnn.training")
 
 
 def run_python(code: str, env_extra: dict[str, str] | None = None, timeout: float = 300):

@@ -1,4 +1,4 @@
-"""lightning_cnn.train: bit-identity with the plain PyTorch loop (``pytorch_cnn.train``), the
+"""lightning_cnn.training: bit-identity with the plain PyTorch loop (``pytorch_cnn.train``), the
 run record, events, logs and checkpoints, resume without a checkpoint, and the accuracy of the
 seed run. A NaN loss and resume after a SIGKILL are the contract suite's (tests/contract)."""
 
@@ -195,7 +195,7 @@ def test_importing_the_package_loads_neither_tensorflow_nor_keras(tmp_path) -> N
     code = textwrap.dedent(
         f"""
         import sys
-        import lightning_cnn, lightning_cnn.train, lightning_cnn.model, lightning_cnn.cli
+        import lightning_cnn, lightning_cnn.training, lightning_cnn.model, lightning_cnn.cli
         lightning_cnn.train, lightning_cnn.LitCNN, lightning_cnn.MNISTDataModule
         from lightning_cnn.callbacks import make_loggers
         for logger in make_loggers({str(tmp_path)!r}):  # TensorBoard would pull TensorFlow in

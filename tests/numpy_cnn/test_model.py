@@ -233,7 +233,7 @@ def test_import_stays_framework_free() -> None:
 
     code = (
         "import sys, numpy_cnn, numpy_cnn.model, numpy_cnn.network, numpy_cnn.optim, "
-        "numpy_cnn.ops, numpy_cnn.train, numpy_cnn.__main__; "
+        "numpy_cnn.ops, numpy_cnn.training, numpy_cnn.__main__; "
         "numpy_cnn.build; numpy_cnn.train; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'torch', 'tensorflow', 'keras', 'lightning', 'jax', 'matplotlib'}))"

@@ -1,4 +1,4 @@
-"""numpy_cnn.train and the ``numpy-cnn`` command: the run record, checkpoints, resume with
+"""numpy_cnn.training and the ``numpy-cnn`` command: the run record, checkpoints, resume with
 dropout and augmentation, user errors, and the 5-epoch MNIST accuracy (slow). A NaN loss and
 resume after a SIGKILL are the contract suite's (tests/contract)."""
 

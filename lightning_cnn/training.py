@@ -41,7 +41,7 @@ from lightning_cnn.framework import FRAMEWORK
 from lightning_cnn.model import evaluate, get_weights, set_weights
 from lightning_cnn.module import LitCNN
 from pytorch_cnn.network import kernel_builds
-from pytorch_cnn.train import describe_device, torch_device
+from pytorch_cnn.training import describe_device, torch_device
 
 VERSIONED = ("torch", "lightning", "torchmetrics", "numpy")
 
