@@ -11,10 +11,25 @@ for the layer traces and for reading.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from cnn_common.spec import conv_output_size
-from numpy_cnn.ops import Cache, Pad, Workspace, _empty, col2im, pad_images
+from numpy_cnn.ops import Pad, Workspace, _empty, col2im, pad_images
+
+
+class ConvPoolCache(NamedTuple):
+    """What ``conv_pool_backward`` needs from ``conv_pool_forward`` (M = N*Po*Qo windows)."""
+
+    x_shape: tuple[int, ...]  # (N, H, W, C): the input's shape, for dx
+    cols: np.ndarray  # (size*size*M, KH*KW*C + 1): im2col rows in pooling order, a 1 last
+    w: np.ndarray  # (KH, KW, C, F)
+    stride: int
+    pad: Pad
+    size: int  # pooling window side, also the pooling stride
+    blocks: np.ndarray  # (size*size, M, F): the convolution's output, one block per offset
+    pooled: np.ndarray  # (M, F): each window's maximum
 
 
 def _pooled_patches(
@@ -42,7 +57,7 @@ def conv_pool_forward(
     pad: Pad,
     size: int,
     ws: Workspace | None = None,
-) -> tuple[np.ndarray, Cache]:
+) -> tuple[np.ndarray, ConvPoolCache]:
     """A convolution followed by max-pooling over ``size x size`` windows that tile its output
     (pooling stride ``size``): ``x (N, H, W, C) -> (N, Po, Qo, F)`` pooled pre-activations,
     ``Po = Ho // size``, the same values as ``conv2d_forward`` then ``maxpool_forward`` (up to
@@ -83,7 +98,8 @@ def conv_pool_forward(
     pooled[...] = blocks[0]
     for block in blocks[1:]:
         np.maximum(pooled, block, out=pooled)
-    return pooled.reshape(n, po, qo, f), (x.shape, cols, w, stride, pad, size, blocks, pooled)
+    cache = ConvPoolCache(x.shape, cols, w, stride, pad, size, blocks, pooled)
+    return pooled.reshape(n, po, qo, f), cache
 
 
 def _first_maxima(blocks: np.ndarray, pooled: np.ndarray, ws: Workspace | None) -> np.ndarray:
@@ -99,7 +115,7 @@ def _first_maxima(blocks: np.ndarray, pooled: np.ndarray, ws: Workspace | None) 
 
 
 def conv_pool_backward(
-    dout: np.ndarray, cache: Cache, need_dx: bool = True, ws: Workspace | None = None
+    dout: np.ndarray, cache: ConvPoolCache, need_dx: bool = True, ws: Workspace | None = None
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of ``conv_pool_forward``: ``dout (N, Po, Qo, F) -> dx (N, H, W, C), dw, db``.
 
@@ -107,12 +123,12 @@ def conv_pool_backward(
     window order, as ``maxpool_backward``); ``[dw; db] = cols^T @ dblocks`` in one GEMM; for
     ``dx`` the blocks are put back in image order (zero where no window reached) for
     ``col2im``. ``need_dx=False`` skips that half (the first layer's input)."""
-    x_shape, cols, w, stride, pad, size, blocks, pooled = cache
+    x_shape, w, stride, pad, size = cache.x_shape, cache.w, cache.stride, cache.pad, cache.size
     n, po, qo, f = dout.shape
     d2 = dout.reshape(n * po * qo, f)
-    won = _first_maxima(blocks, pooled, ws)  # (size*size, N*Po*Qo, F)
-    dblocks = np.multiply(d2, won, out=_empty(ws, "pool_dblocks", blocks.shape, dout.dtype))
-    dwb = np.dot(cols.T, dblocks.reshape(-1, f))  # (KH*KW*C + 1, F)
+    won = _first_maxima(cache.blocks, cache.pooled, ws)  # (size*size, N*Po*Qo, F)
+    dblocks = np.multiply(d2, won, out=_empty(ws, "pool_dblocks", won.shape, dout.dtype))
+    dwb = np.dot(cache.cols.T, dblocks.reshape(-1, f))  # (KH*KW*C + 1, F)
     dw, db = dwb[:-1].reshape(w.shape), dwb[-1]
     if not need_dx:
         return None, dw, db
@@ -128,10 +144,10 @@ def conv_pool_backward(
     return col2im(dconv.reshape(n * ho * wo, f), w, x_shape, stride, pad, ws), dw, db
 
 
-def conv_pool_winners(cache: Cache) -> np.ndarray:
+def conv_pool_winners(cache: ConvPoolCache) -> np.ndarray:
     """Which window offset (row-major) won each pooled value: ``(N, Po, Qo, F)`` integers, from
     ``conv_pool_forward``'s cache (as ``maxpool_winners``)."""
-    x_shape, _, w, stride, pad, size, blocks, pooled = cache
-    winners = _first_maxima(blocks, pooled, None).argmax(axis=0)  # the one True per window
-    po = conv_output_size(x_shape[1], w.shape[0], stride, sum(pad[0])) // size
+    winners = _first_maxima(cache.blocks, cache.pooled, None).argmax(axis=0)  # (M, F)
+    x_shape, w = cache.x_shape, cache.w
+    po = conv_output_size(x_shape[1], w.shape[0], cache.stride, sum(cache.pad[0])) // cache.size
     return winners.reshape(x_shape[0], po, -1, w.shape[3])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,11 +31,22 @@ from cnn_common.numeric import numeric_gradient
 from cnn_common.spec import Layer, ModelSpec, layers, same_padding
 from cnn_common.weights import init_weights
 from numpy_cnn import fused, ops, pooling
-from numpy_cnn.network import CNN, backward, forward, make_network
+from numpy_cnn.network import (
+    CNN,
+    ConvLayerCache,
+    DenseLayerCache,
+    LayerCache,
+    PoolLayerCache,
+    backward,
+    forward,
+    make_network,
+)
 
 STEP = 1e-5  # h of the central differences
 TOLERANCE = 1e-6  # the largest relative error that passes
 FLOOR = 1e-4  # gradients below this are compared absolutely (1e-10 at the tolerance)
+
+C = TypeVar("C")  # the cache type of the layer being checked
 
 
 @dataclass(frozen=True)
@@ -69,8 +81,8 @@ def _every_index(array: np.ndarray) -> list[tuple[int, ...]]:
 
 def _check_layer(
     case: str,
-    run: Callable[[], tuple[np.ndarray, ops.Cache]],
-    grads: Callable[[np.ndarray, ops.Cache], dict[str, np.ndarray]],
+    run: Callable[[], tuple[np.ndarray, C]],
+    grads: Callable[[np.ndarray, C], dict[str, np.ndarray]],
     inputs: dict[str, np.ndarray],
     rng: np.random.Generator,
 ) -> list[Check]:
@@ -97,17 +109,17 @@ def _conv_inputs(
     return rng.normal(size=(n, size, size, c)), rng.normal(size=(k, k, c, f)), rng.normal(size=f)
 
 
-def _conv_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
+def _conv_grads(dout: np.ndarray, cache: ops.ConvCache) -> dict[str, np.ndarray]:
     dx, dw, db = ops.conv2d_backward(dout, cache)
     return {"x": dx, "w": dw, "b": db}
 
 
-def _conv_pool_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
+def _conv_pool_grads(dout: np.ndarray, cache: fused.ConvPoolCache) -> dict[str, np.ndarray]:
     dx, dw, db = fused.conv_pool_backward(dout, cache)
     return {"x": dx, "w": dw, "b": db}
 
 
-def _dense_grads(dout: np.ndarray, cache: ops.Cache) -> dict[str, np.ndarray]:
+def _dense_grads(dout: np.ndarray, cache: ops.DenseCache) -> dict[str, np.ndarray]:
     dx, dw, db = ops.dense_backward(dout, cache)
     return {"x": dx, "w": dw, "b": db}
 
@@ -199,20 +211,22 @@ def layer_checks(seed: int = 0) -> list[Check]:
     return checks
 
 
-def _pieces(caches: list[tuple[Layer, ops.Cache]]) -> list[np.ndarray]:
+def _pieces(caches: list[tuple[Layer, LayerCache]]) -> list[np.ndarray]:
     """The linear piece the network is on: every ReLU's active mask and every max-pooling
     window's winner, from the forward pass's caches."""
     found: list[np.ndarray] = []
-    for layer, cache in caches:
-        if layer.kind not in ("conv", "pool", "dense", "logits"):
-            continue
-        first, activation = cache[:2]
-        if layer.kind == "conv" and cache[2]:  # pooled by the convolution itself
-            found.append(fused.conv_pool_winners(first))
-        if layer.kind == "pool" and first is not None:
-            found.append(pooling.maxpool_winners(first))
-        if activation is not None and activation[0] == "relu":
-            found.append(activation[1] > 0)
+    for _, cache in caches:
+        if isinstance(cache, ConvLayerCache) and isinstance(cache.conv, fused.ConvPoolCache):
+            found.append(fused.conv_pool_winners(cache.conv))  # pooled by the convolution
+        if isinstance(cache, PoolLayerCache) and cache.pool is not None:
+            found.append(pooling.maxpool_winners(cache.pool))
+        activation = (
+            cache.activation
+            if isinstance(cache, ConvLayerCache | PoolLayerCache | DenseLayerCache)
+            else None
+        )
+        if activation is not None and activation.kind == "relu":
+            found.append(activation.out > 0)
     return found
 
 

@@ -25,10 +25,10 @@ from numpy_cnn import ops, parallel
 from numpy_cnn.network import (
     CNN,
     PIECE,
+    across_threads,
     backward,
     forward,
     make_network,
-    replicas,
     train_step,
 )
 from numpy_cnn.optim import Optimizer
@@ -48,21 +48,21 @@ def build(spec: ModelSpec, dtype: str = "float32", *, seed: int = 0) -> CNN:
     return make_network(spec, init_weights(spec, seed, dtype), dtype)
 
 
-def _in_chunks(model: CNN, x: np.ndarray, keep: bool = False) -> list:
+def _in_chunks(
+    model: CNN, x: np.ndarray, keep: bool = False
+) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """The forward pass over ``x (N, H, W, C)`` in chunks of at most ``EVAL_BATCH`` images,
-    spread over the cores as training spreads a batch: one contiguous run of chunks per thread
-    of the pool, each with a single-threaded BLAS and its own replica's workspaces (fresh
-    buffers of a few MB cost page faults on every chunk), so a chunk's numbers never depend on
-    what ran before or beside it. Returns each chunk's ``(logits (n, K), {layer: map})`` (maps
-    only with ``keep``), in order."""
+    spread over the cores as training spreads a batch (``network.across_threads``): one
+    contiguous run of chunks per thread of the pool, each with a single-threaded BLAS and its
+    own replica's workspaces (fresh buffers of a few MB cost page faults on every chunk), so a
+    chunk's numbers never depend on what ran before or beside it. Returns each chunk's
+    ``(logits (n, K), {layer: map})`` (maps only with ``keep``), in order."""
     size = max(1, min(EVAL_BATCH, -(-len(x) // parallel.workers())))
     starts = list(range(0, len(x), size))
-    threads = max(1, min(parallel.workers(), len(starts)))
-    cuts = np.linspace(0, len(starts), threads + 1).astype(int)  # chunks per thread
 
-    def run(replica: CNN, part: list[int]) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def run(replica: CNN, a: int, b: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
         done = []
-        for start in part:
+        for start in starts[a:b]:
             maps: dict[str, np.ndarray] = {}
             logits, _ = forward(
                 replica, x[start : start + size], keep=maps if keep else None, scratch=True
@@ -70,15 +70,7 @@ def _in_chunks(model: CNN, x: np.ndarray, keep: bool = False) -> list:
             done.append((logits.copy(), {name: m.copy() for name, m in maps.items()}))
         return done
 
-    jobs = [
-        (replica, starts[a:b])
-        for replica, a, b in zip(replicas(model, threads), cuts[:-1], cuts[1:], strict=True)
-    ]
-    if threads == 1:
-        return run(*jobs[0])
-    return [
-        chunk for part in parallel.executor().map(lambda job: run(*job), jobs) for chunk in part
-    ]
+    return [chunk for part in across_threads(model, len(starts), run) for chunk in part]
 
 
 def predict_logits(model: CNN, x: np.ndarray) -> np.ndarray:

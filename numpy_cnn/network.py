@@ -5,15 +5,19 @@ strides, 'same' padding (the asymmetric TensorFlow placement is in ``Layer.pad``
 without pooling, several dense layers, dropout, relu | tanh | sigmoid | linear. The model
 outputs logits; softmax lives in the loss and in ``predict``.
 
-The model's forward pass collects one cache per layer; its backward pass walks them in reverse
-and returns the gradient of every weight in the canonical layout (the layout the weights are
-stored in here, so no conversion is needed).
+The model's forward pass collects one cache per layer, a named type per layer kind
+(``ConvLayerCache``, ``PoolLayerCache``, ``FlattenCache``, ``DenseLayerCache``, dropout's
+``ops.DropoutCache``) holding its operations' own caches; its backward pass walks them in
+reverse and returns the gradient of every weight in the canonical layout (the layout the
+weights are stored in here, so no conversion is needed).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -24,6 +28,8 @@ from cnn_common.weights import Weights
 from numpy_cnn import fused, ops, parallel, pooling
 from numpy_cnn.optim import Optimizer
 
+T = TypeVar("T")
+
 
 @dataclass
 class CNN:
@@ -31,8 +37,8 @@ class CNN:
 
     ``weights`` maps ``conv1.kernel`` ... ``logits.bias`` to arrays of ``dtype``; the
     optimisers update them in place. ``workspaces`` hold each layer's reusable training
-    buffers; ``replicas`` are the views of this model that ``train_step`` runs in its other
-    threads.
+    buffers; ``replicas`` are the views of this model that ``across_threads`` runs in its
+    other threads (training and evaluation alike).
     """
 
     spec: ModelSpec
@@ -40,7 +46,7 @@ class CNN:
     layers: list[Layer]
     weights: Weights
     workspaces: dict[str, ops.Workspace] = field(default_factory=dict)
-    replicas: list[CNN] = field(default_factory=list)  # per-thread views for train_step
+    replicas: list[CNN] = field(default_factory=list)  # per-thread views: across_threads
 
 
 def make_network(spec: ModelSpec, weights: Weights, dtype: str = "float32") -> CNN:
@@ -54,6 +60,39 @@ def make_network(spec: ModelSpec, weights: Weights, dtype: str = "float32") -> C
 # ----------------------------------------------------------------------------- forward, backward
 
 
+class ConvLayerCache(NamedTuple):
+    """A conv layer's caches. ``conv`` is a ``fused.ConvPoolCache`` where the convolution also
+    did the pooling of the layer after it; ``activation`` is None where the activation was
+    deferred to after the pooling (the pool layer's cache holds it then)."""
+
+    conv: ops.ConvCache | fused.ConvPoolCache
+    activation: ops.ActivationCache | None
+
+
+class PoolLayerCache(NamedTuple):
+    """A pool layer's caches: ``pool`` is None where the convolution before did the pooling;
+    ``activation`` is the conv layer's activation, applied after the pooling, or None."""
+
+    pool: pooling.PoolCache | None
+    activation: ops.ActivationCache | None
+
+
+class FlattenCache(NamedTuple):
+    """What the flatten layer's backward needs: the map's shape to fold the gradient back."""
+
+    x_shape: tuple[int, ...]  # (N, H, W, C)
+
+
+class DenseLayerCache(NamedTuple):
+    """A dense (or logits) layer's caches: the product, then its activation."""
+
+    dense: ops.DenseCache
+    activation: ops.ActivationCache
+
+
+LayerCache = ConvLayerCache | PoolLayerCache | FlattenCache | DenseLayerCache | ops.DropoutCache
+
+
 def forward(
     model: CNN,
     x: np.ndarray,
@@ -63,7 +102,7 @@ def forward(
     keep: dict[str, np.ndarray] | None = None,
     every_layer: bool = False,
     scratch: bool = False,
-) -> tuple[np.ndarray, list[tuple[Layer, ops.Cache]]]:
+) -> tuple[np.ndarray, list[tuple[Layer, LayerCache]]]:
     """Logits ``(N, K)`` for images ``x (N, H, W, C)``, and the caches for ``backward``.
 
     ``train=True`` uses the per-layer workspaces (the backward pass must follow before the next
@@ -77,10 +116,12 @@ def forward(
     ``numpy_cnn.fused.conv_pool_forward``.
     """
     w = model.weights
-    caches: list[tuple[Layer, ops.Cache]] = []
+    caches: list[tuple[Layer, LayerCache]] = []
     out = x
     deferred = ""  # the activation of a conv layer, applied after its pooling
     pooled_here = False  # the last conv layer pooled its output itself
+    cache: LayerCache
+    conv_cache: ops.ConvCache | fused.ConvPoolCache
     for index, layer in enumerate(model.layers):
         ws = model.workspaces[layer.name] if train or scratch else None
         name = layer.name
@@ -107,7 +148,7 @@ def forward(
                     keep[name] = ops.activation_forward(out, layer.activation)[0]
             else:
                 out, act_cache = ops.activation_forward(out, layer.activation, ws)
-            cache: ops.Cache = (conv_cache, act_cache, pooled_here)
+            cache = ConvLayerCache(conv_cache, act_cache)
         elif layer.kind == "pool":
             if pooled_here:  # the convolution before has pooled already
                 pool_cache = None
@@ -118,14 +159,14 @@ def forward(
             if deferred:
                 out, act_cache = ops.activation_forward(out, deferred, ws)
                 deferred = ""
-            cache = (pool_cache, act_cache)
+            cache = PoolLayerCache(pool_cache, act_cache)
         elif layer.kind == "flatten":
-            cache = (out.shape,)
+            cache = FlattenCache(out.shape)
             out = out.reshape(out.shape[0], -1)  # (N, H*W*C), H, W, C order
         elif layer.kind in ("dense", "logits"):
             out, dense_cache = ops.dense_forward(out, w[f"{name}.kernel"], w[f"{name}.bias"])
             out, act_cache = ops.activation_forward(out, layer.activation, ws)
-            cache = (dense_cache, act_cache)
+            cache = DenseLayerCache(dense_cache, act_cache)
         else:  # dropout
             out, cache = ops.dropout_forward(out, layer.rate, rng if train else None)
         if (
@@ -141,7 +182,7 @@ def forward(
 def backward(
     model: CNN,
     dlogits: np.ndarray,
-    caches: list[tuple[Layer, ops.Cache]],
+    caches: list[tuple[Layer, LayerCache]],
     inputs: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Gradients of every weight from ``dlogits (N, K)``, walking the caches in reverse.
@@ -155,29 +196,28 @@ def backward(
     for index in range(len(caches) - 1, -1, -1):
         layer, cache = caches[index]
         name = layer.name
-        if layer.kind == "conv":
-            conv_cache, act_cache, pooled_here = cache
-            if act_cache is not None:
-                dout = ops.activation_backward(dout, act_cache, model.workspaces[name])
+        ws = model.workspaces[name]
+        if isinstance(cache, ConvLayerCache):
+            if cache.activation is not None:
+                dout = ops.activation_backward(dout, cache.activation, ws)
             # The first layer's input is the image: training never needs its gradient.
-            conv_backward = fused.conv_pool_backward if pooled_here else ops.conv2d_backward
-            dout, dw, db = conv_backward(
-                dout, conv_cache, need_dx=index > 0 or inputs is not None, ws=model.workspaces[name]
-            )
+            need_dx = index > 0 or inputs is not None
+            if isinstance(cache.conv, fused.ConvPoolCache):
+                dout, dw, db = fused.conv_pool_backward(dout, cache.conv, need_dx, ws)
+            else:
+                dout, dw, db = ops.conv2d_backward(dout, cache.conv, need_dx, ws)
             grads[f"{name}.kernel"], grads[f"{name}.bias"] = dw, db
-        elif layer.kind == "pool":
-            pool_cache, act_cache = cache
-            if act_cache is not None:
-                dout = ops.activation_backward(dout, act_cache, model.workspaces[name])
-            if pool_cache is None:  # pooled by the convolution before: its backward routes it
+        elif isinstance(cache, PoolLayerCache):
+            if cache.activation is not None:
+                dout = ops.activation_backward(dout, cache.activation, ws)
+            if cache.pool is None:  # pooled by the convolution before: its backward routes it
                 continue
-            dout = pooling.maxpool_backward(dout, pool_cache, model.workspaces[name])
-        elif layer.kind == "flatten":
-            dout = dout.reshape(cache[0])  # (N, H, W, C)
-        elif layer.kind in ("dense", "logits"):
-            dense_cache, act_cache = cache
-            dout = ops.activation_backward(dout, act_cache, model.workspaces[name])
-            dout, dw, db = ops.dense_backward(dout, dense_cache)
+            dout = pooling.maxpool_backward(dout, cache.pool, ws)
+        elif isinstance(cache, FlattenCache):
+            dout = dout.reshape(cache.x_shape)  # (N, H, W, C)
+        elif isinstance(cache, DenseLayerCache):
+            dout = ops.activation_backward(dout, cache.activation, ws)
+            dout, dw, db = ops.dense_backward(dout, cache.dense)
             grads[f"{name}.kernel"], grads[f"{name}.bias"] = dw, db
         else:  # dropout
             dout = ops.dropout_backward(dout, cache)
@@ -230,6 +270,19 @@ def replicas(model: CNN, count: int) -> list[CNN]:
     return [model, *model.replicas[: count - 1]]
 
 
+def across_threads(model: CNN, count: int, work: Callable[[CNN, int, int], T]) -> list[T]:
+    """``work(replica, a, b)`` for ``count`` items cut into one contiguous run ``[a, b)`` per
+    thread of ``numpy_cnn.parallel`` (at most one thread per item, at least one), each thread
+    with its own replica of ``model``; the results in run order, whichever thread finishes
+    first. One thread runs in the caller's."""
+    threads = max(1, min(parallel.workers(), count))
+    cuts = np.linspace(0, count, threads + 1).astype(int)  # items per thread
+    jobs = list(zip(replicas(model, threads), cuts[:-1], cuts[1:], strict=True))
+    if threads == 1:
+        return [work(*jobs[0])]
+    return list(parallel.executor().map(lambda job: work(*job), jobs))
+
+
 def train_step(
     model: CNN,
     optimizer: Optimizer,
@@ -254,17 +307,14 @@ def train_step(
     n = len(y)
     pieces = -(-n // PIECE)
     seeds = rng.integers(0, 2**63, size=pieces)
-    threads = min(parallel.workers(), pieces)
-    cuts = np.linspace(0, pieces, threads + 1).astype(int)  # pieces per thread
-    jobs = [
-        (replica, x[a * PIECE : b * PIECE], y[a * PIECE : b * PIECE], seeds[a:b], n)
-        for replica, a, b in zip(replicas(model, threads), cuts[:-1], cuts[1:], strict=True)
-    ]
+
+    def run(replica: CNN, a: int, b: int) -> tuple[float, int, Weights, list[float]]:
+        return _pieces_step(
+            replica, x[a * PIECE : b * PIECE], y[a * PIECE : b * PIECE], seeds[a:b], n
+        )
+
     began = time.perf_counter()
-    if threads == 1:
-        results = [_pieces_step(*jobs[0])]
-    else:
-        results = list(parallel.executor().map(lambda job: _pieces_step(*job), jobs))
+    results = across_threads(model, pieces, run)
     if clock is not None:
         wall = time.perf_counter() - began
         forward_s, backward_s = (sum(r[3][i] for r in results) for i in (0, 1))

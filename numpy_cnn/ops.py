@@ -11,11 +11,15 @@ Conventions: ``x`` is the layer input, ``out`` its output, ``dout`` the gradient
 with respect to ``out``, and ``dx``, ``dw``, ``db`` the gradients the backward pass returns.
 Images are NHWC; conv kernels ``(KH, KW, C, F)``; dense kernels ``(D, U)`` (in, out).
 A padding ``pad`` is ``((top, bottom), (left, right))`` zeros, as ``cnn_common.spec.Layer.pad``.
+
+Each forward returns ``(out, cache)``; the cache is a small named type of that operation
+(``ConvCache``, ``ActivationCache``, ``DenseCache``, ``DropoutCache``), what its backward reads,
+by field name. The caches hold references to arrays the forward made anyway: no copies.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -23,7 +27,6 @@ from numpy.lib.stride_tricks import as_strided
 from cnn_common.spec import conv_output_size
 
 Pad = tuple[tuple[int, int], tuple[int, int]]
-Cache = tuple[Any, ...]
 NO_PAD: Pad = ((0, 0), (0, 0))
 
 
@@ -148,6 +151,16 @@ def col2im(
     return dxp[:, top : top + h, left : left + wd, :]
 
 
+class ConvCache(NamedTuple):
+    """What ``conv2d_backward`` needs from ``conv2d_forward``."""
+
+    x_shape: tuple[int, ...]  # (N, H, W, C): the input's shape, for dx
+    cols: np.ndarray  # (N*Ho*Wo, KH*KW*C + 1): im2col rows, a 1 last (the bias's input)
+    w: np.ndarray  # (KH, KW, C, F)
+    stride: int
+    pad: Pad
+
+
 def conv2d_forward(
     x: np.ndarray,
     w: np.ndarray,
@@ -155,7 +168,7 @@ def conv2d_forward(
     stride: int = 1,
     pad: Pad = NO_PAD,
     ws: Workspace | None = None,
-) -> tuple[np.ndarray, Cache]:
+) -> tuple[np.ndarray, ConvCache]:
     """2-D cross-correlation (what deep learning calls convolution) with zero padding.
 
     ``out[n, i, j, f] = b[f] + sum_{p, q, c} xpad[n, i*s + p, j*s + q, c] * w[p, q, c, f]``
@@ -171,11 +184,11 @@ def conv2d_forward(
     wb = np.concatenate([w.reshape(k, f), b.reshape(1, f)])  # (KH*KW*C + 1, F): bias last
     out = _empty(ws, "conv_out", (n * ho * wo, f), x.dtype)
     np.dot(cols2, wb, out=out)  # (N*Ho*Wo, F): one product, bias included
-    return out.reshape(n, ho, wo, f), (x.shape, cols2, w, stride, pad)
+    return out.reshape(n, ho, wo, f), ConvCache(x.shape, cols2, w, stride, pad)
 
 
 def conv2d_backward(
-    dout: np.ndarray, cache: Cache, need_dx: bool = True, ws: Workspace | None = None
+    dout: np.ndarray, cache: ConvCache, need_dx: bool = True, ws: Workspace | None = None
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of ``conv2d_forward``: ``dout (N, Ho, Wo, F) -> dx (N, H, W, C), dw, db``.
 
@@ -184,15 +197,14 @@ def conv2d_backward(
     ``col2im`` computes ``dcols = dout @ w^T`` and scatters it back onto the input.
     ``need_dx=False`` skips that half (the first layer's input needs no gradient).
     """
-    x_shape, cols2, w, stride, pad = cache
-    kh, kw, c, f = w.shape
-    n, ho, wo, _ = dout.shape
+    w = cache.w
+    n, ho, wo, f = dout.shape
     d2 = dout.reshape(n * ho * wo, f)  # (N*Ho*Wo, F)
-    dwb = np.dot(cols2.T, d2)  # (KH*KW*C + 1, F)
+    dwb = np.dot(cache.cols.T, d2)  # (KH*KW*C + 1, F)
     dw, db = dwb[:-1].reshape(w.shape), dwb[-1]  # (KH, KW, C, F), (F,)
     if not need_dx:
         return None, dw, db
-    return col2im(d2, w, x_shape, stride, pad, ws), dw, db
+    return col2im(d2, w, cache.x_shape, cache.stride, cache.pad, ws), dw, db
 
 
 def conv2d_naive(
@@ -254,9 +266,17 @@ def conv2d_backward_naive(
 # ----------------------------------------------------------------------------- activations
 
 
+class ActivationCache(NamedTuple):
+    """What ``activation_backward`` needs: each derivative is cheapest written in terms of the
+    output."""
+
+    kind: str  # relu | tanh | sigmoid | linear
+    out: np.ndarray  # the activation's output, any shape
+
+
 def activation_forward(
     x: np.ndarray, kind: str, ws: Workspace | None = None
-) -> tuple[np.ndarray, Cache]:
+) -> tuple[np.ndarray, ActivationCache]:
     """``relu | tanh | sigmoid | linear`` elementwise, any shape. The cache is the output:
     each derivative is cheapest written in terms of it."""
     if kind == "relu":
@@ -271,13 +291,15 @@ def activation_forward(
         out = x
     else:
         raise ValueError(f"unknown activation {kind!r}")
-    return out, (kind, out)
+    return out, ActivationCache(kind, out)
 
 
-def activation_backward(dout: np.ndarray, cache: Cache, ws: Workspace | None = None) -> np.ndarray:
+def activation_backward(
+    dout: np.ndarray, cache: ActivationCache, ws: Workspace | None = None
+) -> np.ndarray:
     """``dx = dout * f'(x)`` with ``f'`` from the output: relu ``out > 0``, tanh ``1 - out^2``,
-    sigmoid ``out (1 - out)``, linear 1."""
-    kind, out = cache
+    sigmoid ``out (1 - out)``, linear 1. ``dout`` and ``dx`` have the output's shape."""
+    kind, out = cache.kind, cache.out
     if kind == "relu":
         active = np.greater(out, 0, out=_empty(ws, "relu_active", out.shape, np.bool_))
         return np.multiply(dout, active, out=_empty(ws, "relu_dx", dout.shape, dout.dtype))
@@ -307,15 +329,23 @@ def activation_naive(x: np.ndarray, kind: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- dense, dropout
 
 
-def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Cache]:
+class DenseCache(NamedTuple):
+    """What ``dense_backward`` needs from ``dense_forward``."""
+
+    x: np.ndarray  # (N, D)
+    w: np.ndarray  # (D, U)
+
+
+def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, DenseCache]:
     """Fully connected layer ``out = x @ w + b``: ``(N, D), (D, U), (U,) -> (N, U)``."""
-    return np.dot(x, w) + b, (x, w)
+    return np.dot(x, w) + b, DenseCache(x, w)
 
 
-def dense_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dense_backward(
+    dout: np.ndarray, cache: DenseCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``dout (N, U) -> dx (N, D) = dout @ w^T, dw (D, U) = x^T @ dout, db (U,)``."""
-    x, w = cache
-    return np.dot(dout, w.T), np.dot(x.T, dout), dout.sum(axis=0)
+    return np.dot(dout, cache.w.T), np.dot(cache.x.T, dout), dout.sum(axis=0)
 
 
 def dense_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -331,23 +361,29 @@ def dense_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+class DropoutCache(NamedTuple):
+    """What ``dropout_backward`` needs from ``dropout_forward``."""
+
+    mask: np.ndarray | None  # the input's shape: 0 or 1 / (1 - rate); None: identity
+
+
 def dropout_forward(
     x: np.ndarray, rate: float, rng: np.random.Generator | None
-) -> tuple[np.ndarray, Cache]:
+) -> tuple[np.ndarray, DropoutCache]:
     """Inverted dropout: zero each value with probability ``rate``, scale the rest by
     ``1 / (1 - rate)`` so the expectation is unchanged. ``rng=None`` (evaluation): identity.
     Any shape in, same shape out."""
     if rng is None or rate == 0:
-        return x, (None,)
+        return x, DropoutCache(None)
     keep = rng.random(x.shape) >= rate
     mask = keep.astype(x.dtype) / np.asarray(1 - rate, dtype=x.dtype)
-    return x * mask, (mask,)
+    return x * mask, DropoutCache(mask)
 
 
-def dropout_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
-    """The same mask and scale applied to the gradient."""
-    (mask,) = cache
-    return dout if mask is None else dout * mask
+def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
+    """The same mask and scale applied to the gradient: ``dout`` and ``dx`` of the input's
+    shape."""
+    return dout if cache.mask is None else dout * cache.mask
 
 
 # ----------------------------------------------------------------------------- loss

@@ -3,14 +3,41 @@
 
 Ties go to the first maximum of a window in row-major order, as PyTorch and TensorFlow route
 them, so tied values (common where an image is blank) send their gradient to one pixel only.
+
+The forward's cache is one of two named types, by how the windows lie: ``TiledPoolCache``
+where they tile the image (``stride == size``: the backward finds each window's winner again
+from the input and the output), ``StridedPoolCache`` otherwise (the winners recorded as the
+forward goes).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from cnn_common.spec import conv_output_size
-from numpy_cnn.ops import Cache, Workspace, _empty
+from numpy_cnn.ops import Workspace, _empty
+
+
+class TiledPoolCache(NamedTuple):
+    """``maxpool_forward``'s cache where the windows tile the image (``stride == size``)."""
+
+    x: np.ndarray  # (N, H, W, C): the input
+    out: np.ndarray  # (N, Ho, Wo, C): the pooled output, each window's maximum
+    size: int  # window side, also the stride
+
+
+class StridedPoolCache(NamedTuple):
+    """``maxpool_forward``'s cache for any other stride: the winners, recorded."""
+
+    x_shape: tuple[int, ...]  # (N, H, W, C)
+    winners: np.ndarray  # (N, Ho, Wo, C): the winning offset, row-major in the window
+    size: int
+    stride: int
+
+
+PoolCache = TiledPoolCache | StridedPoolCache
 
 
 def _running_max(
@@ -46,7 +73,7 @@ def _tiles(x: np.ndarray, size: int, ho: int, wo: int) -> list[np.ndarray]:
 
 def maxpool_forward(
     x: np.ndarray, size: int, stride: int, ws: Workspace | None = None
-) -> tuple[np.ndarray, Cache]:
+) -> tuple[np.ndarray, PoolCache]:
     """Max over ``size x size`` windows moved by ``stride`` (no padding).
 
     Input shape: ``(N, H, W, C)``. Output shape: ``(N, Ho, Wo, C)``,
@@ -67,25 +94,24 @@ def maxpool_forward(
         out[...] = views[0]
         for view in views[1:]:
             np.maximum(out, view, out=out)
-        return out, (x.shape, (x, out), size, stride)
+        return out, TiledPoolCache(x, out, size)
     windows = [
         x[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
         for i in range(size)
         for j in range(size)
     ]  # size*size views (N, Ho, Wo, C), in row-major window order
-    out, arg = _running_max(windows, ws, "pool")
-    return out, (x.shape, arg, size, stride)
+    out, winners = _running_max(windows, ws, "pool")
+    return out, StridedPoolCache(x.shape, winners, size, stride)
 
 
-def maxpool_backward(dout: np.ndarray, cache: Cache, ws: Workspace | None = None) -> np.ndarray:
+def maxpool_backward(dout: np.ndarray, cache: PoolCache, ws: Workspace | None = None) -> np.ndarray:
     """Route each ``dout (N, Ho, Wo, C)`` value to the pixel that won its window:
     ``dx (N, H, W, C)``, zero elsewhere (summed where overlapping windows share a winner)."""
-    x_shape, arg, size, stride = cache
     n, ho, wo, c = dout.shape
-    dx = _empty(ws, "pool_dx", x_shape, dout.dtype)
-    if stride == size:
-        x, out = arg
-        if ho * size != x_shape[1] or wo * size != x_shape[2]:
+    if isinstance(cache, TiledPoolCache):
+        x, out, size = cache.x, cache.out, cache.size
+        dx = _empty(ws, "pool_dx", x.shape, dout.dtype)
+        if ho * size != x.shape[1] or wo * size != x.shape[2]:
             dx.fill(0)  # rows/columns no window reaches get no gradient
         won = _empty(ws, "pool_won", out.shape, np.bool_)  # this offset is the first maximum
         taken = _empty(ws, "pool_taken", out.shape, np.bool_)  # an earlier offset was
@@ -96,25 +122,26 @@ def maxpool_backward(dout: np.ndarray, cache: Cache, ws: Workspace | None = None
             np.multiply(dout, won, out=dview)
             np.logical_or(taken, won, out=taken)
         return dx
+    size, stride = cache.size, cache.stride
+    dx = _empty(ws, "pool_dx", cache.x_shape, dout.dtype)
     dx.fill(0)
     for offset in range(size * size):
         i, j = divmod(offset, size)
         rows = slice(i, i + stride * (ho - 1) + 1, stride)
         columns = slice(j, j + stride * (wo - 1) + 1, stride)
-        dx[:, rows, columns, :] += np.where(arg == offset, dout, 0)
+        dx[:, rows, columns, :] += np.where(cache.winners == offset, dout, 0)
     return dx
 
 
-def maxpool_winners(cache: Cache) -> np.ndarray:
+def maxpool_winners(cache: PoolCache) -> np.ndarray:
     """Which offset (row-major, ``0 .. size*size-1``) won each window: ``(N, Ho, Wo, C)``
     integers, from ``maxpool_forward``'s cache whichever way it recorded them."""
-    _, arg, size, stride = cache
-    if stride != size:
-        return arg
-    x, out = arg
+    if isinstance(cache, StridedPoolCache):
+        return cache.winners
+    out = cache.out
     n, ho, wo, c = out.shape
     winners = np.full(out.shape, -1, dtype=np.int64)
-    for offset, view in enumerate(_tiles(x, size, ho, wo)):
+    for offset, view in enumerate(_tiles(cache.x, cache.size, ho, wo)):
         winners[(winners < 0) & (view == out)] = offset
     return winners
 

@@ -34,11 +34,12 @@ def test_wrong_backward_passes_fail(monkeypatch) -> None:
     the batch instead of summed."""
     activation_backward, dense_backward = ops.activation_backward, ops.dense_backward
 
-    def tanh_slip(dout: np.ndarray, cache: ops.Cache, ws: object = None) -> np.ndarray:
-        kind, out = cache
-        return dout * (1 - out) if kind == "tanh" else activation_backward(dout, cache, ws)
+    def tanh_slip(dout: np.ndarray, cache: ops.ActivationCache, ws: object = None) -> np.ndarray:
+        if cache.kind == "tanh":
+            return dout * (1 - cache.out)
+        return activation_backward(dout, cache, ws)
 
-    def mean_bias(dout: np.ndarray, cache: ops.Cache) -> tuple[np.ndarray, ...]:
+    def mean_bias(dout: np.ndarray, cache: ops.DenseCache) -> tuple[np.ndarray, ...]:
         dx, dw, _ = dense_backward(dout, cache)
         return dx, dw, dout.mean(axis=0)
 
