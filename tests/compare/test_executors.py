@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from cnn_common.events import End, Event, Start
 from cnn_common.results import RESULT_FILE, RunResult
 from compare.executors import EventTail
 from compare.layout import EVENTS_FILE, run_dir
+from tests.waiting import scaled, wait_until
 
 SMALL = ["--subset", "2000", "--eval-subset", "500", "--epochs", "1", "--quiet"]
 
@@ -26,7 +26,7 @@ def cnn_compare(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "compare", *args],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=scaled(timeout),
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
 
@@ -115,18 +115,15 @@ def test_a_killed_ray_worker_is_retried(data_dir: Path, tmp_path: Path) -> None:
         start_new_session=True,
     )
     folder = run_dir(out, "numpy", 0)
-    deadline = time.monotonic() + 300
     try:
         # Kill the Ray worker running the task once the run is past its first epoch.
-        while not (folder / "checkpoints" / "epoch-0001.npz").exists():
-            assert runner.poll() is None, runner.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        checkpoint = folder / "checkpoints" / "epoch-0001.npz"
+        wait_until(checkpoint.exists, "the first epoch's checkpoint", 300, runner, interval=0.1)
         workers = _pids("ray::_ray_task")
         assert workers, "no Ray worker runs the task"
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
-        stdout, stderr = runner.communicate(timeout=600)
+        stdout, stderr = runner.communicate(timeout=scaled(600))
     finally:
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGKILL)

@@ -25,6 +25,7 @@ from cnn_common.results import RESULT_FILE, WEIGHTS_FILE, RunResult
 from cnn_common.weights import load_weights
 from compare.layout import run_dir
 from compare.lock import LOCK_FILE
+from tests.waiting import hold_env, scaled, wait_held, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -42,7 +43,7 @@ def trainer(prog: str, out: Path, epochs: int, *extra: str) -> list[str]:
 
 def run(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        command, capture_output=True, text=True, env=env(), cwd=REPO, timeout=timeout
+        command, capture_output=True, text=True, env=env(), cwd=REPO, timeout=scaled(timeout)
     )
 
 
@@ -83,25 +84,21 @@ def leftover_processes(marker: str) -> list[str]:
 def test_ctrl_c_stops_the_workers_keeps_what_finished_and_says_how_to_resume(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    out = tmp_path / "out"
+    out, hold = tmp_path / "out", tmp_path / "hold"
     command = [str(BIN / "cnn-compare"), "run", "--frameworks", "numpy,pytorch", *SMALL[:-1]]
-    # A new session, as a terminal's: Ctrl-C reaches the run and its worker alike.
+    # A new session, as a terminal's: Ctrl-C reaches the run and its worker alike. The second
+    # framework holds at its first training step, so the run cannot end before the Ctrl-C.
     proc = subprocess.Popen(
         [*command, "--epochs", "4", "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env(),
+        env=hold_env(env(), hold, "step:1", framework="pytorch"),
         start_new_session=True,
     )
-    second = run_dir(out, "pytorch", 0) / "events.jsonl"
-    deadline = time.monotonic() + 300
-    while not (second.is_file() and '"step"' in second.read_text()):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the second framework never started training"
-        time.sleep(0.1)
+    wait_held(hold, "the second framework (pytorch) to start training", proc)
     os.killpg(proc.pid, signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, stderr = proc.communicate(timeout=scaled(60))
     assert proc.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr
     assert f"cnn-compare run --resume --out {out}" in stderr
@@ -110,9 +107,8 @@ def test_ctrl_c_stops_the_workers_keeps_what_finished_and_says_how_to_resume(
     assert (first / RESULT_FILE).is_file()
     assert not (run_dir(out, "pytorch", 0) / RESULT_FILE).exists()
     assert not (out / LOCK_FILE).exists()
-    deadline = time.monotonic() + 10  # a worker ends within moments of its parent
-    while leftover_processes(str(out)) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    # a worker ends within moments of its parent
+    wait_until(lambda: not leftover_processes(str(out)), "the workers to end", 30, interval=0.2)
     assert leftover_processes(str(out)) == []
 
     record = (first / RESULT_FILE).stat().st_mtime_ns
@@ -155,17 +151,28 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], P
 
 def kill_from_outside(prog: str, out: Path, into_third: float) -> None:
     """SIGKILL ``prog``'s 3-epoch run into ``out`` ``into_third`` of its second epoch's time
-    after its second checkpoint appeared."""
+    after its second checkpoint appeared.
+
+    The run holds before writing its record, so a kill that comes later than the third epoch's
+    end (a machine busier in the second epoch than in the third) still finds it unfinished.
+    """
+    hold = out.with_name(f"{out.name}-hold")
     proc = subprocess.Popen(
-        trainer(prog, out, 3), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
+        trainer(prog, out, 3),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=hold_env(env(), hold, f"write:{RESULT_FILE}"),
     )
-    deadline = time.monotonic() + 300
     seen = []
     for epoch in (1, 2):
-        while not list((out / "checkpoints").glob(f"epoch-000{epoch}*")):
-            assert proc.poll() is None, f"the run ended before its checkpoint {epoch}"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        checkpoint = f"epoch-000{epoch}*"
+        wait_until(
+            lambda: list((out / "checkpoints").glob(checkpoint)),  # noqa: B023 - called here
+            f"{prog}'s checkpoint {epoch}",
+            300,
+            proc,
+            interval=0.005,
+        )
         seen.append(time.monotonic())
     time.sleep(into_third * (seen[1] - seen[0]))
     proc.kill()

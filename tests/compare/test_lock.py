@@ -18,6 +18,7 @@ from cnn_common.errors import UserError
 from cnn_common.results import RESULT_FILE
 from compare.layout import run_dir
 from compare.lock import LOCK_FILE, FolderLock
+from tests.waiting import hold_env, pid_alive, release, scaled, wait_held, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -106,32 +107,30 @@ def env() -> dict[str, str]:
 
 
 def wait_for(path: Path, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
+    wait_until(path.exists, f"{path} to appear", 120, proc)
 
 
 def test_two_runs_into_one_folder_the_second_refuses(tmp_path: Path, data_dir: Path) -> None:
-    out = tmp_path / "out"
+    out, hold = tmp_path / "out", tmp_path / "hold"
     command = cnn_compare("run", "--frameworks", "numpy", *SMALL, "--epochs", "2", "--out")
-    first = subprocess.Popen(  # long enough for the second to come while it trains
+    first = subprocess.Popen(  # held at its first step until the second has come and gone
         [*command, str(out), "--subset", "3000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=env(),
+        env=hold_env(env(), hold, "step:1"),
     )
     wait_for(out / LOCK_FILE, first)
+    wait_held(hold, "the first run to train", first)
     second = subprocess.run(
-        [*command, str(out)], capture_output=True, text=True, env=env(), timeout=120
+        [*command, str(out)], capture_output=True, text=True, env=env(), timeout=scaled(120)
     )
+    release(hold)
     assert second.returncode == 2, second.stderr
     assert "Traceback" not in second.stderr
     assert f"is in use by another run: pid {first.pid} on {socket.gethostname()}" in second.stderr
     assert f"`cnn-compare run --frameworks numpy {' '.join(SMALL)}" in second.stderr
     assert "started 20" in second.stderr and "fix: wait for it to finish" in second.stderr
-    stdout, stderr = first.communicate(timeout=300)
+    stdout, stderr = first.communicate(timeout=scaled(300))
     assert first.returncode == 0, stderr  # the first run was not disturbed
     assert (run_dir(out, "numpy", 0) / RESULT_FILE).is_file()
     assert not (out / LOCK_FILE).exists()
@@ -158,7 +157,7 @@ def test_ablate_refuses_a_folder_in_use(tmp_path: Path, data_dir: Path) -> None:
             capture_output=True,
             text=True,
             env=env(),
-            timeout=120,
+            timeout=scaled(120),
         )
     finally:
         holder.kill()
@@ -170,21 +169,27 @@ def test_ablate_refuses_a_folder_in_use(tmp_path: Path, data_dir: Path) -> None:
 
 
 def test_a_killed_run_leaves_no_stuck_folder(tmp_path: Path, data_dir: Path) -> None:
-    out = tmp_path / "out"
+    out, hold = tmp_path / "out", tmp_path / "hold"
     command = cnn_compare("run", "--frameworks", "numpy", *SMALL, "--epochs", "2", "--out")
-    killed = subprocess.Popen(
-        [*command, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
+    killed = subprocess.Popen(  # held at its first step: it cannot finish before the kill
+        [*command, str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=hold_env(env(), hold, "step:1"),
     )
     wait_for(run_dir(out, "numpy", 0) / "events.jsonl", killed)
+    worker = wait_held(hold, "the run to train", killed)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
+    # the worker gets SIGTERM when its parent dies
+    wait_until(lambda: not pid_alive(worker), "the worker to end with its parent", 30)
     assert json.loads((out / LOCK_FILE).read_text())["pid"] == killed.pid  # left behind
     resumed = subprocess.run(
         cnn_compare("run", "--resume", "--out", str(out), "--quiet"),
         capture_output=True,
         text=True,
         env=env(),
-        timeout=300,
+        timeout=scaled(300),
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"pid {killed.pid}" in resumed.stdout and "taking it over" in resumed.stdout

@@ -15,6 +15,7 @@ import pytest
 from cnn_common.results import RunResult
 from compare.layout import CONFIG_FILE, run_dir
 from tests.compare.test_report import EXPECTED_FIGURES, check_self_contained
+from tests.waiting import hold_env, pid_alive, scaled, wait_held, wait_until
 
 FRAMEWORKS = ("numpy", "keras", "lightning")
 
@@ -30,7 +31,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tup
         capture_output=True,
         text=True,
         env={**os.environ, "CNN_DATA_DIR": str(data_dir)},
-        timeout=1200,
+        timeout=scaled(1200),
     )
     wall = time.perf_counter() - start
     assert result.returncode == 0, result.stdout + result.stderr
@@ -106,19 +107,18 @@ def test_kill_during_second_framework_then_resume(tmp_path: Path, data_dir: Path
         "--data-dir",
         str(data_dir),
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    second = run_dir(out, "lightning", 0) / "events.jsonl"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if second.exists() and '"step"' in second.read_text():
-            break
-        assert proc.poll() is None, "the run ended before the second framework trained"
-        time.sleep(0.2)
-    else:
-        pytest.fail("the second framework never started")
+    hold = tmp_path / "hold"  # the second framework holds at its first step until the kill
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=hold_env(dict(os.environ), hold, "step:1", framework="lightning"),
+    )
+    worker = wait_held(hold, "the second framework (lightning) to train", proc, seconds=600)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    time.sleep(2)  # the worker gets SIGTERM when its parent dies
+    # the worker gets SIGTERM when its parent dies
+    wait_until(lambda: not pid_alive(worker), "the worker to end with its parent", 30)
     first = run_dir(out, "numpy", 0)
     assert (first / "run.json").is_file()
     assert not (run_dir(out, "lightning", 0) / "run.json").exists()
@@ -129,7 +129,7 @@ def test_kill_during_second_framework_then_resume(tmp_path: Path, data_dir: Path
     # A bare --resume: the frameworks, subset and epochs come from the saved configuration.
     bare = [sys.executable, "-m", "compare", "run", "--resume", "--out", str(out), "--quiet"]
     result = subprocess.run(
-        [*bare, "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=600
+        [*bare, "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=scaled(600)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     # The first framework was not trained again: its record and its event log are untouched.
@@ -163,12 +163,12 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path, data_dir: Path
         "--data-dir",
         str(data_dir),
     ]
-    assert subprocess.run(base, capture_output=True, timeout=300).returncode == 0
-    again = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert subprocess.run(base, capture_output=True, timeout=scaled(300)).returncode == 0
+    again = subprocess.run(base, capture_output=True, text=True, timeout=scaled(300))
     assert again.returncode == 2 and "already holds results" in again.stderr
     # --resume reads the configuration back: giving a flag that decides the results is refused
     other = subprocess.run(
-        [*base, "--resume", "--epochs", "2"], capture_output=True, text=True, timeout=300
+        [*base, "--resume", "--epochs", "2"], capture_output=True, text=True, timeout=scaled(300)
     )
     assert other.returncode == 2
     assert f"--resume takes its configuration from {out / CONFIG_FILE}" in other.stderr
