@@ -8,6 +8,8 @@ Its modules (a test checks that this list names every one, and nothing else):
 - ``batches`` (THE batch order), ``seeds`` (named streams);
 - ``weights`` (canonical layout, initialisation, the PyTorch conversion, files);
 - ``metrics`` (loss, accuracy and predictions from logits; confusion matrix, report);
+- ``trainer`` (what every framework's train function does around its own loop: the checks,
+  the recorder, resume or start clean, warnings);
 - ``recorder`` (the run record and the progress events of a training run), ``events``,
   ``results`` (the record), ``files`` (atomic writes, checkpoint files), ``progress``;
 - ``framework`` (what a framework package declares, the contract's names), ``cli`` (the flags

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import tempfile
 import time
 import warnings
@@ -22,12 +21,12 @@ import torch
 
 from cnn_common.data import Data
 from cnn_common.events import EventCallback
-from cnn_common.files import check_resumable, load_latest_checkpoint, remove_checkpoints
-from cnn_common.framework import check_native
+from cnn_common.files import check_resumable
 from cnn_common.phases import Phases, StepClock
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
+from cnn_common.trainer import TrainingRun
 from cnn_common.weights import Weights
 from lightning_cnn.callbacks import (
     SUFFIX,
@@ -136,34 +135,19 @@ def train(
             share of every epoch's shared batches (the record's step losses are the first
             process's), and only the first writes the run's files.
     """
-    chosen = check_native(native)
-    out = Path(out_dir)
+    run = TrainingRun(FRAMEWORK, out_dir, init_weights, native=native, devices=devices, name=name)
     where = torch_device(device)
-    model = LitCNN(spec, train_spec, native_padding="padding" in chosen)
-    if init_weights is not None:
-        set_weights(model, init_weights)
-    recorder = RunRecorder(
-        name or FRAMEWORK.name,
-        spec,
-        train_spec,
-        data,
-        out,
-        init="native" if init_weights is None else "shared",
-        on_event=on_event,
-        progress=progress,
-        native=chosen,
-    )
+    model = LitCNN(spec, train_spec, native_padding="padding" in run.native)
+    run.initialise(model, set_weights)
+    recorder = run.recorder(spec, train_spec, data, on_event, progress)
     spec_data = spec_to_dict(spec, train_spec)
-    found = None
-    if resume:
-        found = load_latest_checkpoint(
-            out, SUFFIX, lambda path: _resumable_checkpoint(path, spec_data), _warn
-        )
-    if found is None:
-        remove_checkpoints(out)
+    found = run.resume_or_start_clean(
+        resume, SUFFIX, lambda path: _resumable_checkpoint(path, spec_data)
+    )
     with quiet_lightning():
-        trainer = make_trainer(out, recorder, where, devices, train_spec.epochs)
-        datamodule = MNISTDataModule.from_data(data, train_spec, native_order="order" in chosen)
+        trainer = make_trainer(run.out_dir, recorder, where, devices, train_spec.epochs)
+        native_order = "order" in run.native
+        datamodule = MNISTDataModule.from_data(data, train_spec, native_order=native_order)
         trainer.fit(model, datamodule=datamodule, ckpt_path=found[1] if found else None)
     test_loss, _, predictions = evaluate(model, data.x_test, data.y_test)
     return recorder.finish(
@@ -229,7 +213,3 @@ def phase_times(
         "the update and Lightning's bookkeeping after it"
     )
     return phases
-
-
-def _warn(message: str) -> None:
-    print(f"lightning_cnn: {message}", file=sys.stderr, flush=True)

@@ -10,7 +10,6 @@ so both end with bit-identical weights.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,19 +19,13 @@ from cnn_common.batches import augment_batch, epoch_batches
 from cnn_common.data import Data
 from cnn_common.errors import UserError
 from cnn_common.events import EventCallback
-from cnn_common.files import (
-    atomic_write_npz,
-    check_resumable,
-    checkpoint_path,
-    load_latest_checkpoint,
-    remove_checkpoints,
-)
-from cnn_common.framework import check_native
+from cnn_common.files import atomic_write_npz, check_resumable, checkpoint_path
 from cnn_common.phases import Phases, StepClock, step_batches
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.seeds import generator
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
+from cnn_common.trainer import TrainingRun
 from cnn_common.weights import Weights
 from numpy_cnn import parallel
 from numpy_cnn.framework import FRAMEWORK
@@ -112,45 +105,25 @@ def train(
     ``"padding"`` and ``"optimizer"`` change nothing (NumPy pads as the spec says and steps the
     spec's update rule: it has no 'same' or optimiser of its own).
     """
-    chosen = check_native(native)
-    if devices != 1:
-        raise UserError(
-            f"numpy_cnn trains in one process, got devices={devices}",
-            "train it with --devices 1; lightning and pytorch train on several (DDP)",
-        )
+    run = TrainingRun(FRAMEWORK, out_dir, init_weights, native=native, devices=devices, name=name)
     if device not in ("auto", "cpu"):
         raise UserError(
             f"numpy_cnn runs on the CPU only, got device={device!r}",
             "use --device cpu (or auto), or another framework for a GPU",
         )
-    out_dir = Path(out_dir)
     model = build(spec, train_spec.dtype, seed=train_spec.seed)
-    if init_weights is not None:
-        set_weights(model, init_weights)
+    run.initialise(model, set_weights)
     optimizer = Optimizer(train_spec, model.weights)
     rng = generator(train_spec.seed, "dropout")
-    recorder = RunRecorder(
-        name or FRAMEWORK.name,
-        spec,
-        train_spec,
-        data,
-        out_dir,
-        init="native" if init_weights is None else "shared",
-        on_event=on_event,
-        progress=progress,
-        native=chosen,
+    recorder = run.recorder(spec, train_spec, data, on_event, progress)
+    run.resume_or_start_clean(
+        resume, SUFFIX, lambda path: load_checkpoint(path, model, optimizer, rng, recorder)
     )
-
-    def restore(path: Path) -> None:
-        load_checkpoint(path, model, optimizer, rng, recorder)
-
-    if not resume or load_latest_checkpoint(out_dir, SUFFIX, restore, _warn) is None:
-        remove_checkpoints(out_dir)
     recorder.start(model.weights)
     x_train = data.x_train.astype(model.dtype, copy=False)
     for epoch in range(recorder.epochs_done, train_spec.epochs):
         recorder.begin_epoch(epoch)
-        stream = "native_order" if "order" in chosen else "order"
+        stream = "native_order" if "order" in run.native else "order"
         batches = epoch_batches(len(x_train), train_spec.batch_size, train_spec.seed, epoch, stream)
         for step, index in enumerate(batches):
             xb = augment_batch(
@@ -161,7 +134,7 @@ def train(
         val_loss, val_acc, _ = evaluate(model, data.x_val, data.y_val)
         recorder.end_epoch(val_loss, val_acc)
         save_checkpoint(
-            checkpoint_path(out_dir, epoch + 1, SUFFIX), model, optimizer, rng, recorder
+            checkpoint_path(run.out_dir, epoch + 1, SUFFIX), model, optimizer, rng, recorder
         )
     test_loss, _, predictions = evaluate(model, data.x_test, data.y_test)
     return recorder.finish(
@@ -200,7 +173,3 @@ def phase_times(
         "the proportion of the threads' time in each"
     )
     return clock.phases
-
-
-def _warn(message: str) -> None:
-    print(f"numpy_cnn: {message}", file=sys.stderr, flush=True)

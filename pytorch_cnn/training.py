@@ -14,7 +14,6 @@ readable one.
 from __future__ import annotations
 
 import io
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +26,12 @@ from cnn_common.batches import epoch_batches, shard_batches, steps_per_epoch
 from cnn_common.data import Data
 from cnn_common.errors import FrameworkMissingError, UserError
 from cnn_common.events import EventCallback
-from cnn_common.files import (
-    atomic_write_bytes,
-    check_resumable,
-    checkpoint_path,
-    load_latest_checkpoint,
-    remove_checkpoints,
-)
-from cnn_common.framework import check_native
+from cnn_common.files import atomic_write_bytes, check_resumable, checkpoint_path
 from cnn_common.phases import Phases, StepClock, step_batches
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
+from cnn_common.trainer import TrainingRun
 from cnn_common.weights import Weights
 from pytorch_cnn.batching import BatchSource, dropout_seed, native_order_batches
 from pytorch_cnn.framework import FRAMEWORK
@@ -201,33 +194,20 @@ def train(
             DDP, each process taking its share of every epoch's shared batches (the record's
             step losses are the first process's shares).
     """
-    chosen = check_native(native)
-    out_dir = Path(out_dir)
+    run = TrainingRun(FRAMEWORK, out_dir, init_weights, native=native, devices=devices, name=name)
     where = torch_device(device)
     replicas = data_parallel(devices, where)
-    net = build(spec, train_spec.dtype, seed=train_spec.seed, native_padding="padding" in chosen)
-    if init_weights is not None:
-        set_weights(net, init_weights)
+    net = build(
+        spec, train_spec.dtype, seed=train_spec.seed, native_padding="padding" in run.native
+    )
+    run.initialise(net, set_weights)
     net.to(where)
     optimizer = make_optimizer(net.parameters(), train_spec)
-    recorder = RunRecorder(
-        name or FRAMEWORK.name,
-        spec,
-        train_spec,
-        data,
-        out_dir,
-        init="native" if init_weights is None else "shared",
-        on_event=on_event,
-        progress=progress,
-        native=chosen,
-        steps=-(-steps_per_epoch(len(data.x_train), train_spec.batch_size) // replicas.world),
+    steps = -(-steps_per_epoch(len(data.x_train), train_spec.batch_size) // replicas.world)
+    recorder = run.recorder(spec, train_spec, data, on_event, progress, steps)
+    run.resume_or_start_clean(
+        resume, SUFFIX, lambda path: load_checkpoint(path, net, optimizer, recorder)
     )
-
-    def restore(path: Path) -> None:
-        load_checkpoint(path, net, optimizer, recorder)
-
-    if not resume or load_latest_checkpoint(out_dir, SUFFIX, restore, _warn) is None:
-        remove_checkpoints(out_dir)
     trained, stepped = net, optimizer  # what the loop calls: the DDP wrappers under Fabric
     if replicas.fabric is not None:
         trained, stepped = replicas.fabric.setup(net, optimizer)
@@ -243,13 +223,15 @@ def train(
             epoch,
             recorder,
             where,
-            "order" in chosen,
+            "order" in run.native,
             replicas,
         )
         val_loss, val_acc, _ = evaluate(net, data.x_val, data.y_val)
         recorder.end_epoch(val_loss, val_acc)
         if not recorder.silent:  # one process writes the checkpoints of a data-parallel run
-            save_checkpoint(checkpoint_path(out_dir, epoch + 1, SUFFIX), net, optimizer, recorder)
+            save_checkpoint(
+                checkpoint_path(run.out_dir, epoch + 1, SUFFIX), net, optimizer, recorder
+            )
     test_loss, _, predictions = evaluate(net, data.x_test, data.y_test)
     return recorder.finish(
         backend="torch",
@@ -291,7 +273,3 @@ def phase_times(
         clock.mark("optimizer")
         clock.end_step()
     return clock.phases
-
-
-def _warn(message: str) -> None:
-    print(f"pytorch_cnn: {message}", file=sys.stderr, flush=True)
