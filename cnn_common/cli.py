@@ -1,16 +1,23 @@
 """The command line every trainer shares: the same ``train`` flags with the same meaning in
-``numpy-cnn``, ``keras-cnn``, ``pytorch-cnn``, ``lightning-cnn`` and ``cnn-compare``."""
+``numpy-cnn``, ``keras-cnn``, ``pytorch-cnn``, ``lightning-cnn`` and ``cnn-compare``.
+
+A framework's ``__main__`` builds its program with ``trainer_command_line`` (``train`` and its
+flags; it adds its own commands beside it) and runs ``train`` with ``run_train_command``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from cnn_common.data import Data, training_data
 from cnn_common.datasets import DATASETS
 from cnn_common.errors import UserError
+from cnn_common.framework import EXIT_STATUSES, FrameworkInfo, require
 from cnn_common.machine import is_main_process
 from cnn_common.results import RESULT_FILE, RunResult
 from cnn_common.spec import ModelSpec, TrainSpec
@@ -142,6 +149,26 @@ def add_trainer_command(
     return parser
 
 
+class CommandLine(NamedTuple):
+    """A framework's program, as ``trainer_command_line`` builds it."""
+
+    parser: argparse.ArgumentParser  # the program: ``numpy-cnn``, ...
+    commands: argparse._SubParsersAction  # where the framework adds its other commands
+    train: argparse.ArgumentParser  # the ``train`` command, for flags of the framework's own
+
+
+def trainer_command_line(
+    prog: str, description: str, framework: str, train_description: str
+) -> CommandLine:
+    """The program ``prog`` with its ``train`` command (the flags every trainer shares; runs
+    go to ``runs/<framework>`` by default); both help texts end with the exit statuses."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=EXIT_STATUSES)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = add_trainer_command(commands, framework, train_description)
+    train.epilog = EXIT_STATUSES
+    return CommandLine(parser, commands, train)
+
+
 def specs_from_args(args: argparse.Namespace) -> tuple[ModelSpec, TrainSpec]:
     """The spec file (or defaults), then --set overrides, then the single-value flags."""
     model, train = load_spec(args.spec) if args.spec else (ModelSpec(), TrainSpec())
@@ -202,3 +229,20 @@ def train_from_args(args: argparse.Namespace, train: Callable[..., RunResult]) -
             f"test loss {result.test_loss:.4f}, {result.wall_time_s:.1f} s -> {out}"
         )
     return result
+
+
+def run_train_command(args: argparse.Namespace, info: FrameworkInfo) -> int:
+    """Run the ``train`` command of ``info``'s program; returns its exit status (0).
+
+    ``info.requires`` is checked first (a missing framework gets the pip command, not a
+    ``ModuleNotFoundError``). The package's ``train`` is imported when it is called: after the
+    flags and the data are checked, so bad input is refused without waiting for a framework
+    to load.
+    """
+    require(info)
+
+    def train(*positional: Any, **keywords: Any) -> RunResult:
+        return importlib.import_module(info.package).train(*positional, **keywords)
+
+    train_from_args(args, train)
+    return 0

@@ -11,32 +11,30 @@ import dataclasses
 import os
 import sys
 
-from cnn_common.cli import add_trainer_command, train_from_args
+from cnn_common.cli import run_train_command, trainer_command_line
 from cnn_common.errors import UserError, run_cli
-from cnn_common.framework import EXIT_STATUSES, require
-from keras_cnn.framework import BY_BACKEND
+from cnn_common.framework import require
+from keras_cnn.framework import BACKEND_TABLE, BY_BACKEND, DEFAULT_BACKEND
 
 PROG = "keras-cnn"
-BACKENDS = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}  # backend -> its package
+BACKENDS = {backend: row.module for backend, row in BACKEND_TABLE.items()}  # -> what it needs
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The command line: ``train`` with the shared flags, plus ``--backend``."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="The cnn-rosetta CNN in Keras 3.", epilog=EXIT_STATUSES
+    command_line = trainer_command_line(
+        PROG,
+        "The cnn-rosetta CNN in Keras 3.",
+        "keras",
+        "Train the Keras CNN with model.fit and write its run record.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = add_trainer_command(
-        commands, "keras", "Train the Keras CNN with model.fit and write its run record."
-    )
-    train.add_argument(
+    command_line.train.add_argument(
         "--backend",
         choices=sorted(BACKENDS),
-        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+        default=os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND),
         help="Keras backend ($KERAS_BACKEND when set)",
     )
-    train.epilog = EXIT_STATUSES
-    return parser
+    return command_line.parser
 
 
 def select_backend(backend: str) -> None:
@@ -60,12 +58,7 @@ def _main(argv: list[str] | None) -> int:
     select_backend(args.backend)
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before any backend looks for a GPU
-    import keras_cnn
-
-    # The framework is imported when train is first called: after the flags and the data
-    # are checked, so bad input is refused without waiting for it.
-    train_from_args(args, lambda *a, **k: keras_cnn.train(*a, **k))
-    return 0
+    return run_train_command(args, BY_BACKEND[args.backend])
 
 
 def main(argv: list[str] | None = None) -> int:

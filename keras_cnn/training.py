@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -34,22 +33,16 @@ from cnn_common.batches import augment_batch, epoch_batches
 from cnn_common.data import Data
 from cnn_common.errors import UserError
 from cnn_common.events import EventCallback
-from cnn_common.files import (
-    atomic_write_npz,
-    check_resumable,
-    checkpoint_path,
-    load_latest_checkpoint,
-    remove_checkpoints,
-)
-from cnn_common.framework import check_native
+from cnn_common.files import atomic_write_npz, check_resumable, checkpoint_path
 from cnn_common.machine import thread_setting
 from cnn_common.phases import Phases, StepClock
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.seeds import int_seed
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
+from cnn_common.trainer import TrainingRun
 from cnn_common.weights import Weights
-from keras_cnn.framework import BACKEND_PACKAGES, framework_for_backend
+from keras_cnn.framework import BACKEND_TABLE, framework_for_backend
 from keras_cnn.model import PREDICT_BATCH, build, evaluate, get_weights, set_weights
 from keras_cnn.network import floatx, to_numpy
 from keras_cnn.optim import compile_model
@@ -232,47 +225,29 @@ def train(
     trains with ``keras.optimizers.Adam`` itself (``keras_cnn.optim.KerasAdam`` says how they
     differ).
     """
-    chosen = check_native(native)
-    if devices != 1:
-        raise UserError(
-            f"keras_cnn trains in one process, got devices={devices}",
-            "train it with --devices 1; lightning and pytorch train on several (DDP)",
-        )
-    if "order" in chosen and train_spec.augment_shift:
+    backend = keras.backend.backend()
+    info = framework_for_backend(backend)
+    run = TrainingRun(info, out_dir, init_weights, native=native, devices=devices, name=name)
+    native_order = "order" in run.native
+    if native_order and train_spec.augment_shift:
         raise UserError(
             "keras's native batch order (fit on arrays with shuffle=True) cannot apply the "
             "shared augmentation",
             "set augment_shift=0 for a native-order run, or keep the shared order",
         )
-    out_dir = Path(out_dir)
     used_device, scope = device_scope(device)
-    backend = keras.backend.backend()
-    recorder = RunRecorder(
-        name or framework_for_backend(backend).name,
-        spec,
-        train_spec,
-        data,
-        out_dir,
-        init="native" if init_weights is None else "shared",
-        on_event=on_event,
-        progress=progress,
-        native=chosen,
-    )
+    recorder = run.recorder(spec, train_spec, data, on_event, progress)
     with scope, floatx(train_spec.dtype):
         model = build(spec, train_spec.dtype, seed=train_spec.seed)
-        if init_weights is not None:
-            set_weights(model, init_weights)
-        compile_model(model, train_spec, native="optimizer" in chosen)
-
-        def restore(path: Path) -> None:
-            load_checkpoint(path, model, recorder)
-
-        if not resume or load_latest_checkpoint(out_dir, SUFFIX, restore, _warn) is None:
-            remove_checkpoints(out_dir)
+        run.initialise(model, set_weights)
+        compile_model(model, train_spec, native="optimizer" in run.native)
+        run.resume_or_start_clean(
+            resume, SUFFIX, lambda path: load_checkpoint(path, model, recorder)
+        )
         recorder.start(get_weights(model))
         if recorder.epochs_done < train_spec.epochs:
             validation = (data.x_val, data.y_val) if len(data.x_val) else None
-            callback = RecorderCallback(recorder, out_dir, len(data.x_train), "order" in chosen)
+            callback = RecorderCallback(recorder, run.out_dir, len(data.x_train), native_order)
             fit = {
                 "batch_size": train_spec.batch_size,
                 "validation_data": validation,
@@ -280,7 +255,7 @@ def train(
                 "callbacks": [callback],
                 "verbose": 0,  # the recorder prints the same progress as every trainer
             }
-            if "order" in chosen:  # Keras's own: fit shuffles the arrays every epoch
+            if native_order:  # Keras's own: fit shuffles the arrays every epoch
                 seed_native_shuffle(train_spec.seed)
                 model.fit(
                     data.x_train,
@@ -301,7 +276,7 @@ def train(
     return recorder.finish(
         backend=backend,
         device=used_device,
-        versions=package_versions(["keras", "numpy", *BACKEND_PACKAGES[backend]]),
+        versions=package_versions(["keras", "numpy", *BACKEND_TABLE[backend].versioned]),
         test_loss=test_loss,
         predictions=predictions,
         weights=get_weights(model),
@@ -379,7 +354,3 @@ def backend_threads(backend: str) -> int:
         return torch.get_num_threads()
     value = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
     return int(value) if value.isdigit() and int(value) > 0 else thread_setting()
-
-
-def _warn(message: str) -> None:
-    print(f"keras_cnn: {message}", file=sys.stderr, flush=True)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cnn_common.cli import add_trainer_command, train_from_args
+from cnn_common.cli import run_train_command, trainer_command_line
 from cnn_common.errors import run_cli
-from cnn_common.framework import EXIT_STATUSES, require
+from cnn_common.framework import require
 from lightning_cnn.framework import FRAMEWORK
 
 PROG = "lightning-cnn"
@@ -22,23 +22,19 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 def make_parser() -> argparse.ArgumentParser:
     """``train``, and the LightningCLI's subcommands listed (they parse their own options)."""
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="The cnn-rosetta CNN with PyTorch Lightning. `train` takes the flags every "
-        "cnn-rosetta trainer shares and writes the run record; fit, validate, test and "
-        "predict are the LightningCLI (see `lightning-cnn fit --help`).",
-        epilog=EXIT_STATUSES,
+    command_line = trainer_command_line(
+        PROG,
+        "The cnn-rosetta CNN with PyTorch Lightning. `train` takes the flags every cnn-rosetta "
+        "trainer shares and writes the run record; fit, validate, test and predict are the "
+        "LightningCLI (see `lightning-cnn fit --help`).",
+        "lightning",
+        "Train LitCNN with a Trainer; write its run record.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = add_trainer_command(
-        commands, "lightning", "Train LitCNN with a Trainer; write its run record."
-    )
-    train.epilog = EXIT_STATUSES
     for name in LIGHTNING_COMMANDS:
-        commands.add_parser(
+        command_line.commands.add_parser(
             name, help=f"LightningCLI {name} (options: lightning-cnn {name} --help)", add_help=False
         )
-    return parser
+    return command_line.parser
 
 
 def _main(argv: list[str] | None) -> int:
@@ -51,14 +47,7 @@ def _main(argv: list[str] | None) -> int:
         # None: LightningCLI reads sys.argv itself (as DDP's re-launched processes do).
         cli_main(None if argv is None else args)
         return 0
-    parsed = make_parser().parse_args(args)
-    require(FRAMEWORK)
-    import lightning_cnn
-
-    # The framework is imported when train is first called: after the flags and the data
-    # are checked, so bad input is refused without waiting for it.
-    train_from_args(parsed, lambda *a, **k: lightning_cnn.train(*a, **k))
-    return 0
+    return run_train_command(make_parser().parse_args(args), FRAMEWORK)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,22 +8,25 @@ from pathlib import Path
 from cnn_common.cli import (
     HelpFormatter,
     add_data_arguments,
-    add_trainer_command,
-    train_from_args,
+    run_train_command,
+    trainer_command_line,
 )
 from cnn_common.errors import UserError, run_cli
 from cnn_common.framework import EXIT_STATUSES
+from numpy_cnn.framework import FRAMEWORK
 
 PROG = "numpy-cnn"
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The command line: ``train`` with the shared flags, ``demo forward|conv``, ``gradcheck``."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="The cnn-rosetta CNN from scratch in NumPy.", epilog=EXIT_STATUSES
+    command_line = trainer_command_line(
+        PROG,
+        "The cnn-rosetta CNN from scratch in NumPy.",
+        "numpy",
+        "Train the NumPy CNN and write its run record.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_trainer_command(commands, "numpy", "Train the NumPy CNN and write its run record.")
+    commands = command_line.commands
     demo = commands.add_parser(
         "demo",
         help="walk-throughs that print and draw what they show",
@@ -64,7 +67,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     for command in commands.choices.values():
         command.epilog = EXIT_STATUSES
-    return parser
+    return command_line.parser
 
 
 def _main(argv: list[str] | None) -> int:
@@ -94,10 +97,7 @@ def _main(argv: list[str] | None) -> int:
         checks = gradcheck.run_checks(args.seed, args.samples)
         print(*gradcheck.report(checks), sep="\n")
         return 0 if all(check.ok for check in checks) else 1
-    import numpy_cnn
-
-    train_from_args(args, numpy_cnn.train)
-    return 0
+    return run_train_command(args, FRAMEWORK)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,9 @@ trainer shares, and the user-error exit."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -15,10 +17,20 @@ from cnn_common.cli import (
     add_trainer_command,
     data_from_args,
     init_from_args,
+    run_train_command,
     specs_from_args,
     train_from_args,
+    trainer_command_line,
 )
-from cnn_common.errors import EXIT_USER_ERROR, DataError, SpecError, UserError, run_cli
+from cnn_common.errors import (
+    EXIT_USER_ERROR,
+    DataError,
+    FrameworkMissingError,
+    SpecError,
+    UserError,
+    run_cli,
+)
+from cnn_common.framework import EXIT_STATUSES, TOPICS, FrameworkInfo
 from cnn_common.results import RESULT_FILE, RunResult
 from cnn_common.spec import ConvBlock, ModelSpec, TrainSpec
 from cnn_common.spec_files import save_spec
@@ -242,3 +254,54 @@ def test_quiet_prints_nothing(
     assert call["progress"] is False and call["resume"] is False
     assert call["init_weights"] is None  # --init native: the framework initialises
     assert capsys.readouterr().out == ""
+
+
+# ----------------------------------------------------------------------------- programs
+
+
+def test_the_trainer_command_line_has_train_and_room_for_more() -> None:
+    command_line = trainer_command_line("demo-cnn", "The demo CNN.", "demo", "Train it.")
+    command_line.train.add_argument("--backend", default="own")
+    command_line.commands.add_parser("extra")
+    parser = command_line.parser
+    assert (parser.prog, parser.description, parser.epilog) == (
+        "demo-cnn",
+        "The demo CNN.",
+        EXIT_STATUSES,
+    )
+    assert (command_line.train.description, command_line.train.epilog) == (
+        "Train it.",
+        EXIT_STATUSES,
+    )
+    args = parser.parse_args(["train"])
+    assert (args.command, args.out, args.backend, args.devices) == (
+        "train",
+        Path("runs") / "demo",
+        "own",
+        1,
+    )
+    assert parser.parse_args(["extra"]).command == "extra"
+
+
+def declaration(package: str, requires: tuple[str, ...] = ()) -> FrameworkInfo:
+    native = {topic: "its own" for topic in TOPICS}
+    return FrameworkInfo("demo", "Demo", package, requires, "demo", native, ".npz")
+
+
+def test_run_train_command_trains_the_declared_package(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = ModuleType("demo_train_cnn")
+    package.train = FakeTrain()
+    monkeypatch.setitem(sys.modules, package.__name__, package)
+    argv = ["--out", str(tmp_path / "run"), "--data-dir", str(data_dir), "--subset", "64"]
+    assert run_train_command(parse_train([*argv, "--quiet"]), declaration("demo_train_cnn")) == 0
+    (call,) = package.train.calls
+    assert call["out"] == tmp_path / "run" and len(call["data"].x_train) == 64
+
+
+def test_run_train_command_needs_the_declared_modules(tmp_path: Path) -> None:
+    args = parse_train(["--out", str(tmp_path / "run")])
+    with pytest.raises(FrameworkMissingError, match="'demo_module_not_installed'"):
+        run_train_command(args, declaration("demo_unused_cnn", ("demo_module_not_installed",)))
+    assert "demo_unused_cnn" not in sys.modules and not (tmp_path / "run").exists()
