@@ -29,4 +29,5 @@ FRAMEWORK = FrameworkInfo(
     data_parallel=True,
     default=False,
     order=40,
+    bench_reference=True,  # the plain loop a PyTorch user writes: the bare minimum
 )
