@@ -12,7 +12,8 @@ arrays.
 
 from __future__ import annotations
 
-from compare.bench import Variant, paired_ratio, script_measure, script_parser
+from compare.bench.measure import paired_ratio
+from compare.bench.scripts import Variant, script_measure, script_parser
 
 TARGET = 1.05  # a step on the shared order at most this many times a plain fit's
 

@@ -12,7 +12,8 @@ each step by phase (from Lightning's hooks) beside the plain loop's.
 
 from __future__ import annotations
 
-from compare.bench import Variant, same_step_losses, script_measure, script_parser
+from compare.bench.measure import same_step_losses
+from compare.bench.scripts import Variant, script_measure, script_parser
 
 TARGET = 1.08  # Lightning's epoch at most this many times the plain loop's
 

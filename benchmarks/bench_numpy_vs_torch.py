@@ -11,7 +11,7 @@ the median epoch and of inference, the peak memory of each, and where a step's t
 
 from __future__ import annotations
 
-from compare.bench import Variant, script_measure, script_parser
+from compare.bench.scripts import Variant, script_measure, script_parser
 
 TARGET = 1.5  # numpy_cnn's epoch and inference at most this many times PyTorch's
 

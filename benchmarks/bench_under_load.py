@@ -1,8 +1,8 @@
 """Each framework's training epoch on an idle machine and beside a CPU hog.
 
 The hog is another process multiplying matrices with PyTorch on every core
-(``compare.bench.cpu_hog``). Each framework trains 5,000 images, each epoch in a fresh process
-after a warm-up epoch (``compare.bench``), first on the idle machine, then beside the hog.
+(``compare.bench.measure.cpu_hog``). Each framework trains 5,000 images, each epoch in a fresh
+process after a warm-up epoch (``compare.bench``), first on the idle machine, then beside the hog.
 Prints each framework's loaded / idle epoch ratio and whether its record flags the machine as
 busy. PyTorch's OpenMP threads spin while they wait, which collapses under load; on a busy
 machine ``cnn_common.machine.set_openmp_wait_policy`` makes them sleep soon.
@@ -13,7 +13,8 @@ machine ``cnn_common.machine.set_openmp_wait_policy`` makes them sleep soon.
 from __future__ import annotations
 
 from cnn_common.machine import usable_cores
-from compare.bench import Variant, cpu_hog, script_measure, script_parser
+from compare.bench.measure import cpu_hog
+from compare.bench.scripts import Variant, script_measure, script_parser
 
 TARGET = 3.0  # an epoch beside the hog at most this many times the idle one
 

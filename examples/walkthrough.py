@@ -39,8 +39,8 @@ from cnn_common.batches import epoch_batches
 from cnn_common.data import training_data
 from cnn_common.spec import ModelSpec, TrainSpec, param_count
 from cnn_common.weights import init_weights, weights_digest
-from compare.locate import compare_records, first_departures
-from compare.stats import mean_interval
+from compare.parity.locate import compare_records, first_departures
+from compare.stats.inference import mean_interval
 from numpy_cnn import demo, gradcheck
 
 SUBSET = int(os.environ.get("WALKTHROUGH_SUBSET", "2048"))
@@ -111,7 +111,7 @@ print(
 #
 # `layer_trace` returns every layer's output, the gradient with respect to every layer's
 # input and every weight, all in the canonical layout (NHWC maps, H, W, C flatten), so the
-# two frameworks can be compared entry by entry. `compare.locate` compares them in the order
+# two frameworks can be compared entry by entry. `compare.parity.locate` compares them in the order
 # the computation runs, with float32 tolerances, and names the first place they part (none,
 # here).
 

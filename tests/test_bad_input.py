@@ -28,7 +28,7 @@ import pytest
 
 from cnn_common.spec import ConvBlock, ModelSpec, TrainSpec, spec_to_dict
 from cnn_common.weights import init_weights, save_weights
-from compare.runner import RunOptions
+from compare.run.command import RunOptions
 
 BIN = Path(sys.executable).parent
 MODULES = {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from compare import layout
+from compare.engine import layout
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

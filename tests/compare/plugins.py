@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnn_common.framework import TOPICS
-from compare import registry
+from compare.engine import registry
 
 
 def write_plugin(

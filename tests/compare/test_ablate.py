@@ -23,10 +23,10 @@ from cnn_common.errors import UserError
 from cnn_common.results import EpochRecord, RunResult, finish_result
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.spec_files import apply_overrides
-from compare.ablation_stats import REAL, WITHIN, noise_bands, summarize
-from compare.arms import BASELINE, FACTORS, Arm, check_factors, plan_arms
-from compare.layout import ABLATION_DIR, ABLATION_FILE, RESULT_FILE, RUNS_DIR
-from compare.stats import compare_samples
+from compare.ablate.arms import BASELINE, FACTORS, Arm, check_factors, plan_arms
+from compare.ablate.effects import REAL, WITHIN, noise_bands, summarize
+from compare.engine.layout import ABLATION_DIR, ABLATION_FILE, RESULT_FILE, RUNS_DIR
+from compare.stats.inference import compare_samples
 from tests.compare.test_report import check_self_contained
 
 THREE = ("numpy", "keras", "lightning")

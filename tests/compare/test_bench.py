@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from cnn_common.spec import ModelSpec, flops
-from compare.bench import REFERENCE, phase_table, summarise, table
-from compare.layout import BENCH_RECORD
+from compare.bench.measure import REFERENCE, variant_row
+from compare.bench.tables import phase_table, table
+from compare.engine.layout import BENCH_RECORD
 
 FORWARD = flops(ModelSpec())
 
 
 def record(framework: str, epochs: list[float], infer_s: float, busy: bool = False) -> dict:
-    """A process's record as ``compare.bench_task`` writes it (10 steps of 128 images)."""
+    """A process's record as ``compare.bench.task`` writes it (10 steps of 128 images)."""
     return {
         "framework": framework,
         "native": [],
@@ -43,8 +44,8 @@ def record(framework: str, epochs: list[float], infer_s: float, busy: bool = Fal
 def test_summaries_are_medians_over_processes_with_ratios_to_the_reference() -> None:
     torch_runs = [record("pytorch", [1.0], 0.10), record("pytorch", [1.2], 0.12)]
     numpy_runs = [record("numpy", [t], i) for t, i in ((1.5, 0.2), (2.1, 0.1), (1.8, 0.3))]
-    ref = summarise(torch_runs, ModelSpec())
-    row = summarise(numpy_runs, ModelSpec(), ref, torch_runs)
+    ref = variant_row(torch_runs, ModelSpec())
+    row = variant_row(numpy_runs, ModelSpec(), ref, torch_runs)
     assert ref["epoch_s"] == pytest.approx(1.1) and row["epoch_s"] == 1.8  # medians
     assert row["train_time_ratio"] == pytest.approx(1.8 / 1.1)
     assert row["paired_time_ratio"] == pytest.approx((1.5 / 1.0 + 2.1 / 1.2) / 2)  # by turn
@@ -60,7 +61,7 @@ def test_summaries_are_medians_over_processes_with_ratios_to_the_reference() -> 
 
 
 def test_a_timing_from_a_busy_machine_is_flagged() -> None:
-    rows = [summarise([record("numpy", [1.0], 0.1, busy=True)], ModelSpec())]
+    rows = [variant_row([record("numpy", [1.0], 0.1, busy=True)], ModelSpec())]
     assert rows[0]["busy"] and rows[0]["other_cores"] == 1.5
     assert "numpy (machine busy)" in table(rows)
     assert "forward + loss" in phase_table(rows)

@@ -1,7 +1,7 @@
 """The report of a folder ``cnn-compare bench`` wrote into: its "Performance" sections (what
 was measured, the throughput table, the step by phase as a table and stacked bars).
 
-The bench.json is built the way ``compare.bench.summary`` builds it, from made-up process
+The bench.json is built the way ``compare.bench`` builds it, from made-up process
 records (``tests.compare.test_bench.record``): no training, no worker process.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import ModelSpec, TrainSpec
-from compare.bench import BenchOptions, Variant, summary
-from compare.layout import BENCH_FILE, ROSETTA_FILE
-from compare.report import write_outputs
+from compare.bench.measure import BenchOptions, Variant, bench_result
+from compare.engine.layout import BENCH_FILE, ROSETTA_FILE
+from compare.report.outputs import write_outputs
 from tests.compare.test_bench import record
 from tests.compare.test_report import check_self_contained
 
@@ -36,7 +36,7 @@ def write_bench(
     options = BenchOptions(
         variants=variants, model_spec=ModelSpec(), train_spec=TrainSpec(), processes=2, out=out
     )
-    result = summary(options, records)
+    result = bench_result(options, records)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / BENCH_FILE, result)
     return result

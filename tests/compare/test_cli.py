@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from cnn_common.spec import ModelSpec, TrainSpec
-from compare import registry
 from compare.__main__ import main
-from compare.layout import CONFIG_FILE, run_dir
-from compare.runner import RunOptions
+from compare.engine import registry
+from compare.engine.layout import CONFIG_FILE, run_dir
+from compare.run.command import RunOptions
 
 
 def cli(
@@ -193,7 +193,7 @@ def test_resume_refuses_flags_that_decide_the_results(
 
 def test_a_different_configuration_is_refused_before_anything_runs(tmp_path: Path) -> None:
     from cnn_common.errors import UserError
-    from compare.runner import run
+    from compare.run.command import run
 
     out = tmp_path / "o"
     config = saved_config(out)

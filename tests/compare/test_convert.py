@@ -17,9 +17,9 @@ import numpy_cnn
 from cnn_common.errors import DataError
 from cnn_common.spec import ConvBlock, DenseLayer, ModelSpec
 from cnn_common.weights import init_weights, save_weights
-from compare import registry
 from compare.__main__ import main
-from compare.layout import CONVERT_FILE, run_dir
+from compare.engine import registry
+from compare.engine.layout import CONVERT_FILE, run_dir
 
 # 'same' padding with an odd total (stride 2, kernel 3 on 14x14: pads (0, 1)), tanh, dropout.
 SAME = ModelSpec(

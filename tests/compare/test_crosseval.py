@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compare.crosseval import NEAR_TIE, margins, summarize
+from compare.crosseval.evaluate import NEAR_TIE, margins, summarize
 
 N, K = 20, 10
 

@@ -14,8 +14,8 @@ import pytest
 
 from cnn_common.events import End, Event, Start
 from cnn_common.results import RESULT_FILE, RunResult
-from compare.executors import EventTail
-from compare.layout import EVENTS_FILE, run_dir
+from compare.engine.launch import EventTail
+from compare.engine.layout import EVENTS_FILE, run_dir
 from tests.waiting import scaled, wait_until
 
 SMALL = ["--subset", "2000", "--eval-subset", "500", "--epochs", "1", "--quiet"]

@@ -23,8 +23,8 @@ import pytest
 
 from cnn_common.results import RESULT_FILE, WEIGHTS_FILE, RunResult
 from cnn_common.weights import load_weights
-from compare.layout import run_dir
-from compare.lock import LOCK_FILE
+from compare.engine.layout import run_dir
+from compare.engine.lock import LOCK_FILE
 from tests.waiting import hold_env, scaled, wait_held, wait_until
 
 REPO = Path(__file__).resolve().parents[2]

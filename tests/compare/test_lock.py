@@ -1,4 +1,4 @@
-"""One run at a time in a results folder (``compare.lock``): a second run refuses and names
+"""One run at a time in a results folder (``compare.engine.lock``): a second run refuses and names
 the first; a lock left by a killed run is taken over, saying so."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 
 from cnn_common.errors import UserError
 from cnn_common.results import RESULT_FILE
-from compare.layout import run_dir
-from compare.lock import LOCK_FILE, FolderLock
+from compare.engine.layout import run_dir
+from compare.engine.lock import LOCK_FILE, FolderLock
 from tests.waiting import hold_env, pid_alive, release, scaled, wait_held, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,7 +142,7 @@ def test_ablate_refuses_a_folder_in_use(tmp_path: Path, data_dir: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from compare.lock import FolderLock; "
+            "import sys, time; from compare.engine.lock import FolderLock; "
             "FolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)",
             str(out),
         ],

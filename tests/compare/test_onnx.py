@@ -16,7 +16,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import numpy_cnn  # noqa: E402
-from compare import onnx_export  # noqa: E402
+from compare.convert import onnx_export  # noqa: E402
 
 # 28x28 -> conv1 'same' 3x3 -> pool -> 14x14 -> conv2 'same' 3x3 stride 2: the total padding
 # is odd (1), so TensorFlow's placement puts it all after: pads (0, 1) on each axis.
@@ -106,7 +106,7 @@ def test_wrong_weights_are_refused() -> None:
 
 def test_importing_the_module_imports_no_onnx() -> None:
     code = (
-        "import sys, compare.onnx_export, compare.parity\n"
+        "import sys, compare.convert.onnx_export, compare.parity.command\n"
         "assert not {'onnx', 'onnxruntime'} & set(sys.modules), sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -115,7 +115,7 @@ def test_importing_the_module_imports_no_onnx() -> None:
 def test_parity_reference_is_numpy_step0_logits(mnist, data_dir) -> None:
     """The parity helper runs batch 0 of the shared order from the shared initial weights."""
     from cnn_common.batches import epoch_batches
-    from compare.parity import without_dropout
+    from compare.parity.command import without_dropout
 
     spec, train = without_dropout(SAME), TrainSpec(batch_size=32)
     first = epoch_batches(len(mnist.x_train), train.batch_size, train.seed, 0)[0]

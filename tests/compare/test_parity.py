@@ -1,8 +1,8 @@
-"""``cnn-compare parity`` and its locator (``compare.locate``): the frameworks agree from shared
-weights on the shared batches, and where two of them part, the first place is named.
+"""``cnn-compare parity`` and its locator (``compare.parity.locate``): the frameworks agree from
+shared weights on the shared batches, and where two of them part, the first place is named.
 
 The end-to-end runs start ``cnn-compare parity`` (one process per framework); the unit tests
-feed ``compare.locate`` hand-made records.
+feed ``compare.parity.locate`` hand-made records.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from cnn_common.spec import ModelSpec, layers, weight_shapes
-from compare import registry
-from compare.locate import (
+from compare.engine import registry
+from compare.parity.command import known_cause, without_dropout
+from compare.parity.locate import (
     NEAR_TIE,
     TOLERANCES,
     compare_records,
@@ -30,7 +31,6 @@ from compare.locate import (
     order_of,
     relative_difference,
 )
-from compare.parity import known_cause, without_dropout
 
 FOUR = ("numpy", "keras", "lightning", "pytorch")
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from cnn_common.data import Data, subset
 from cnn_common.events import Event, Step
 from cnn_common.results import RESULT_FILE, RunResult
 from cnn_common.spec import ModelSpec, TrainSpec
-from compare.layout import run_dir
+from compare.engine.layout import run_dir
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -108,8 +108,8 @@ def test_each_run_records_its_own_peak_memory(mnist: Data, tmp_path: Path) -> No
 
 
 def test_the_report_marks_a_peak_counted_from_the_process_start() -> None:
-    from compare import tables
-    from compare.collect import Collected
+    from compare.report import tables
+    from compare.report.collect import Collected
 
     def record(scope: str) -> RunResult:
         run = RunResult("numpy", "numpy", "mnist", {}, {}, "shared", "cpu", {}, 0)

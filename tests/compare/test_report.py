@@ -21,11 +21,8 @@ from cnn_common.framework import TOPICS
 from cnn_common.results import EpochRecord, finish_result
 from cnn_common.spec import ModelSpec, TrainSpec, layer_shapes, spec_to_dict
 from cnn_common.weights import init_weights, save_weights
-from compare import registry
-from compare.collect import collect
-from compare.differences import differences
-from compare.figures import styles
-from compare.layout import (
+from compare.engine import registry
+from compare.engine.layout import (
     BENCH_FILE,
     CONFIG_FILE,
     FAILED_FILE,
@@ -35,10 +32,13 @@ from compare.layout import (
     WEIGHTS_FILE,
     run_dir,
 )
-from compare.render import html_table, md_table
-from compare.report import write_outputs
-from compare.runner import record_wall
-from compare.tables import differences_table
+from compare.report.collect import collect
+from compare.report.differences import differences
+from compare.report.figures import styles
+from compare.report.outputs import write_outputs
+from compare.report.render import html_table, md_table
+from compare.report.tables import differences_table
+from compare.run.command import record_wall
 
 FRAMEWORKS = ("numpy", "keras", "lightning")
 EXPECTED_FIGURES = {

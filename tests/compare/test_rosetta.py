@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from cnn_common.spec import DenseLayer, ModelSpec, TrainSpec
-from compare import registry, rosetta
-from compare.render import Details, Section, write_html, write_markdown
-from compare.report import write_outputs
-from compare.rosetta_task import resolve, source_entry
+from compare.engine import registry
+from compare.report.outputs import write_outputs
+from compare.report.render import Details, Section, write_html, write_markdown
+from compare.rosetta import command as rosetta
+from compare.rosetta.task import resolve, source_entry
 
 REPO = Path(__file__).resolve().parents[2]
 FOUR = ("numpy", "keras", "pytorch", "lightning")

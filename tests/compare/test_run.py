@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnn_common.results import RunResult
-from compare.layout import CONFIG_FILE, run_dir
+from compare.engine.layout import CONFIG_FILE, run_dir
 from tests.compare.test_report import EXPECTED_FIGURES, check_self_contained
 from tests.waiting import hold_env, pid_alive, scaled, wait_held, wait_until
 

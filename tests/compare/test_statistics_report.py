@@ -19,9 +19,9 @@ import pytest
 from scipy import stats as scipy_stats
 
 from cnn_common.results import RunResult
-from compare.layout import RESULT_FILE, RESULTS_FILE, run_dir
-from compare.report import write_outputs
-from compare.stats import NOISE, REAL
+from compare.engine.layout import RESULT_FILE, RESULTS_FILE, run_dir
+from compare.report.outputs import write_outputs
+from compare.stats.inference import NOISE, REAL
 from tests.compare.test_report import make_results
 
 TITLE = "## Is the difference real?"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from compare.stats import NOISE, REAL, compare_samples, mean_interval
+from compare.stats.inference import NOISE, REAL, compare_samples, mean_interval
 
 PAIRED, WELCH = "paired t-test", "Welch's t-test"
 

@@ -19,8 +19,8 @@ from cnn_common.machine import (
     set_openmp_wait_policy,
     usable_cores,
 )
-from compare.bench import cpu_hog
-from compare.layout import REPORT_MD, run_dir
+from compare.bench.measure import cpu_hog
+from compare.engine.layout import REPORT_MD, run_dir
 
 
 def train_lightning(out: Path, data_dir: Path) -> dict:

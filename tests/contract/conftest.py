@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from compare import registry
+from compare.engine import registry
 
 REQUIRED = bool(os.environ.get("CI") or os.environ.get("CNN_REQUIRE_DATA"))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from compare import registry
+from compare.engine import registry
 from tests.contract.conftest import REQUIRED, hosted_here
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from cnn_common.data import training_data
 from cnn_common.events import Event, Step
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.weights import init_weights
-from compare import registry
+from compare.engine import registry
 
 
 def main() -> None:

@@ -1,0 +1,18 @@
+"""``cnn-compare bench``: where the time goes.
+
+``command`` is the command, ``task`` times one framework in a fresh worker, ``measure`` runs
+the processes and reduces their records, ``tables`` formats the results, ``scripts`` serves
+the scripts in ``benchmarks/``, ``section`` and ``figures`` are its parts of the report.
+"""
+
+from compare.bench.job import BenchJob
+from compare.engine.features import Feature
+
+FEATURE = Feature(
+    name="bench",
+    help="where the time goes: throughput, share of the machine's peak, memory, phases",
+    command="compare.bench.command",
+    jobs={BenchJob: "compare.bench.task:run_bench_task"},
+    sections=((90, "compare.bench.section:bench_sections"),),
+    order=30,
+)

@@ -1,0 +1,193 @@
+"""The model as an ONNX graph, built from the spec and the canonical weights, and run with
+onnxruntime: one exporter for every framework, since every framework's weights convert to
+the canonical layout.
+
+The graph takes NHWC images (``images``, ``(N, H, W, C)``, the project's layout), transposes
+them once to NCHW (ONNX's Conv is NCHW only), and follows ``cnn_common.spec.layers``: Conv with
+the spec's explicit pads, its activation, MaxPool, Flatten, Gemm for every dense layer; dropout
+is left out (the identity at inference). It outputs ``logits`` ``(N, K)``.
+
+Weights: an NCHW graph is PyTorch's layout (Conv weights ``(F, C, KH, KW)``, a flatten in
+C, H, W order), so the initializers are ``cnn_common.weights.to_torch_layout`` of the canonical
+weights: the one conversion the project already has and tests, rather than a second
+permutation of the first dense layer here (or a transpose back to NHWC inside the graph).
+
+onnx and onnxruntime are an optional extra (``pip install -e ".[onnx]"``): they are imported
+inside the functions that need them, never when this module is.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cnn_common.batches import epoch_batches
+from cnn_common.data import training_data
+from cnn_common.errors import UserError
+from cnn_common.files import atomic_write_bytes
+from cnn_common.spec import ModelSpec, TrainSpec, layers, spec_to_dict
+from cnn_common.weights import Weights, check_weights, init_weights, to_torch_layout
+from compare.parity.locate import TOLERANCES, relative_difference
+
+if TYPE_CHECKING:
+    import onnx
+
+OPSET = 17  # Conv, MaxPool, Gemm, Flatten as used here are unchanged since opset 13
+IR_VERSION = 8  # the IR of opset 17: readable by onnxruntime >= 1.17 (pyproject's floor)
+INPUT = "images"
+OUTPUT = "logits"
+ACTIVATIONS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "linear": None}
+# onnxruntime's CPU provider has no double kernel for Conv (NOT_IMPLEMENTED; see
+# tests/compare/test_onnx.py), so a float64 model is exported and run in float32.
+RUNTIME_DTYPE = "float32"
+INSTALL = 'pip install -e ".[onnx]"'
+STEP0_LOGITS = "step0/forward/logits"  # in each framework's parity.npz
+
+
+def available() -> bool:
+    """True when both onnx and onnxruntime are installed (checked without importing them)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+
+
+def check_available() -> None:
+    """Raise ``UserError`` with the install command when onnx or onnxruntime is missing."""
+    if not available():
+        raise UserError("ONNX export needs onnx and onnxruntime, which are not installed", INSTALL)
+
+
+def onnx_model(spec: ModelSpec, weights: Weights, dtype: str = RUNTIME_DTYPE) -> onnx.ModelProto:
+    """The ONNX model of ``spec`` holding ``weights`` (canonical layout) as ``dtype``
+    initializers; input ``images (N, H, W, C)``, output ``logits (N, K)``; checked."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    check_weights(spec, weights)
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    initializers = [
+        numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+        for name, value in to_torch_layout(weights, spec).items()
+    ]
+    nodes = [
+        helper.make_node("Transpose", [INPUT], ["nchw"], name="nhwc_to_nchw", perm=[0, 3, 1, 2])
+    ]
+    x = "nchw"
+
+    def activate(name: str, activation: str) -> None:
+        op = ACTIVATIONS[activation]
+        if op is not None:
+            nodes.append(helper.make_node(op, [f"{name}/linear"], [name], name=f"{name}/{op}"))
+
+    for layer in layers(spec):
+        name = layer.name
+        linear = name if ACTIVATIONS[layer.activation] is None else f"{name}/linear"
+        if layer.kind == "conv":
+            (top, bottom), (left, right) = layer.pad
+            k, s = layer.kernel_size, layer.stride
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [x, f"{name}.kernel", f"{name}.bias"],
+                    [linear],
+                    name=name,
+                    kernel_shape=[k, k],
+                    strides=[s, s],
+                    pads=[top, left, bottom, right],  # ONNX: all begins, then all ends
+                )
+            )
+            activate(name, layer.activation)
+        elif layer.kind == "pool":
+            k, s = layer.kernel_size, layer.stride
+            nodes.append(
+                helper.make_node(
+                    "MaxPool", [x], [name], name=name, kernel_shape=[k, k], strides=[s, s]
+                )
+            )
+        elif layer.kind == "flatten":  # (N, C, H, W) -> (N, C*H*W): PyTorch's order
+            nodes.append(helper.make_node("Flatten", [x], [name], name=name, axis=1))
+        elif layer.kind in ("dense", "logits"):  # x @ kernel.T + bias, kernel (out, in)
+            inputs = [x, f"{name}.kernel", f"{name}.bias"]
+            nodes.append(helper.make_node("Gemm", inputs, [linear], name=name, transB=1))
+            activate(name, layer.activation)
+        else:  # dropout: the identity at inference
+            continue
+        x = name
+    h, w, c = spec.input_shape
+    graph = helper.make_graph(
+        nodes,
+        "cnn_rosetta",
+        [helper.make_tensor_value_info(INPUT, elem, ["N", h, w, c])],
+        [helper.make_tensor_value_info(OUTPUT, elem, ["N", spec.num_classes])],
+        initializers,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="cnn-rosetta",
+    )
+    helper.set_model_props(model, {"spec": json.dumps(spec_to_dict(spec)), "input": "NHWC"})
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def save_onnx(model: onnx.ModelProto, path: str | Path) -> None:
+    """Write ``model`` to ``path`` atomically."""
+    atomic_write_bytes(path, model.SerializeToString())
+
+
+def run_onnx(model: onnx.ModelProto | str | Path, x: np.ndarray) -> np.ndarray:
+    """Logits ``(N, K)`` of ``model`` (or an ``.onnx`` file) for images ``x (N, H, W, C)``,
+    computed by onnxruntime on the CPU in the model's input dtype."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    source = str(model) if isinstance(model, str | Path) else model.SerializeToString()
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64}[
+        session.get_inputs()[0].type
+    ]
+    return session.run([OUTPUT], {INPUT: np.ascontiguousarray(x, dtype=dtype)})[0]
+
+
+def parity_reference(
+    recorded: dict[str, dict[str, np.ndarray]],
+    spec: ModelSpec,
+    train: TrainSpec,
+    dataset: str,
+    data_dir: str | None,
+) -> dict[str, float] | None:
+    """For ``cnn-compare parity``: the max relative difference (``max |a - b| / max |b|``)
+    between each framework's step-0 logits (``step0/forward/logits``) and onnxruntime's on the
+    same batch from the shared initial weights; None when onnxruntime is not installed.
+
+    A forward-only reference from a runtime none of the frameworks share, in float32 (see
+    ``RUNTIME_DTYPE``) whatever the run's dtype.
+    """
+    if not available():
+        return None
+    data = training_data(dataset, train, root=data_dir)
+    first = epoch_batches(len(data.x_train), train.batch_size, train.seed, 0)[0]
+    model = onnx_model(spec, init_weights(spec, train.seed, train.dtype))
+    reference = run_onnx(model, data.x_train[first])  # (B, K)
+    return {
+        name: relative_difference(arrays[STEP0_LOGITS], reference, norm=False)[0]
+        for name, arrays in recorded.items()
+        if STEP0_LOGITS in arrays  # absent with --steps 0
+    }
+
+
+def parity_lines(reference: dict[str, float] | None) -> list[str]:
+    """What ``cnn-compare parity`` prints about the onnxruntime reference."""
+    if reference is None:
+        return [f"onnxruntime: not installed, no forward-only reference ({INSTALL} adds it)"]
+    tolerance = TOLERANCES[RUNTIME_DTYPE]["forward"]
+    return [
+        f"onnxruntime vs {name}: step-0 logits, max relative difference {value:.2g} "
+        f"({'within' if value <= tolerance else 'over'} {tolerance:g}, float32)"
+        for name, value in reference.items()
+    ]

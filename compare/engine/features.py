@@ -1,0 +1,103 @@
+"""The features of ``cnn-compare``: every ``Feature`` registered under the
+``cnn_rosetta.features`` entry-point group, whoever installed it.
+
+A feature (``run``, ``parity``, ``bench``, ...) is one sub-package that declares in one
+``Feature`` what the rest needs to know: its command (a module with ``configure(parser)`` and
+``main(args) -> int``), its job types with the function that runs each in a worker, and its
+report sections with their place in the report. ``compare.__main__`` builds its parser from
+this registry and the worker finds a job's handler here: neither names a feature, so adding a
+command is one new sub-package plus its entry point (``docs/frameworks.md`` shows the same for
+frameworks).
+
+Modules are named by ``"package.module"`` and functions by ``"package.module:function"``, as
+entry points are, and imported only when used: a worker imports the one task it runs, not every
+command and report section.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from compare.engine.jobs import BatchJob, Job
+
+GROUP = "cnn_rosetta.features"
+
+
+@dataclass(frozen=True)
+class Feature:
+    """What one feature adds to ``cnn-compare``.
+
+    ``command`` is None for a feature that has no command of its own (the statistics, the
+    cross-evaluation that ``run`` starts). ``jobs`` maps each job type to its handler,
+    ``(job, on_event) -> None``. ``sections`` pairs a place in the report (lower first) with a
+    function ``(found: Collected, figures_dir: Path) -> list[Section]``; ``order`` places the
+    command in ``cnn-compare --help``.
+    """
+
+    name: str  # the command: cnn-compare <name>
+    help: str = ""  # its line in cnn-compare --help
+    command: str | None = None  # module with configure(parser) and main(args) -> int
+    jobs: Mapping[type[Job], str] = field(default_factory=dict)  # job type -> handler
+    sections: tuple[tuple[int, str], ...] = ()  # (place, "module:function")
+    order: int = 100
+
+
+# The engine's own job: several jobs of one framework in one worker process.
+ENGINE = Feature(name="engine", jobs={BatchJob: "compare.engine.worker:run_batch"})
+
+
+def resolve(target: str) -> Any:
+    """``"package.module:attribute"`` -> the attribute; ``"package.module"`` -> the module."""
+    module, _, attribute = target.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded
+
+
+@functools.cache
+def features() -> dict[str, Feature]:
+    """Every registered feature by name, commands in ``order`` (the engine's own first)."""
+    found: dict[str, Feature] = {ENGINE.name: ENGINE}
+    for entry in metadata.entry_points(group=GROUP):
+        feature = entry.load()
+        if not isinstance(feature, Feature):
+            raise TypeError(f"entry point {entry.name!r} of {GROUP} is not a Feature")
+        if feature.name != entry.name:
+            raise ValueError(f"entry point {entry.name!r} declares the feature {feature.name!r}")
+        found.setdefault(feature.name, feature)
+    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
+
+
+def commands() -> list[Feature]:
+    """The features that add a command, in ``cnn-compare --help`` order."""
+    return [feature for feature in features().values() if feature.command]
+
+
+@functools.cache
+def job_types() -> dict[str, type[Job]]:
+    """Every registered job type by its ``kind``."""
+    return {cls.kind: cls for feature in features().values() for cls in feature.jobs}
+
+
+def job_from_json(text: str) -> Job:
+    """A job as ``Job.to_json`` wrote it, of any registered kind."""
+    return Job.from_json(text, job_types())
+
+
+def handler(kind: str) -> Callable[..., None]:
+    """The function that runs a job of ``kind`` in a worker: ``(job, on_event) -> None``."""
+    for feature in features().values():
+        for cls, target in feature.jobs.items():
+            if cls.kind == kind:
+                return resolve(target)
+    raise KeyError(f"no feature registers the job kind {kind!r}")
+
+
+def report_sections() -> list[Callable[..., list[Any]]]:
+    """Every feature's report sections, in report order."""
+    placed = [(place, target) for f in features().values() for place, target in f.sections]
+    return [resolve(target) for _, target in sorted(placed)]

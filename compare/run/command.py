@@ -1,0 +1,300 @@
+"""``cnn-compare run``: train each framework (and seed), one process each, keep every result.
+
+Each run lands in ``OUT/runs/<framework>-seed<S>/`` (``compare.engine.layout``) as soon as it
+finishes, so a crash, a kill or a framework that is not installed loses nothing else;
+``--resume`` runs only what is missing, with the configuration saved in ``OUT/config.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnn_common.cli import DEVICES, add_data_arguments, add_spec_arguments, specs_from_args
+from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
+from cnn_common.files import atomic_write_json
+from cnn_common.spec import spec_from_dict, spec_to_dict
+from compare.crosseval.evaluate import run_crosseval
+from compare.engine import registry
+from compare.engine.executors import make_executor
+from compare.engine.launch import read_failure
+from compare.engine.layout import CONFIG_FILE, WALL_FILE, run_dir
+from compare.engine.lock import FolderLock
+from compare.engine.options import (
+    PROG,
+    SweepOptions,
+    check_out,
+    executor_arguments,
+    frameworks_argument,
+    read_config,
+    sweep_fields,
+)
+from compare.engine.progress import RunDisplay
+from compare.engine.worker import write_failure
+from compare.report.collect import completed
+from compare.report.outputs import write_outputs
+from compare.run.job import TrainJob
+
+DESCRIPTION = (
+    "Train every framework (and seed) in a process of its own; write results.json, "
+    "history.csv, report.md, report.html and figures/ into --out."
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions(SweepOptions):
+    """Everything ``cnn-compare run`` was asked to do."""
+
+    init: str = "shared"
+    device: str = "auto"
+    out: Path = Path("runs/compare")
+    in_process: bool = False
+    devices: int = 1  # DDP processes (or GPUs) for the frameworks that can
+
+    def config(self) -> dict[str, Any]:
+        """The part of the options that decides the results (``--resume`` reads it back)."""
+        return {
+            "frameworks": list(self.frameworks),
+            "dataset": self.dataset,
+            "init": self.init,
+            "device": self.device,
+            "subset": self.subset,
+            "eval_subset": self.eval_subset,
+            "seeds": self.seeds,
+            "devices": self.devices,
+            **spec_to_dict(self.model_spec, self.train_spec),
+        }
+
+
+def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
+    """The job that trains ``framework`` on ``seed`` into its run folder."""
+    return TrainJob.create(
+        model_spec=options.model_spec,
+        train_spec=dataclasses.replace(options.train_spec, seed=seed),
+        out=run_dir(options.out, framework, seed),
+        framework=framework,
+        seed=seed,
+        dataset=options.dataset,
+        data_dir=options.data_dir,
+        subset=options.subset,
+        eval_subset=options.eval_subset,
+        init=options.init,
+        device=options.device,
+        devices=options.devices,
+        resume=True,  # continue from the folder's checkpoints if a killed run left any
+    )
+
+
+def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
+    """Train every (framework, seed) that is not done yet; then write results and report.
+
+    Returns 0 when every run succeeded, 2 when one failed for a user error (e.g. a framework
+    not installed), 1 when one crashed. ``OUT/.lock`` keeps a second run out of the folder
+    meanwhile (``compare.lock``); Ctrl-C stops the worker, keeps the finished runs and says
+    how to resume.
+    """
+    resume = f"cnn-compare run --resume --out {shlex.quote(str(options.out))}"
+    with FolderLock(options.out, log, resume):
+        return _run(options, log)
+
+
+def record_wall(out: Path, started: float, seconds: float, resumed: bool) -> None:
+    """Add this session (its start, Unix time, and wall seconds) to ``OUT/wall.json``; a run
+    that is not resumed starts the list afresh."""
+    path = out / WALL_FILE
+    sessions: list[dict[str, Any]] = []
+    if resumed and path.is_file():
+        try:
+            sessions = list(json.loads(path.read_text())["sessions"])
+        except (ValueError, KeyError, TypeError):
+            sessions = []  # a damaged record: this session's time is still worth keeping
+    sessions.append(
+        {"started": round(started, 3), "seconds": round(seconds, 3), "resumed": resumed}
+    )
+    atomic_write_json(path, {"sessions": sessions})
+
+
+def _run(options: RunOptions, log: Callable[[str], None]) -> int:
+    check_out(options.out, options.config(), resume=options.resume, overwrite=options.overwrite)
+    started, clock = time.time(), time.monotonic()  # the report's total wall time
+    executor = make_executor(
+        options.executor, options.threads, options.in_process, options.ray_address
+    )
+    runs = [(fw, seed) for seed in options.seed_list() for fw in options.frameworks]
+    labels = [fw if options.seeds == 1 else f"{fw} seed {seed}" for fw, seed in runs]
+    display = RunDisplay(labels, options.progress)
+    worst = 0
+
+    def done(label: str, status: int) -> None:
+        nonlocal worst
+        if status != 0:
+            failure = read_failure(jobs[label].path, status)
+            display.note(label, f"failed: {failure['error'].splitlines()[0][:60]}")
+            worst = max(worst, EXIT_USER_ERROR if failure["kind"] == "user" else 1)
+        display.finish(label)
+
+    jobs: dict[str, TrainJob] = {}
+    try:
+        for (fw, seed), label in zip(runs, labels, strict=True):
+            path = run_dir(options.out, fw, seed)
+            if options.resume and completed(path):
+                display.note(label, "kept (finished earlier)")
+                display.finish(label)
+                continue
+            if not options.resume and path.exists():
+                shutil.rmtree(path)
+            try:
+                registry.check_installed(fw)
+            except FrameworkMissingError as exc:
+                write_failure(path, "user", str(exc))
+                display.note(label, "not installed")
+                worst = max(worst, EXIT_USER_ERROR)
+                continue
+            jobs[label] = train_job(options, fw, seed)
+        executor.run([(label, job, None) for label, job in jobs.items()], display.event, done)
+        if len(options.frameworks) > 1:
+            display.note(labels[-1], "cross-evaluating the trained weights")
+            run_crosseval(
+                options.out,
+                list(options.frameworks),
+                options.seed_list()[0],
+                crosseval_fields(options),
+                options.in_process,
+                options.threads,
+                log,
+            )
+    finally:
+        display.close()
+    record_wall(options.out, started, time.monotonic() - clock, options.resume)
+    for line in write_outputs(options.out):
+        log(line)
+    return worst
+
+
+def crosseval_fields(options: RunOptions) -> dict[str, Any]:
+    """What every cross-evaluation job of a run shares: its specs and test data."""
+    return {
+        "model_spec": spec_to_dict(options.model_spec)["model"],
+        "train_spec": spec_to_dict(options.model_spec, options.train_spec)["train"],
+        "dataset": options.dataset,
+        "data_dir": options.data_dir,
+        "eval_subset": options.eval_subset,
+    }
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The options of ``cnn-compare run``."""
+    parser.description = DESCRIPTION
+    frameworks_argument(parser)
+    add_spec_arguments(parser)
+    add_data_arguments(parser)
+    parser.add_argument("--seeds", type=int, default=1, help="train each framework on N seeds")
+    parser.add_argument(
+        "--init",
+        choices=["shared", "native"],
+        default="shared",
+        help="shared: identical starting weights everywhere; native: each framework's own",
+    )
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="processes (CPU) or GPUs each run of lightning and pytorch trains on, with "
+        "Lightning's DDP; the other frameworks train on one",
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="results folder")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the run in --out with its saved configuration; finished runs are kept",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the frameworks in this process instead of one process each",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads per framework (default: all cores)"
+    )
+    executor_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no live progress display")
+
+
+# What --resume takes from the saved configuration (the options that decide the results).
+RESUMED = (
+    "frameworks",
+    "dataset",
+    "init",
+    "device",
+    "subset",
+    "eval_subset",
+    "seeds",
+    "devices",
+)
+
+
+def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
+    """With ``--resume``, the configuration saved in ``--out``; flags that decide the results
+    must not be given again (only how to run — threads, progress — may change)."""
+    path = args.out / CONFIG_FILE
+    if not args.resume or not path.is_file():
+        return {}
+    saved = read_config(path)
+    fresh = argparse.ArgumentParser()
+    configure(fresh)
+    defaults = fresh.parse_args([])
+    given = [
+        name
+        for name in (*RESUMED, "spec", "overrides", "epochs", "batch_size", "seed", "dtype")
+        if getattr(args, name) != getattr(defaults, name)
+    ]
+    if given:
+        flags = {"overrides": "--set"}
+        raise UserError(
+            f"--resume takes its configuration from {path}; do not give "
+            + ", ".join(flags.get(name, f"--{name.replace('_', '-')}") for name in given),
+            f"run `{PROG} run --resume --out {args.out}` alone, or start a new --out",
+        )
+    return saved
+
+
+def main(args: argparse.Namespace) -> int:
+    """``cnn-compare run``: check the options, train, report; 2 when a framework failed."""
+    names = registry.parse_frameworks(args.frameworks)
+    model, train = specs_from_args(args)
+    saved = _saved_config(args)
+    if saved:
+        names = saved["frameworks"]
+        model, train = spec_from_dict({"model": saved["model"], "train": saved["train"]})
+        for name in RESUMED[1:]:  # an older folder may lack a newer option: its default
+            setattr(args, name, saved.get(name, getattr(args, name)))
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {args.seeds}", "use --seeds 1 or more")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}", "use --threads 1+")
+    if args.devices < 1:
+        raise UserError(f"--devices must be at least 1, got {args.devices}", "use --devices 1+")
+    make_executor(args.executor, args.threads, args.in_process, args.ray_address)  # checks
+    options = RunOptions(
+        **sweep_fields(args, names, model, train),
+        seeds=args.seeds,
+        init=args.init,
+        device=args.device,
+        in_process=args.in_process,
+        devices=args.devices,
+    )
+    status = run(options)
+    if status == 2:
+        print(f"{PROG}: error: some frameworks could not run; see the report", file=sys.stderr)
+    return status
