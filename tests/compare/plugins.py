@@ -1,9 +1,10 @@
-"""Installing a framework as a third party would: a package and the ``dist-info`` folder that
-registers it under the ``cnn_rosetta.frameworks`` entry points, written into a folder that
-goes on ``sys.path`` (``monkeypatch.syspath_prepend``) or on a child's ``PYTHONPATH``.
+"""Installing a framework or a command as a third party would: a package and the ``dist-info``
+folder that registers it under the ``cnn_rosetta.frameworks`` (or ``cnn_rosetta.features``)
+entry points, written into a folder that goes on ``sys.path``
+(``monkeypatch.syspath_prepend``) or on a child's ``PYTHONPATH``.
 
 Nothing here touches the project's own packages: a test-only framework is compared exactly
-as a framework someone else published would be.
+as a framework someone else published would be, and a test-only command runs as one would.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cnn_common.framework import TOPICS
-from compare.engine import registry
+from compare.engine import features, registry
 
 
 def write_plugin(
@@ -66,6 +67,21 @@ def write_plugin(
     (dist / "entry_points.txt").write_text(
         f"[{registry.GROUP}]\n{entry_name or name} = {package}.framework:FRAMEWORK\n"
     )
+    return root
+
+
+def write_feature(root: Path, *, name: str, package: str, modules: Mapping[str, str]) -> Path:
+    """Write the feature ``name`` into ``root`` and return ``root``: the package ``package``
+    with ``modules`` (file name -> source; ``__init__.py`` defines ``FEATURE``) and the
+    ``dist-info`` folder that registers ``<package>:FEATURE`` under ``features.GROUP``."""
+    folder = root / package
+    folder.mkdir(parents=True)
+    for filename, source in modules.items():
+        (folder / filename).write_text(textwrap.dedent(source))
+    dist = root / f"{package}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{features.GROUP}]\n{name} = {package}:FEATURE\n")
     return root
 
 
