@@ -32,9 +32,11 @@ def epoch_batches(
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """Number of batches ``epoch_batches`` gives for ``n`` items."""
-    return -(-n // batch_size)
+def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
+    """Number of batches ``epoch_batches`` gives for ``n`` items; with ``world_size`` processes
+    sharing them (``shard_batches``), the number each process takes."""
+    batches = -(-n // batch_size)
+    return -(-batches // world_size)
 
 
 def shard_batches(batches: list[T], rank: int, world_size: int) -> list[T]:

@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cnn_common.batches import augment_batch, epoch_batches
+from cnn_common.batches import augment_batch, epoch_batches, steps_per_epoch
 from cnn_common.data import Data
 from cnn_common.errors import UserError
 from cnn_common.events import EventCallback
@@ -326,7 +326,7 @@ def phase_times(
         compile_model(model, train_spec)
         x, y = epoch_arrays(data.x_train, data.y_train, train_spec, 0)
         clock = PhaseClock(steps)
-        epochs = -(-steps // -(-len(x) // train_spec.batch_size))
+        epochs = -(-steps // steps_per_epoch(len(x), train_spec.batch_size))
         model.fit(
             x,
             y,

@@ -3,8 +3,9 @@
 - ``LitCNN`` (``module.py``): the ``LightningModule`` to reuse; it holds PyTorch's network
   (``pytorch_cnn.network.CNN``, re-exported by ``network.py``) and steps PyTorch's optimisers
   (``optim.py``).
-- ``MNISTDataModule`` (``datamodule.py``): any registry dataset, the shared split, batch order
-  (``EpochBatchSampler``, sharded under DDP) and augmentation.
+- ``ImageDataModule`` (``datamodule.py``): any registry dataset, the shared split, batch order
+  (``EpochBatchSampler``, sharded under DDP) and augmentation; ``MNISTDataModule`` is its first
+  name, kept for existing code.
 - The contract (``model.py``, ``training.py``; ``docs/design.md``), the declaration
   (``framework.py``), the command line (``__main__.py``, ``cli.py`` for the LightningCLI),
   callbacks and loggers (``callbacks.py``).
@@ -23,7 +24,8 @@ lazy_exports(
         "train": "lightning_cnn.training",
         "phase_times": "lightning_cnn.training",
         "LitCNN": "lightning_cnn.module",
-        "MNISTDataModule": "lightning_cnn.datamodule",
+        "ImageDataModule": "lightning_cnn.datamodule",
+        "MNISTDataModule": "lightning_cnn.datamodule",  # ImageDataModule's first name
         "EpochBatchSampler": "lightning_cnn.datamodule",
     },
     before_import=set_openmp_wait_policy,  # before torch loads OpenMP

@@ -29,7 +29,7 @@ from cnn_common.errors import UserError
 from cnn_common.files import CHECKPOINT_DIR
 from cnn_common.spec import ConvBlock, DenseLayer, TrainSpec
 from lightning_cnn.callbacks import PredictionWriter, make_loggers
-from lightning_cnn.datamodule import MNISTDataModule
+from lightning_cnn.datamodule import ImageDataModule
 from lightning_cnn.module import LitCNN
 
 PROG = "lightning-cnn"
@@ -115,11 +115,11 @@ def cli_main(args: list[str] | None = None) -> CNNLightningCLI:
     _register_spec_blocks()
     return CNNLightningCLI(
         LitCNN,
-        MNISTDataModule,
+        ImageDataModule,
         seed_everything_default=TrainSpec().seed,
         trainer_defaults={
             "default_root_dir": DEFAULT_ROOT,
-            "use_distributed_sampler": False,  # MNISTDataModule shards the shared batch order
+            "use_distributed_sampler": False,  # ImageDataModule shards the shared batch order
         },
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,  # the optimiser comes from model.train_spec alone

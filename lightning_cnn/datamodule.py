@@ -1,4 +1,4 @@
-"""``MNISTDataModule``: cnn_common's loader, split, batch order and augmentation for Lightning.
+"""``ImageDataModule``: cnn_common's loader, split, batch order and augmentation for Lightning.
 
 The training loader never shuffles: ``EpochBatchSampler`` yields the batches of
 ``cnn_common.batches.epoch_batches`` for the epoch Lightning sets with ``set_epoch``, and under
@@ -6,6 +6,9 @@ data parallelism (DDP) each process takes its own share through ``shard_batches`
 Trainer ``use_distributed_sampler=False`` so Lightning does not replace the sampler with a
 ``DistributedSampler``. Batches are ``(x: (B, C, H, W), y: (B,))`` tensors, cut whole from
 tensors built once (``BatchSource``), so a step costs no per-image Python work.
+
+``MNISTDataModule`` is the same class under the name it had when MNIST was its only dataset,
+kept so that code written against it runs unchanged.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class EpochBatchSampler(Sampler[BatchKey]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-steps_per_epoch(self.n, self.batch_size) // self.world_size)
+        return steps_per_epoch(self.n, self.batch_size, self.world_size)
 
     def __iter__(self) -> Iterator[BatchKey]:
         batches = self.order(self.n, self.batch_size, self.seed, self.epoch)
@@ -99,8 +102,10 @@ class BatchDataset(Dataset):
         return self.source.batch(epoch, step, indices)
 
 
-class MNISTDataModule(L.LightningDataModule):
+class ImageDataModule(L.LightningDataModule):
     """Any dataset of ``cnn_common.data``'s registry, split and batched as every framework is.
+
+    Also importable as ``MNISTDataModule``, its first name (kept for existing code).
 
     Args:
         dataset: a registry name: ``mnist``, ``fashion-mnist``.
@@ -156,7 +161,7 @@ class MNISTDataModule(L.LightningDataModule):
         self._sources: dict[str, BatchSource] = {}
 
     @classmethod
-    def from_data(cls, data: Data, train_spec: TrainSpec, **kwargs: Any) -> MNISTDataModule:
+    def from_data(cls, data: Data, train_spec: TrainSpec, **kwargs: Any) -> ImageDataModule:
         """A data module over an already prepared ``Data`` (nothing is loaded or downloaded)."""
         module = cls(
             dataset=data.name,
@@ -226,3 +231,8 @@ class MNISTDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
+
+
+# The first name of ImageDataModule, from when MNIST was its only dataset: existing code that
+# imports it keeps working.
+MNISTDataModule = ImageDataModule

@@ -2,10 +2,10 @@
 
 ::
 
-    from lightning_cnn import LitCNN, MNISTDataModule
+    from lightning_cnn import ImageDataModule, LitCNN
     model = LitCNN()                       # the seed model and its training settings
     trainer = lightning.Trainer(max_epochs=5, use_distributed_sampler=False)
-    trainer.fit(model, datamodule=MNISTDataModule())
+    trainer.fit(model, datamodule=ImageDataModule())  # MNIST; dataset="fashion-mnist" too
 
 The module holds no device code (the Trainer places it) and no data code (the data module
 gives ``(x: (B, C, H, W), y: (B,))`` batches). Accuracy is torchmetrics'

@@ -1,4 +1,4 @@
-"""Training with a Lightning ``Trainer``: ``LitCNN``, ``MNISTDataModule`` and the run record.
+"""Training with a Lightning ``Trainer``: ``LitCNN``, ``ImageDataModule`` and the run record.
 
 ``out_dir`` receives ``run.json``, ``weights.safetensors``, ``checkpoints/epoch-NNNN.ckpt``
 (Lightning checkpoints, one per epoch, written atomically; ``resume=True`` continues from the
@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from cnn_common.batches import steps_per_epoch
 from cnn_common.data import Data
 from cnn_common.events import EventCallback
 from cnn_common.files import check_resumable
@@ -35,7 +36,7 @@ from lightning_cnn.callbacks import (
     RecorderCallback,
     make_loggers,
 )
-from lightning_cnn.datamodule import MNISTDataModule
+from lightning_cnn.datamodule import ImageDataModule
 from lightning_cnn.framework import FRAMEWORK
 from lightning_cnn.model import evaluate, get_weights, set_weights
 from lightning_cnn.module import LitCNN
@@ -147,7 +148,7 @@ def train(
     with quiet_lightning():
         trainer = make_trainer(run.out_dir, recorder, where, devices, train_spec.epochs)
         native_order = "order" in run.native
-        datamodule = MNISTDataModule.from_data(data, train_spec, native_order=native_order)
+        datamodule = ImageDataModule.from_data(data, train_spec, native_order=native_order)
         trainer.fit(model, datamodule=datamodule, ckpt_path=found[1] if found else None)
     test_loss, _, predictions = evaluate(model, data.x_test, data.y_test)
     return recorder.finish(
@@ -204,9 +205,9 @@ def phase_times(
     with tempfile.TemporaryDirectory() as tmp, quiet_lightning():
         out = Path(tmp)
         recorder = RunRecorder(FRAMEWORK.name, spec, train_spec, data, out, init="shared")
-        epochs = -(-steps // -(-len(data.x_train) // train_spec.batch_size))
+        epochs = -(-steps // steps_per_epoch(len(data.x_train), train_spec.batch_size))
         trainer = make_trainer(out, recorder, torch.device("cpu"), 1, epochs, [clock], steps)
-        trainer.fit(model, datamodule=MNISTDataModule.from_data(data, train_spec))
+        trainer.fit(model, datamodule=ImageDataModule.from_data(data, train_spec))
     phases = clock.clock.phases
     phases.note = (
         "from Lightning's hooks: data is the time between steps (loader and loop), optimiser "

@@ -203,7 +203,7 @@ def train(
     run.initialise(net, set_weights)
     net.to(where)
     optimizer = make_optimizer(net.parameters(), train_spec)
-    steps = -(-steps_per_epoch(len(data.x_train), train_spec.batch_size) // replicas.world)
+    steps = steps_per_epoch(len(data.x_train), train_spec.batch_size, replicas.world)
     recorder = run.recorder(spec, train_spec, data, on_event, progress, steps)
     run.resume_or_start_clean(
         resume, SUFFIX, lambda path: load_checkpoint(path, net, optimizer, recorder)

@@ -105,6 +105,13 @@ def test_uneven_shards_wrap_around_to_equal_length(n_batches: int, world_size: i
         assert [id(b) for b in shard] == [id(b) for b in padded[rank::world_size]]
 
 
+@pytest.mark.parametrize(("n", "batch_size", "world_size"), [(100, 8, 1), (100, 8, 3), (9, 4, 5)])
+def test_steps_per_epoch_counts_one_process_share(n: int, batch_size: int, world_size: int) -> None:
+    batches = epoch_batches(n, batch_size, seed=0, epoch=0)
+    shard = shard_batches(batches, world_size - 1, world_size)
+    assert steps_per_epoch(n, batch_size, world_size) == len(shard)
+
+
 def test_shard_rank_out_of_range() -> None:
     with pytest.raises(ValueError, match=r"rank 2 is not in \[0, 2\)"):
         shard_batches([np.arange(3)], 2, 2)

@@ -14,6 +14,7 @@ from cnn_common.spec import TrainSpec  # noqa: E402
 from lightning_cnn.datamodule import (  # noqa: E402
     BatchDataset,
     EpochBatchSampler,
+    ImageDataModule,
     MNISTDataModule,
     SequentialBatchSampler,
 )
@@ -144,3 +145,12 @@ def test_any_registry_dataset_loads_with_the_shared_split(data_dir, dataset: str
     x, y = next(iter(module.train_dataloader()))
     assert x.shape == (128, 1, 28, 28) and y.dtype == torch.int64
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+
+
+def test_the_first_name_is_the_same_class() -> None:
+    import lightning_cnn
+
+    assert MNISTDataModule is ImageDataModule
+    assert lightning_cnn.MNISTDataModule is lightning_cnn.ImageDataModule is ImageDataModule
+    module = MNISTDataModule.from_data(tiny_data(), TrainSpec(batch_size=8))
+    assert type(module) is ImageDataModule and module.dataset == "tiny"
