@@ -103,7 +103,6 @@ class FrameworkInfo:
     default: bool = False  # part of the default --frameworks
     order: int = 100  # position in tables and figures (lower first)
     bench_reference: bool = False  # what cnn-compare bench times the others against
-    bench_reference: bool = False  # what cnn-compare bench times the others against
 
     def __post_init__(self) -> None:
         missing = [topic for topic in TOPICS if topic not in self.native]
