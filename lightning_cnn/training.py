@@ -25,7 +25,7 @@ from cnn_common.events import EventCallback
 from cnn_common.files import check_resumable
 from cnn_common.phases import Phases, StepClock
 from cnn_common.recorder import RunRecorder
-from cnn_common.results import RunResult, package_versions
+from cnn_common.results import RunResult
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
 from cnn_common.trainer import TrainingRun
 from cnn_common.weights import Weights
@@ -38,10 +38,9 @@ from lightning_cnn.callbacks import (
 )
 from lightning_cnn.datamodule import ImageDataModule
 from lightning_cnn.framework import FRAMEWORK
-from lightning_cnn.model import evaluate, get_weights, set_weights
+from lightning_cnn.model import set_weights
 from lightning_cnn.module import LitCNN
-from pytorch_cnn.network import kernel_builds
-from pytorch_cnn.training import describe_device, torch_device
+from pytorch_cnn.training import finish_run, torch_device
 
 VERSIONED = ("torch", "lightning", "torchmetrics", "numpy")
 
@@ -150,18 +149,7 @@ def train(
         native_order = "order" in run.native
         datamodule = ImageDataModule.from_data(data, train_spec, native_order=native_order)
         trainer.fit(model, datamodule=datamodule, ckpt_path=found[1] if found else None)
-    test_loss, _, predictions = evaluate(model, data.x_test, data.y_test)
-    return recorder.finish(
-        backend="torch",
-        device=describe_device(trainer.strategy.root_device),
-        versions=package_versions(VERSIONED),
-        test_loss=test_loss,
-        predictions=predictions,
-        weights=get_weights(model),
-        threads=torch.get_num_threads(),
-        kernels=kernel_builds(),
-        extra={"devices": devices} if devices > 1 else None,
-    )
+    return finish_run(recorder, model, data, trainer.strategy.root_device, VERSIONED, devices)
 
 
 class PhaseClock(L.Callback):

@@ -232,14 +232,28 @@ def train(
             save_checkpoint(
                 checkpoint_path(run.out_dir, epoch + 1, SUFFIX), net, optimizer, recorder
             )
-    test_loss, _, predictions = evaluate(net, data.x_test, data.y_test)
+    return finish_run(recorder, net, data, where, VERSIONED, devices)
+
+
+def finish_run(
+    recorder: RunRecorder,
+    model: torch.nn.Module,
+    data: Data,
+    where: torch.device,
+    versioned: Iterable[str],
+    devices: int,
+) -> RunResult:
+    """Evaluate ``model`` (a ``CNN``, or a ``LitCNN`` holding one) on the test set and write
+    the record of a run PyTorch computed, the plain loop's or Lightning's: ``where`` it trained,
+    the ``versioned`` distributions and, under data parallelism, its ``devices``."""
+    test_loss, _, predictions = evaluate(model, data.x_test, data.y_test)
     return recorder.finish(
         backend="torch",
         device=describe_device(where),
-        versions=package_versions(VERSIONED),
+        versions=package_versions(versioned),
         test_loss=test_loss,
         predictions=predictions,
-        weights=get_weights(net),
+        weights=get_weights(model),
         threads=torch.get_num_threads(),
         kernels=kernel_builds(),
         extra={"devices": devices} if devices > 1 else None,
