@@ -102,6 +102,26 @@ def other_cores_busy(seconds: float = 0.1) -> float | None:
     return max(0.0, (after - machine - (_own_cpu_seconds() - own)) / spent)
 
 
+# Set by a parent that decided the policy for the workers it starts side by side.
+DECIDED_VARIABLE = "CNN_OPENMP_POLICY_DECIDED"
+
+
+def _machine_is_busy() -> bool:
+    busy = other_cores_busy()
+    return busy is not None and busy > BUSY_SHARE * usable_cores()
+
+
+def decide_openmp_wait_policy() -> dict[str, str]:
+    """For a parent about to start several workers at once: the environment that gives them
+    the wait policy each would choose alone (``set_openmp_wait_policy``), decided now, before
+    any of them starts. Side by side, each would take the others' imports for a busy
+    machine."""
+    if any(var in os.environ for var in WAIT_VARIABLES):
+        return {}
+    chosen = {"GOMP_SPINCOUNT": BUSY_SPINCOUNT} if _machine_is_busy() else {}
+    return {**chosen, DECIDED_VARIABLE: "1"}
+
+
 def set_openmp_wait_policy() -> str:
     """Before PyTorch is imported: on a busy machine (other processes keep more than
     ``BUSY_SHARE`` of the cores busy), ``GOMP_SPINCOUNT=BUSY_SPINCOUNT`` in this process's
@@ -109,10 +129,10 @@ def set_openmp_wait_policy() -> str:
     already in the environment win, and nothing changes once torch is loaded (libgomp reads
     them when it starts). The thread count, and so every number a run computes, stays the
     same. Returns the spin count now in force ("" for libgomp's default)."""
-    if "torch" in sys.modules or any(var in os.environ for var in WAIT_VARIABLES):
+    decided = ("torch" in sys.modules, DECIDED_VARIABLE in os.environ)
+    if any(decided) or any(var in os.environ for var in WAIT_VARIABLES):
         return os.environ.get("GOMP_SPINCOUNT", "")
-    busy = other_cores_busy()
-    if busy is not None and busy > BUSY_SHARE * usable_cores():
+    if _machine_is_busy():
         os.environ["GOMP_SPINCOUNT"] = BUSY_SPINCOUNT
     return os.environ.get("GOMP_SPINCOUNT", "")
 

@@ -27,6 +27,7 @@ from compare.engine.layout import (
     WEIGHTS_FILE,
     run_dir,
 )
+from compare.engine.pool import WorkerPool
 from compare.report.collect import completed
 
 # A differing prediction is a near-tie when the source's own top-two logits are closer than
@@ -93,9 +94,11 @@ def run_crosseval(
     in_process: bool,
     threads: int | None,
     log: Callable[[str], None],
+    pool: WorkerPool | None = None,
 ) -> dict[str, Any] | None:
-    """Evaluate the seed-``seed`` weights of every finished framework in each of them; write
-    ``crosseval.json``. Returns the summary, or None when fewer than two frameworks finished."""
+    """Evaluate the seed-``seed`` weights of every finished framework in each of them (in
+    ``pool``'s warm workers when given); write ``crosseval.json``. Returns the summary, or None
+    when fewer than two frameworks finished."""
     trained = {
         name: run_dir(out, name, seed) / WEIGHTS_FILE
         for name in frameworks
@@ -116,6 +119,8 @@ def run_crosseval(
     ]
     if in_process:
         statuses = [run_in_process(job) for job in jobs]
+    elif pool is not None:  # warm already: each evaluation takes moments, one at a time
+        statuses = [pool.run(job) for job in jobs]
     else:
         # Nothing here is timed, and most of a worker's time is its imports: the workers run
         # side by side, one thread each.

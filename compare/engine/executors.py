@@ -20,6 +20,7 @@ from compare.engine.features import job_from_json
 from compare.engine.jobs import Job
 from compare.engine.launch import EventTail, launch, run_in_process
 from compare.engine.layout import EVENTS_FILE
+from compare.engine.pool import WorkerPool
 
 EXECUTORS = ("local", "ray")
 # Variables a Ray worker needs from this process to run a job as this process would.
@@ -33,11 +34,15 @@ OnDone = Callable[[str, int], None]
 
 
 class LocalExecutor:
-    """Each job in a worker process of its own (or in this process), one after another."""
+    """Each job in a worker process of its own, in a warm worker of its framework when
+    ``pool`` is given (``compare.engine.pool``), or in this process; one after another."""
 
-    def __init__(self, threads: int | None = None, in_process: bool = False) -> None:
+    def __init__(
+        self, threads: int | None = None, in_process: bool = False, pool: WorkerPool | None = None
+    ) -> None:
         self.threads = threads
         self.in_process = in_process
+        self.pool = pool
 
     def run(self, jobs: Sequence[Labelled], on_event: OnEvent, on_done: OnDone) -> None:
         for label, job, threads in jobs:
@@ -47,6 +52,8 @@ class LocalExecutor:
 
             if self.in_process:
                 status = run_in_process(job, forward)
+            elif self.pool is not None and (threads or self.threads) == self.pool.threads:
+                status = self.pool.run(job, forward)
             else:
                 status = launch(job, threads or self.threads, forward)
             on_done(label, status)

@@ -71,7 +71,7 @@ class EventTail:
         return [Event.from_json(line.decode()) for line in lines if line.strip()]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: receive SIGTERM when the parent dies, so a killed run leaves no orphan."""
     if sys.platform.startswith("linux"):
         import ctypes
@@ -98,7 +98,7 @@ def launch(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=child_env(job.framework, threads),
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         try:
             while True:

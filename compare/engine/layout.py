@@ -23,6 +23,7 @@
     OUT/ablation.json                 the ablation's effects
     OUT/crosseval/<framework>/        every run's trained weights evaluated in <framework>
     OUT/crosseval.json                the cross-evaluation matrices
+    OUT/workers/<framework>.log       a warm worker's output outside its jobs (``engine.pool``)
     OUT/rosetta.json, rosetta.html    ``cnn-compare rosetta``: each framework's source for
                                       each layer kind (the report shows it when present)
     OUT/rosetta/<framework>/          a rosetta worker's job.json, log.txt and sources.json
@@ -61,6 +62,7 @@ CROSSEVAL_DIR = "crosseval"
 CROSSEVAL_FILE = "crosseval.json"
 CROSSEVAL_RECORD = "logits.npz"
 ROSETTA_DIR = "rosetta"
+WORKERS_DIR = "workers"  # warm workers' logs
 ROSETTA_FILE = "rosetta.json"
 ROSETTA_HTML = "rosetta.html"
 CONVERTED_DIR = "converted"  # convert's default folder inside a run folder
@@ -142,8 +144,10 @@ __all__ = [
     "STEP_LOSS_FIGURE",
     "WALL_FILE",
     "WEIGHTS_FILE",
+    "WORKERS_DIR",
     "parse_run_dir",
     "run_dir",
+    "worker_log",
 ]
 
 
@@ -158,3 +162,8 @@ def parse_run_dir(path: Path) -> tuple[str, int] | None:
     if not sep or not framework or not seed.isdigit():
         return None
     return framework, int(seed)
+
+
+def worker_log(out: Path, framework: str) -> Path:
+    """A warm worker's output before and between its jobs: ``OUT/workers/<framework>.log``."""
+    return Path(out) / WORKERS_DIR / f"{framework}.log"

@@ -10,17 +10,22 @@ framework logging cannot break it.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from cnn_common.errors import EXIT_USER_ERROR, UserError
 from cnn_common.events import Event, EventCallback
 from cnn_common.files import atomic_write_json
-from compare.engine import features
+from compare.engine import features, registry
 from compare.engine.jobs import BatchJob, Job
-from compare.engine.layout import EVENTS_FILE, FAILED_FILE
+from compare.engine.layout import EVENTS_FILE, FAILED_FILE, LOG_FILE
+
+READY = "ready"  # a warm worker's first answer: its framework is imported
 
 
 def run_job(job: Job, on_event: EventCallback | None) -> None:
@@ -56,9 +61,9 @@ def run_recorded(job: Job, on_event: EventCallback | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    job = features.job_from_json(Path(args[0]).read_text())
+def run_file(job_path: Path) -> int:
+    """Run the job written in ``job_path``, its events appended to its ``events.jsonl``."""
+    job = features.job_from_json(Path(job_path).read_text())
     job.path.mkdir(parents=True, exist_ok=True)
     with open(job.path / EVENTS_FILE, "a", buffering=1) as events:
 
@@ -66,6 +71,52 @@ def main(argv: list[str] | None = None) -> int:
             events.write(event.to_json() + "\n")
 
         return run_recorded(job, on_event)
+
+
+@contextlib.contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """This process's standard output and error (file descriptors 1 and 2, so the
+    frameworks' native logging too) appended to ``path`` meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def serve(reply_fd: int, framework: str) -> int:
+    """A warm worker (``compare.engine.pool``): import ``framework``, answer ``ready`` on
+    ``reply_fd``, then run each job whose file's path comes on standard input, answering its
+    status, until standard input closes."""
+    replies = os.fdopen(reply_fd, "w", buffering=1)
+    registry.load(framework).build  # noqa: B018 - its imports, done now
+    replies.write(READY + "\n")
+    for line in sys.stdin:
+        job_path = Path(line.strip())
+        job = features.job_from_json(job_path.read_text())
+        with output_to(job.path / LOG_FILE):
+            status = run_file(job_path)
+        replies.write(json.dumps({"status": status}) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``JOB.json``: run that job; ``--serve FD FRAMEWORK LOG``: be a warm worker (``LOG``
+    names its output for whoever lists processes)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[0] == "--serve":
+        return serve(int(args[1]), args[2])
+    return run_file(Path(args[0]))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ finishes, so a crash, a kill or a framework that is not installed loses nothing 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from cnn_common.files import atomic_write_json
 from cnn_common.spec import spec_from_dict, spec_to_dict
 from compare.crosseval.evaluate import run_crosseval
 from compare.engine import registry
-from compare.engine.executors import make_executor
+from compare.engine.executors import LocalExecutor, RayExecutor, make_executor
 from compare.engine.launch import read_failure
 from compare.engine.layout import CONFIG_FILE, WALL_FILE, run_dir
 from compare.engine.lock import FolderLock
@@ -38,6 +39,7 @@ from compare.engine.options import (
     read_config,
     sweep_fields,
 )
+from compare.engine.pool import WorkerPool
 from compare.engine.progress import RunDisplay
 from compare.engine.worker import write_failure
 from compare.report.collect import completed
@@ -160,24 +162,56 @@ def _run(options: RunOptions, log: Callable[[str], None]) -> int:
                 worst = max(worst, EXIT_USER_ERROR)
                 continue
             jobs[label] = train_job(options, fw, seed)
-        executor.run([(label, job, None) for label, job in jobs.items()], display.event, done)
-        if len(options.frameworks) > 1:
-            display.note(labels[-1], "cross-evaluating the trained weights")
-            run_crosseval(
-                options.out,
-                list(options.frameworks),
-                options.seed_list()[0],
-                crosseval_fields(options),
-                options.in_process,
-                options.threads,
-                log,
-            )
+        with warm_workers(executor, options, {job.framework for job in jobs.values()}) as pool:
+            executor.run([(label, job, None) for label, job in jobs.items()], display.event, done)
+            if len(options.frameworks) > 1:
+                display.note(labels[-1], "cross-evaluating the trained weights")
+                run_crosseval(
+                    options.out,
+                    list(options.frameworks),
+                    options.seed_list()[0],
+                    crosseval_fields(options),
+                    options.in_process,
+                    options.threads,
+                    log,
+                    pool,
+                )
     finally:
         display.close()
     record_wall(options.out, started, time.monotonic() - clock, options.resume)
     for line in write_outputs(options.out):
         log(line)
     return worst
+
+
+@contextlib.contextmanager
+def warm_workers(
+    executor: LocalExecutor | RayExecutor, options: RunOptions, training: set[str]
+) -> Iterator[WorkerPool | None]:
+    """With the local executor in worker processes: a warm worker for every framework that
+    trains or is cross-evaluated, all started (and their imports done) before the first run
+    trains; otherwise None. Not under data parallelism: DDP starts its other processes by
+    running the worker's command line again, which must be the one-job form."""
+    if not isinstance(executor, LocalExecutor) or options.in_process or options.devices > 1:
+        yield None
+        return
+    wanted = training if len(options.frameworks) < 2 else set(options.frameworks)
+    installed = [name for name in options.frameworks if name in wanted and _installed(name)]
+    with WorkerPool(options.out, options.threads) as pool:
+        pool.start(installed)
+        executor.pool = pool
+        try:
+            yield pool
+        finally:
+            executor.pool = None
+
+
+def _installed(framework: str) -> bool:
+    try:
+        registry.check_installed(framework)
+    except FrameworkMissingError:
+        return False
+    return True
 
 
 def crosseval_fields(options: RunOptions) -> dict[str, Any]:
