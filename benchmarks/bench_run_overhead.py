@@ -105,8 +105,7 @@ def main() -> int:
                 print(
                     f"{name:8s} turn {turn}: wall {result['wall']:6.1f} s  training "
                     f"{result['training']:6.1f} s  outside {result['outside']:5.1f} s "
-                    f"({share:.1%})  "
-                    + "  ".join(f"{part} {result[part]:.1f}" for part in PARTS),
+                    f"({share:.1%})  " + "  ".join(f"{part} {result[part]:.1f}" for part in PARTS),
                     flush=True,
                 )
     print("\nmedians:")
