@@ -20,9 +20,9 @@ import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
+from compare.engine import registry
 from compare.engine.jobs import BatchJob, Job
 
 GROUP = "cnn_rosetta.features"
@@ -61,15 +61,7 @@ def resolve(target: str) -> Any:
 @functools.cache
 def features() -> dict[str, Feature]:
     """Every registered feature by name, commands in ``order`` (the engine's own first)."""
-    found: dict[str, Feature] = {ENGINE.name: ENGINE}
-    for entry in metadata.entry_points(group=GROUP):
-        feature = entry.load()
-        if not isinstance(feature, Feature):
-            raise TypeError(f"entry point {entry.name!r} of {GROUP} is not a Feature")
-        if feature.name != entry.name:
-            raise ValueError(f"entry point {entry.name!r} declares the feature {feature.name!r}")
-        found.setdefault(feature.name, feature)
-    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
+    return registry.declarations(GROUP, Feature, "feature", ENGINE)
 
 
 def commands() -> list[Feature]:

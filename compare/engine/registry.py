@@ -13,6 +13,7 @@ import importlib.util
 import os
 from importlib import metadata
 from types import ModuleType
+from typing import Protocol, TypeVar
 
 from cnn_common.errors import FrameworkMissingError, UserError
 from cnn_common.framework import FrameworkInfo
@@ -20,18 +21,40 @@ from cnn_common.framework import FrameworkInfo
 GROUP = "cnn_rosetta.frameworks"
 
 
+class Declaration(Protocol):
+    """What an entry point of compare's groups declares: a named, ordered frozen object."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def order(self) -> int: ...
+
+
+DeclarationT = TypeVar("DeclarationT", bound=Declaration)
+
+
+def declarations(
+    group: str, kind: type[DeclarationT], noun: str, *builtin: DeclarationT
+) -> dict[str, DeclarationT]:
+    """Every ``kind`` registered under the entry-point group ``group`` by name, after the
+    ``builtin`` ones, in ``order`` (then by name); the first of a name wins. An entry point
+    that is not a ``kind``, or that declares a ``noun`` of another name, raises."""
+    found = {declared.name: declared for declared in builtin}
+    for entry in metadata.entry_points(group=group):
+        declared = entry.load()
+        if not isinstance(declared, kind):
+            raise TypeError(f"entry point {entry.name!r} of {group} is not a {kind.__name__}")
+        if declared.name != entry.name:
+            raise ValueError(f"entry point {entry.name!r} declares the {noun} {declared.name!r}")
+        found.setdefault(declared.name, declared)
+    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
+
+
 @functools.cache
 def frameworks() -> dict[str, FrameworkInfo]:
     """Every registered framework by name, in report order (``FrameworkInfo.order``)."""
-    found: dict[str, FrameworkInfo] = {}
-    for entry in metadata.entry_points(group=GROUP):
-        info = entry.load()
-        if not isinstance(info, FrameworkInfo):
-            raise TypeError(f"entry point {entry.name!r} of {GROUP} is not a FrameworkInfo")
-        if info.name != entry.name:
-            raise ValueError(f"entry point {entry.name!r} declares the framework {info.name!r}")
-        found.setdefault(info.name, info)
-    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
+    return declarations(GROUP, FrameworkInfo, "framework")
 
 
 def default_names() -> list[str]:
