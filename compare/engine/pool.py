@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 
 from cnn_common.events import EventCallback
 from cnn_common.files import atomic_write_bytes
@@ -177,13 +176,8 @@ class WorkerPool:
     def __enter__(self) -> WorkerPool:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        if kind is None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:  # only whether the block failed matters, not how
             self.close()
             return
         for worker in self.workers.values():  # interrupted or failed: no waiting
