@@ -7,10 +7,9 @@ the report.
 
 from compare.engine.features import Feature
 
-FEATURE = Feature(
-    name="ablate",
+FEATURE = Feature.in_package(
+    __name__,
     help="which framework default causes a difference, and how much",
-    command="compare.ablate.command",
-    sections=((60, "compare.ablate.section:ablation_sections"),),
+    sections=((60, "ablation_sections"),),
     order=40,
 )

@@ -8,11 +8,10 @@ the scripts in ``benchmarks/``, ``section`` and ``figures`` are its parts of the
 from compare.bench.job import BenchJob
 from compare.engine.features import Feature
 
-FEATURE = Feature(
-    name="bench",
+FEATURE = Feature.in_package(
+    __name__,
     help="where the time goes: throughput, share of the machine's peak, memory, phases",
-    command="compare.bench.command",
-    jobs={BenchJob: "compare.bench.task:run_bench_task"},
-    sections=((90, "compare.bench.section:bench_sections"),),
+    job=BenchJob,
+    sections=((90, "bench_sections"),),
     order=30,
 )

@@ -7,10 +7,9 @@
 from compare.convert.job import ConvertJob
 from compare.engine.features import Feature
 
-FEATURE = Feature(
-    name="convert",
+FEATURE = Feature.in_package(
+    __name__,
     help="trained weights in every framework's own file and in ONNX, verified",
-    command="compare.convert.command",
-    jobs={ConvertJob: "compare.convert.task:run_convert_task"},
+    job=ConvertJob,
     order=70,
 )

@@ -46,6 +46,29 @@ class Feature:
     sections: tuple[tuple[int, str], ...] = ()  # (place, "module:function")
     order: int = 100
 
+    @classmethod
+    def in_package(
+        cls,
+        package: str,
+        *,
+        help: str,
+        order: int,
+        job: type[Job] | None = None,
+        sections: tuple[tuple[int, str], ...] = (),
+    ) -> Feature:
+        """The command feature of the sub-package ``package`` (its ``__name__``), laid out
+        as every feature is: named as its folder, its command in ``<package>.command``,
+        ``job``'s handler ``run_<kind>_task`` in ``<package>.task``, each section function
+        (``(place, name)``) in ``<package>.section``."""
+        return cls(
+            name=package.rpartition(".")[2],
+            help=help,
+            command=f"{package}.command",
+            jobs={job: f"{package}.task:run_{job.kind}_task"} if job else {},
+            sections=tuple((place, f"{package}.section:{name}") for place, name in sections),
+            order=order,
+        )
+
 
 # The engine's own job: several jobs of one framework in one worker process.
 ENGINE = Feature(name="engine", jobs={BatchJob: "compare.engine.worker:run_batch"})

@@ -7,11 +7,10 @@ records, ``section`` and ``figures`` are its parts of the report.
 from compare.engine.features import Feature
 from compare.parity.job import ParityJob
 
-FEATURE = Feature(
-    name="parity",
+FEATURE = Feature.in_package(
+    __name__,
     help="one set of weights everywhere: where do the numerics part?",
-    command="compare.parity.command",
-    jobs={ParityJob: "compare.parity.task:run_parity_task"},
-    sections=((70, "compare.parity.section:parity_sections"),),
+    job=ParityJob,
+    sections=((70, "parity_sections"),),
     order=20,
 )

@@ -7,10 +7,9 @@ and ``figures`` serve every section; ``section`` is the report's own (the differ
 
 from compare.engine.features import Feature
 
-FEATURE = Feature(
-    name="report",
+FEATURE = Feature.in_package(
+    __name__,
     help="render the report of a results folder again",
-    command="compare.report.command",
-    sections=((50, "compare.report.section:differences_sections"),),
+    sections=((50, "differences_sections"),),
     order=60,
 )

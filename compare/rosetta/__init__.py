@@ -7,11 +7,10 @@
 from compare.engine.features import Feature
 from compare.rosetta.job import RosettaJob
 
-FEATURE = Feature(
-    name="rosetta",
+FEATURE = Feature.in_package(
+    __name__,
     help="the same layer in every framework: their sources side by side",
-    command="compare.rosetta.command",
-    jobs={RosettaJob: "compare.rosetta.task:run_rosetta_task"},
-    sections=((100, "compare.rosetta.section:rosetta_sections"),),
+    job=RosettaJob,
+    sections=((100, "rosetta_sections"),),
     order=50,
 )

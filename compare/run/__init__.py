@@ -7,17 +7,16 @@ and ``figures`` are its parts of the report.
 from compare.engine.features import Feature
 from compare.run.job import TrainJob
 
-FEATURE = Feature(
-    name="run",
+FEATURE = Feature.in_package(
+    __name__,
     help="train the frameworks side by side and write a report",
-    command="compare.run.command",
-    jobs={TrainJob: "compare.run.task:run_train_task"},
+    job=TrainJob,
     sections=(
-        (10, "compare.run.section:results_sections"),
-        (30, "compare.run.section:environment_sections"),
-        (40, "compare.run.section:failure_sections"),
-        (110, "compare.run.section:class_report_sections"),
-        (120, "compare.run.section:figure_sections"),
+        (10, "results_sections"),
+        (30, "environment_sections"),
+        (40, "failure_sections"),
+        (110, "class_report_sections"),
+        (120, "figure_sections"),
     ),
     order=10,
 )
