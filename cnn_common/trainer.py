@@ -1,20 +1,22 @@
 """The trainer skeleton: what every framework's ``train`` does around its own loop, written once.
 
-A ``train`` opens a ``TrainingRun`` with its declaration (``FrameworkInfo``), which checks the
-arguments every framework reads alike, and then differs from the others only where its
-framework does::
+``contract_train(info)`` turns a framework's loop into the contract's ``train`` (docs/design.md):
+the signature, the arguments' meaning and the checks are stated here once, and the loop receives
+them as one ``TrainCall``, differing from the others only where its framework does::
 
-    run = TrainingRun(FRAMEWORK, out_dir, init_weights, native=native, devices=devices, name=name)
-    model = build(spec, ...)                    # the framework's own model
-    run.initialise(model, set_weights)          # the shared weights when given, else its own
-    recorder = run.recorder(spec, train_spec, data, on_event, progress)
-    run.resume_or_start_clean(resume, SUFFIX, lambda path: load_checkpoint(path, model, ...))
-    recorder.start(...)                         # then the framework's loop, and
-    return recorder.finish(...)
+    @contract_train(FRAMEWORK)
+    def train(run: TrainCall) -> RunResult:     # its docstring: its devices, what native does
+        model = build(run.spec, ...)                # the framework's own model
+        run.initialise(model, set_weights)          # the shared weights when given, else its own
+        recorder = run.new_recorder()
+        run.resume_checkpoint(SUFFIX, lambda path: load_checkpoint(path, model, ...))
+        recorder.start(...)                         # then the framework's loop, and
+        return recorder.finish(...)
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -26,14 +28,37 @@ from cnn_common.events import EventCallback
 from cnn_common.files import load_latest_checkpoint, remove_checkpoints
 from cnn_common.framework import FrameworkInfo, check_native
 from cnn_common.recorder import RunRecorder
+from cnn_common.results import RunResult
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.weights import Weights
 
 T = TypeVar("T")  # what a framework's checkpoint reader returns
 
+# What every ``train`` means by the contract's arguments; each loop's docstring adds its own
+# framework's words (its devices, what ``native`` changes) above it.
+CONTRACT_ARGS = """
+Args:
+    spec: the architecture.
+    train_spec: optimiser, epochs, batch size, seed, augmentation, dtype.
+    data: the prepared dataset (images ``(N, H, W, C)`` in [0, 1], int64 labels, already split).
+    out_dir: where run.json, weights.safetensors and checkpoints/ go.
+    init_weights: canonical starting weights (``init="shared"``); None -> the framework's own
+        initialisers, from the run seed's ``init`` stream (``init="native"``).
+    on_event: receives the events of ``cnn_common.events``.
+    resume: continue from the newest readable checkpoint in ``out_dir``, if any.
+    device: auto | cpu | gpu.
+    progress: print a progress bar and a line per epoch.
+    native: the topics (``cnn_common.framework.NATIVE_CHOICES``) handed back to the framework's
+        own defaults; an unknown one raises ``ValueError``.
+    name: the framework name the record carries (default: the declaration's).
+    devices: processes or GPUs to train on, where the declaration says it can
+        (``FrameworkInfo.data_parallel``); elsewhere more than one raises ``UserError``.
+"""
+
 
 class TrainingRun:
-    """One call of a framework's ``train``: its checked arguments and the shared bookkeeping.
+    """The checks and the shared bookkeeping of one call of a framework's ``train``: the
+    arguments they need, checked (``TrainCall`` adds the rest of the call's).
 
     Args:
         info: the framework's declaration (the record's name, its package for messages, whether
@@ -64,6 +89,7 @@ class TrainingRun:
                 f"{info.package} trains in one process, got devices={devices}",
                 "train it with --devices 1; lightning and pytorch train on several (DDP)",
             )
+        self.devices = devices
         self.out_dir = Path(out_dir)
         self.init_weights = init_weights
         self.init = "native" if init_weights is None else "shared"
@@ -113,3 +139,104 @@ class TrainingRun:
     def warn(self, message: str) -> None:
         """Print ``package: message`` on stderr (a run goes on after a warning)."""
         print(f"{self.info.package}: {message}", file=sys.stderr, flush=True)
+
+
+class TrainCall(TrainingRun):
+    """A ``TrainingRun`` that holds every argument of the contract's ``train`` call, so that a
+    framework's loop reads them from it (``run.spec``, ``run.data``, ``run.device``) and opens
+    its recorder and checkpoint with only what is its own. ``contract_train`` builds it."""
+
+    def __init__(
+        self,
+        info: FrameworkInfo,
+        spec: ModelSpec,
+        train_spec: TrainSpec,
+        data: Data,
+        out_dir: str | Path,
+        init_weights: Weights | None,
+        on_event: EventCallback | None,
+        *,
+        resume: bool,
+        device: str,
+        progress: bool,
+        native: Iterable[str],
+        name: str | None,
+        devices: int,
+    ) -> None:
+        super().__init__(info, out_dir, init_weights, native=native, devices=devices, name=name)
+        self.spec = spec
+        self.train_spec = train_spec
+        self.data = data
+        self.on_event = on_event
+        self.resume = resume
+        self.device = device
+        self.progress = progress
+
+    def new_recorder(self, steps: int | None = None) -> RunRecorder:
+        """The call's ``RunRecorder`` (``steps``: this process's steps per epoch, when it trains
+        on a share of each epoch)."""
+        return self.recorder(
+            self.spec, self.train_spec, self.data, self.on_event, self.progress, steps
+        )
+
+    def resume_checkpoint(self, suffix: str, load: Callable[[Path], T]) -> tuple[int, T] | None:
+        """``resume_or_start_clean`` with the call's ``resume``."""
+        return self.resume_or_start_clean(self.resume, suffix, load)
+
+
+TrainLoop = Callable[[TrainCall], RunResult]
+ContractTrain = Callable[..., RunResult]
+
+
+def contract_train(
+    info: FrameworkInfo | Callable[[], FrameworkInfo],
+) -> Callable[[TrainLoop], ContractTrain]:
+    """Turn a framework's loop ``train(run: TrainCall) -> RunResult`` into the contract's
+    ``train``, with the contract's signature and the loop's name, module and docstring
+    (followed by ``CONTRACT_ARGS``).
+
+    ``info``: the framework's declaration, or a function that gives it at call time (a package
+    whose record name follows its backend).
+    """
+
+    def wrap(loop: TrainLoop) -> ContractTrain:
+        def train(
+            spec: ModelSpec,
+            train_spec: TrainSpec,
+            data: Data,
+            out_dir: str | Path,
+            init_weights: Weights | None = None,
+            on_event: EventCallback | None = None,
+            *,
+            resume: bool = False,
+            device: str = "auto",
+            progress: bool = True,
+            native: Iterable[str] = (),
+            name: str | None = None,
+            devices: int = 1,
+        ) -> RunResult:
+            declared = info if isinstance(info, FrameworkInfo) else info()
+            run = TrainCall(
+                declared,
+                spec,
+                train_spec,
+                data,
+                out_dir,
+                init_weights,
+                on_event,
+                resume=resume,
+                device=device,
+                progress=progress,
+                native=native,
+                name=name,
+                devices=devices,
+            )
+            return loop(run)
+
+        train.__name__ = loop.__name__
+        train.__qualname__ = loop.__qualname__
+        train.__module__ = loop.__module__
+        train.__doc__ = inspect.cleandoc(loop.__doc__ or "") + "\n" + CONTRACT_ARGS
+        return train
+
+    return wrap

@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -32,7 +31,6 @@ import numpy as np
 from cnn_common.batches import augment_batch, epoch_batches, steps_per_epoch
 from cnn_common.data import Data
 from cnn_common.errors import UserError
-from cnn_common.events import EventCallback
 from cnn_common.files import atomic_write_npz, check_resumable, checkpoint_path
 from cnn_common.machine import thread_setting
 from cnn_common.phases import Phases, StepClock
@@ -40,7 +38,7 @@ from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.seeds import int_seed
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
-from cnn_common.trainer import TrainingRun
+from cnn_common.trainer import TrainCall, contract_train
 from cnn_common.weights import Weights
 from keras_cnn.framework import BACKEND_TABLE, framework_for_backend
 from keras_cnn.model import PREDICT_BATCH, build, evaluate, get_weights, set_weights
@@ -197,21 +195,8 @@ def device_scope(device: str) -> tuple[str, AbstractContextManager]:
     return "cpu", keras.device("cpu:0")
 
 
-def train(
-    spec: ModelSpec,
-    train_spec: TrainSpec,
-    data: Data,
-    out_dir: str | Path,
-    init_weights: Weights | None = None,
-    on_event: EventCallback | None = None,
-    *,
-    resume: bool = False,
-    device: str = "auto",
-    progress: bool = True,
-    native: Iterable[str] = (),
-    name: str | None = None,
-    devices: int = 1,
-) -> RunResult:
+@contract_train(lambda: framework_for_backend(keras.backend.backend()))
+def train(run: TrainCall) -> RunResult:
     """Train on the shared batch order, evaluate on the test set, write the run record.
 
     ``data`` holds NHWC images in [0, 1] and int64 labels. Writes ``out_dir/run.json``,
@@ -225,9 +210,8 @@ def train(
     trains with ``keras.optimizers.Adam`` itself (``keras_cnn.optim.KerasAdam`` says how they
     differ).
     """
+    spec, train_spec, data = run.spec, run.train_spec, run.data
     backend = keras.backend.backend()
-    info = framework_for_backend(backend)
-    run = TrainingRun(info, out_dir, init_weights, native=native, devices=devices, name=name)
     native_order = "order" in run.native
     if native_order and train_spec.augment_shift:
         raise UserError(
@@ -235,15 +219,13 @@ def train(
             "shared augmentation",
             "set augment_shift=0 for a native-order run, or keep the shared order",
         )
-    used_device, scope = device_scope(device)
-    recorder = run.recorder(spec, train_spec, data, on_event, progress)
+    used_device, scope = device_scope(run.device)
+    recorder = run.new_recorder()
     with scope, floatx(train_spec.dtype):
         model = build(spec, train_spec.dtype, seed=train_spec.seed)
         run.initialise(model, set_weights)
         compile_model(model, train_spec, native="optimizer" in run.native)
-        run.resume_or_start_clean(
-            resume, SUFFIX, lambda path: load_checkpoint(path, model, recorder)
-        )
+        run.resume_checkpoint(SUFFIX, lambda path: load_checkpoint(path, model, recorder))
         recorder.start(get_weights(model))
         if recorder.epochs_done < train_spec.epochs:
             validation = (data.x_val, data.y_val) if len(data.x_val) else None

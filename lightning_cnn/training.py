@@ -21,13 +21,12 @@ import torch
 
 from cnn_common.batches import steps_per_epoch
 from cnn_common.data import Data
-from cnn_common.events import EventCallback
 from cnn_common.files import check_resumable
 from cnn_common.phases import Phases, StepClock
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
-from cnn_common.trainer import TrainingRun
+from cnn_common.trainer import TrainCall, contract_train
 from cnn_common.weights import Weights
 from lightning_cnn.callbacks import (
     SUFFIX,
@@ -98,52 +97,26 @@ def make_trainer(
     )
 
 
-def train(
-    spec: ModelSpec,
-    train_spec: TrainSpec,
-    data: Data,
-    out_dir: str | Path,
-    init_weights: Weights | None = None,
-    on_event: EventCallback | None = None,
-    *,
-    resume: bool = False,
-    device: str = "auto",
-    progress: bool = True,
-    native: Iterable[str] = (),
-    name: str | None = None,
-    devices: int = 1,
-) -> RunResult:
-    """Train ``LitCNN`` on ``data`` with a Trainer and write the run record to ``out_dir``.
+@contract_train(FRAMEWORK)
+def train(run: TrainCall) -> RunResult:
+    """Train ``LitCNN`` on ``data`` with a Trainer and write the run record to ``out_dir``
+    (the logs too: ``csv_logs/``, ``tensorboard/``).
 
-    Args:
-        spec: the architecture.
-        train_spec: optimiser, epochs, batch size, seed, augmentation, dtype.
-        data: the prepared dataset (NHWC images in [0, 1], int64 labels, already split).
-        out_dir: where run.json, weights.safetensors, checkpoints/ and the logs go.
-        init_weights: canonical starting weights (``init="shared"``); None -> PyTorch's
-            initialisers from the run seed's ``init`` stream (``init="native"``).
-        on_event: receives the events of ``cnn_common.events``.
-        resume: continue from the newest readable checkpoint in ``out_dir``, if any.
-        device: auto | cpu | gpu.
-        progress: print a progress bar and a line per epoch.
-        native: defaults handed back to PyTorch: ``order`` (a shuffling ``DataLoader``'s
-            batches), ``padding`` (PyTorch's own 'same' placement); ``optimizer``
-            changes nothing (the spec's torch-convention Adam is ``torch.optim.Adam``).
-        name: the framework name the record carries (default ``lightning``).
-        devices: processes (CPU) or GPUs; more than one trains with Lightning's DDP, which
-            starts the other processes by running this same program again; each takes its
-            share of every epoch's shared batches (the record's step losses are the first
-            process's), and only the first writes the run's files.
+    ``init_weights`` None -> PyTorch's initialisers. ``native``: defaults handed back to
+    PyTorch: ``order`` (a shuffling ``DataLoader``'s batches), ``padding`` (PyTorch's own
+    'same' placement); ``optimizer`` changes nothing (the spec's torch-convention Adam is
+    ``torch.optim.Adam``). ``name`` defaults to ``lightning``. ``devices``: processes (CPU) or
+    GPUs; more than one trains with Lightning's DDP, which starts the other processes by
+    running this same program again; each takes its share of every epoch's shared batches (the
+    record's step losses are the first process's), and only the first writes the run's files.
     """
-    run = TrainingRun(FRAMEWORK, out_dir, init_weights, native=native, devices=devices, name=name)
-    where = torch_device(device)
+    spec, train_spec, data, devices = run.spec, run.train_spec, run.data, run.devices
+    where = torch_device(run.device)
     model = LitCNN(spec, train_spec, native_padding="padding" in run.native)
     run.initialise(model, set_weights)
-    recorder = run.recorder(spec, train_spec, data, on_event, progress)
+    recorder = run.new_recorder()
     spec_data = spec_to_dict(spec, train_spec)
-    found = run.resume_or_start_clean(
-        resume, SUFFIX, lambda path: _resumable_checkpoint(path, spec_data)
-    )
+    found = run.resume_checkpoint(SUFFIX, lambda path: _resumable_checkpoint(path, spec_data))
     with quiet_lightning():
         trainer = make_trainer(run.out_dir, recorder, where, devices, train_spec.epochs)
         native_order = "order" in run.native

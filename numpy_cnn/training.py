@@ -10,7 +10,6 @@ so both end with bit-identical weights.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,13 @@ import numpy as np
 from cnn_common.batches import augment_batch, epoch_batches
 from cnn_common.data import Data
 from cnn_common.errors import UserError
-from cnn_common.events import EventCallback
 from cnn_common.files import atomic_write_npz, check_resumable, checkpoint_path
 from cnn_common.phases import Phases, StepClock, step_batches
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.seeds import generator
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
-from cnn_common.trainer import TrainingRun
+from cnn_common.trainer import TrainCall, contract_train
 from cnn_common.weights import Weights
 from numpy_cnn import parallel
 from numpy_cnn.framework import FRAMEWORK
@@ -76,48 +74,31 @@ def load_checkpoint(
     recorder.restore(meta["recorder"])
 
 
-def train(
-    spec: ModelSpec,
-    train_spec: TrainSpec,
-    data: Data,
-    out_dir: str | Path,
-    init_weights: Weights | None = None,
-    on_event: EventCallback | None = None,
-    *,
-    resume: bool = False,
-    device: str = "auto",
-    progress: bool = True,
-    native: Iterable[str] = (),
-    name: str | None = None,
-    devices: int = 1,
-) -> RunResult:
+@contract_train(FRAMEWORK)
+def train(run: TrainCall) -> RunResult:
     """Train a model of ``spec`` on ``data`` as ``train_spec`` says and write the run record.
 
     ``data.x_train (N, H, W, C)`` floats in [0, 1] with int64 labels; batches come from
-    ``epoch_batches`` (this function never shuffles on its own). ``init_weights`` (canonical
-    layout) are used when given (``init="shared"``), else ``build``'s own (``init="native"``).
-    Writes ``out_dir/run.json``, ``out_dir/weights.safetensors`` and one checkpoint per epoch;
-    ``resume=True`` continues from the newest readable checkpoint in ``out_dir``. ``device``
-    must be "auto" or "cpu" (NumPy runs on the CPU); ``progress=False`` prints nothing;
-    ``name`` is the framework name the record carries (default ``numpy``; a package that
-    publishes this loop under its own name passes its own).
+    ``epoch_batches`` (this loop never shuffles on its own); ``init_weights`` None -> ``build``'s
+    own. ``device`` must be "auto" or "cpu" (NumPy runs on the CPU); ``name`` defaults to
+    ``numpy`` (a package that publishes this loop under its own name passes its own).
     ``native={"order"}`` shuffles with NumPy's own permutation instead of the shared order;
     ``"padding"`` and ``"optimizer"`` change nothing (NumPy pads as the spec says and steps the
     spec's update rule: it has no 'same' or optimiser of its own).
     """
-    run = TrainingRun(FRAMEWORK, out_dir, init_weights, native=native, devices=devices, name=name)
-    if device not in ("auto", "cpu"):
+    if run.device not in ("auto", "cpu"):
         raise UserError(
-            f"numpy_cnn runs on the CPU only, got device={device!r}",
+            f"numpy_cnn runs on the CPU only, got device={run.device!r}",
             "use --device cpu (or auto), or another framework for a GPU",
         )
+    spec, train_spec, data = run.spec, run.train_spec, run.data
     model = build(spec, train_spec.dtype, seed=train_spec.seed)
     run.initialise(model, set_weights)
     optimizer = Optimizer(train_spec, model.weights)
     rng = generator(train_spec.seed, "dropout")
-    recorder = run.recorder(spec, train_spec, data, on_event, progress)
-    run.resume_or_start_clean(
-        resume, SUFFIX, lambda path: load_checkpoint(path, model, optimizer, rng, recorder)
+    recorder = run.new_recorder()
+    run.resume_checkpoint(
+        SUFFIX, lambda path: load_checkpoint(path, model, optimizer, rng, recorder)
     )
     recorder.start(model.weights)
     x_train = data.x_train.astype(model.dtype, copy=False)

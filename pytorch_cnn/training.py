@@ -25,13 +25,12 @@ import torch.nn.functional as F
 from cnn_common.batches import epoch_batches, shard_batches, steps_per_epoch
 from cnn_common.data import Data
 from cnn_common.errors import FrameworkMissingError, UserError
-from cnn_common.events import EventCallback
 from cnn_common.files import atomic_write_bytes, check_resumable, checkpoint_path
 from cnn_common.phases import Phases, StepClock, step_batches
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
 from cnn_common.spec import ModelSpec, TrainSpec, spec_to_dict
-from cnn_common.trainer import TrainingRun
+from cnn_common.trainer import TrainCall, contract_train
 from cnn_common.weights import Weights
 from pytorch_cnn.batching import BatchSource, dropout_seed, native_order_batches
 from pytorch_cnn.framework import FRAMEWORK
@@ -158,44 +157,19 @@ def load_checkpoint(
     recorder.restore(state["recorder"])
 
 
-def train(
-    spec: ModelSpec,
-    train_spec: TrainSpec,
-    data: Data,
-    out_dir: str | Path,
-    init_weights: Weights | None = None,
-    on_event: EventCallback | None = None,
-    *,
-    resume: bool = False,
-    device: str = "auto",
-    progress: bool = True,
-    native: Iterable[str] = (),
-    name: str | None = None,
-    devices: int = 1,
-) -> RunResult:
+@contract_train(FRAMEWORK)
+def train(run: TrainCall) -> RunResult:
     """Train ``CNN`` with a plain PyTorch loop and write the run record to ``out_dir``.
 
-    Args:
-        spec: the architecture.
-        train_spec: optimiser, epochs, batch size, seed, augmentation, dtype.
-        data: the prepared dataset (NHWC images in [0, 1], int64 labels, already split).
-        out_dir: where run.json, weights.safetensors and checkpoints/ go.
-        init_weights: canonical starting weights (``init="shared"``); None -> PyTorch's
-            initialisers from the run seed's ``init`` stream (``init="native"``).
-        on_event: receives the events of ``cnn_common.events``.
-        resume: continue from the newest readable checkpoint in ``out_dir``, if any.
-        device: auto | cpu | gpu.
-        progress: print a progress bar and a line per epoch.
-        native: defaults handed back to PyTorch: ``order`` (``DataLoader(shuffle=True)``'s
-            batches), ``padding`` (PyTorch's own 'same' placement); ``optimizer``
-            changes nothing (the spec's torch-convention Adam is ``torch.optim.Adam``).
-        name: the framework name the record carries (default ``pytorch``).
-        devices: processes (CPU) or GPUs to train on; more than one uses Lightning Fabric's
-            DDP, each process taking its share of every epoch's shared batches (the record's
-            step losses are the first process's shares).
+    ``init_weights`` None -> PyTorch's initialisers. ``native``: defaults handed back to
+    PyTorch: ``order`` (``DataLoader(shuffle=True)``'s batches), ``padding`` (PyTorch's own
+    'same' placement); ``optimizer`` changes nothing (the spec's torch-convention Adam is
+    ``torch.optim.Adam``). ``name`` defaults to ``pytorch``. ``devices``: processes (CPU) or
+    GPUs; more than one uses Lightning Fabric's DDP, each process taking its share of every
+    epoch's shared batches (the record's step losses are the first process's shares).
     """
-    run = TrainingRun(FRAMEWORK, out_dir, init_weights, native=native, devices=devices, name=name)
-    where = torch_device(device)
+    spec, train_spec, data, devices = run.spec, run.train_spec, run.data, run.devices
+    where = torch_device(run.device)
     replicas = data_parallel(devices, where)
     net = build(
         spec, train_spec.dtype, seed=train_spec.seed, native_padding="padding" in run.native
@@ -204,10 +178,8 @@ def train(
     net.to(where)
     optimizer = make_optimizer(net.parameters(), train_spec)
     steps = steps_per_epoch(len(data.x_train), train_spec.batch_size, replicas.world)
-    recorder = run.recorder(spec, train_spec, data, on_event, progress, steps)
-    run.resume_or_start_clean(
-        resume, SUFFIX, lambda path: load_checkpoint(path, net, optimizer, recorder)
-    )
+    recorder = run.new_recorder(steps)
+    run.resume_checkpoint(SUFFIX, lambda path: load_checkpoint(path, net, optimizer, recorder))
     trained, stepped = net, optimizer  # what the loop calls: the DDP wrappers under Fabric
     if replicas.fabric is not None:
         trained, stepped = replicas.fabric.setup(net, optimizer)
