@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,41 +111,52 @@ def _first_dense_input(spec: ModelSpec) -> tuple[str, tuple[int, int, int]] | No
     return after.name, flat.input_shape  # type: ignore[return-value]
 
 
-def to_torch_layout(weights: Weights, spec: ModelSpec) -> Weights:
-    """Canonical -> PyTorch: conv ``(KH, KW, C, F) -> (F, C, KH, KW)``; dense ``(in, out) ->
-    (out, in)``; the first dense layer's inputs reordered from H, W, C to C, H, W."""
+def _relayout(
+    weights: Weights,
+    spec: ModelSpec,
+    conv_axes: tuple[int, int, int, int],
+    first_dense: Callable[[np.ndarray, int, int, int], np.ndarray],
+) -> Weights:
+    """``weights`` in the other layout: conv kernels transposed by ``conv_axes``, the first
+    dense kernel by ``first_dense(kernel, h, w, c)`` (it reads the ``(H, W, C)`` map of the
+    last pool), the other dense kernels transposed, biases copied."""
     first, (h, w, c) = _first_dense_input(spec)
     out: Weights = {}
     for name, value in weights.items():
         if name.endswith(".kernel") and value.ndim == 4:
-            out[name] = np.ascontiguousarray(value.transpose(3, 2, 0, 1))  # (F, C, KH, KW)
+            out[name] = np.ascontiguousarray(value.transpose(conv_axes))
         elif name == f"{first}.kernel":
-            units = value.shape[1]
-            chw = value.reshape(h, w, c, units).transpose(2, 0, 1, 3)  # (C, H, W, out)
-            out[name] = np.ascontiguousarray(chw.reshape(c * h * w, units).T)  # (out, C*H*W)
+            out[name] = np.ascontiguousarray(first_dense(value, h, w, c))
         elif name.endswith(".kernel"):
-            out[name] = np.ascontiguousarray(value.T)  # (out, in)
+            out[name] = np.ascontiguousarray(value.T)
         else:
             out[name] = value.copy()
     return out
+
+
+def _hwc_to_torch(kernel: np.ndarray, h: int, w: int, c: int) -> np.ndarray:
+    """The first dense kernel ``(H*W*C, out)`` -> PyTorch's ``(out, C*H*W)``."""
+    units = kernel.shape[1]
+    chw = kernel.reshape(h, w, c, units).transpose(2, 0, 1, 3)  # (C, H, W, out)
+    return chw.reshape(c * h * w, units).T  # (out, C*H*W)
+
+
+def _torch_to_hwc(kernel: np.ndarray, h: int, w: int, c: int) -> np.ndarray:
+    """PyTorch's first linear weight ``(out, C*H*W)`` -> canonical ``(H*W*C, out)``."""
+    units = kernel.shape[0]
+    hwc = kernel.T.reshape(c, h, w, units).transpose(1, 2, 0, 3)  # (H, W, C, out)
+    return hwc.reshape(h * w * c, units)  # (H*W*C, out)
+
+
+def to_torch_layout(weights: Weights, spec: ModelSpec) -> Weights:
+    """Canonical -> PyTorch: conv ``(KH, KW, C, F) -> (F, C, KH, KW)``; dense ``(in, out) ->
+    (out, in)``; the first dense layer's inputs reordered from H, W, C to C, H, W."""
+    return _relayout(weights, spec, (3, 2, 0, 1), _hwc_to_torch)
 
 
 def from_torch_layout(weights: Weights, spec: ModelSpec) -> Weights:
     """PyTorch -> canonical: the exact inverse of ``to_torch_layout``."""
-    first, (h, w, c) = _first_dense_input(spec)
-    out: Weights = {}
-    for name, value in weights.items():
-        if name.endswith(".kernel") and value.ndim == 4:
-            out[name] = np.ascontiguousarray(value.transpose(2, 3, 1, 0))  # (KH, KW, C, F)
-        elif name == f"{first}.kernel":
-            units = value.shape[0]
-            hwc = value.T.reshape(c, h, w, units).transpose(1, 2, 0, 3)  # (H, W, C, out)
-            out[name] = np.ascontiguousarray(hwc.reshape(h * w * c, units))  # (H*W*C, out)
-        elif name.endswith(".kernel"):
-            out[name] = np.ascontiguousarray(value.T)  # (in, out)
-        else:
-            out[name] = value.copy()
-    return out
+    return _relayout(weights, spec, (2, 3, 1, 0), _torch_to_hwc)
 
 
 # ----------------------------------------------------------------------------- files
