@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,17 +120,24 @@ class Layer:
     params: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
+def _refuse_unknown_fields(
+    cls: type, values: Mapping[str, Any], where: str, listed: Callable[[list[str]], str]
+) -> None:
+    """Raise ``SpecError`` naming the keys of ``values`` that are no field of ``cls`` (the
+    hint lists the fields, written by ``listed``)."""
+    allowed = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise SpecError(
+            f"unknown field(s) {unknown} in {where}", f"allowed fields: {listed(allowed)}"
+        )
+
+
 def _as_block(cls: type, value: Any) -> Any:
     if isinstance(value, cls):
         return value
     if isinstance(value, Mapping):
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(value) - allowed
-        if unknown:
-            raise SpecError(
-                f"unknown field(s) {sorted(unknown)} in a {cls.__name__}",
-                f"allowed fields: {sorted(allowed)}",
-            )
+        _refuse_unknown_fields(cls, value, f"a {cls.__name__}", str)
         return cls(**value)
     raise SpecError(
         f"a {cls.__name__} must be a mapping of its fields, got {value!r}",
@@ -426,13 +433,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> tuple[ModelSpec, TrainSpec]:
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - allowed
-    if unknown:
-        raise SpecError(
-            f"unknown field(s) {sorted(unknown)} in '{section}'",
-            f"allowed fields: {', '.join(sorted(allowed))}",
-        )
+    _refuse_unknown_fields(cls, values, f"'{section}'", ", ".join)
     try:
         return cls(**values)
     except TypeError as exc:  # e.g. a block given as a number
