@@ -77,11 +77,32 @@ def _find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
+# Files parsed in this process, by their paths, sizes and modification times: a warm worker
+# (``compare.engine.pool``) that reads the dataset for every job parses and verifies it once,
+# and a file that changed is read again. Their arrays are read-only: every caller copies.
+_PARSED: dict[tuple[object, ...], dict[str, np.ndarray]] = {}
+_PARSED_KEPT = 2  # datasets kept at once (MNIST's files are about 55 MB)
+
+
 def _from_folder(folder: Path, info: DatasetInfo) -> dict[str, np.ndarray] | None:
     paths = {stem: _find_file(folder, stem) for stem in FILES}
     if not all(paths.values()):
         return None
-    read = {stem: read_idx(path, stem, info) for stem, path in paths.items()}
+    stats = [(path, path.stat()) for path in paths.values() if path is not None]
+    key = (info.name, *((str(p), st.st_size, st.st_mtime_ns) for p, st in stats))
+    if key in _PARSED:
+        return _PARSED[key]
+    arrays = _parse_folder(paths, info)
+    for array in arrays.values():
+        array.setflags(write=False)
+    while len(_PARSED) >= _PARSED_KEPT:
+        _PARSED.pop(next(iter(_PARSED)))
+    _PARSED[key] = arrays
+    return arrays
+
+
+def _parse_folder(paths: dict[str, Path | None], info: DatasetInfo) -> dict[str, np.ndarray]:
+    read = {stem: read_idx(path, stem, info) for stem, path in paths.items() if path is not None}
     arrays = {stem: array for stem, (array, _) in read.items()}
     check_contents(arrays, info, {stem: str(path) for stem, path in paths.items()})
     for stem, (_, verified) in read.items():
@@ -281,6 +302,19 @@ def training_data(
             f"use --subset {len(data.x_train)} or less, or leave it out for all of them",
         )
     return subset(data, subset_size, eval_size, eval_size)
+
+
+def load_test_set(
+    name: str,
+    dtype: str = "float32",
+    root: str | Path | None = None,
+    eval_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The test set a run of ``training_data(..., eval_size=eval_size)`` evaluates on, without
+    preparing its training and validation sets: ``(x (N, H, W, C) in [0, 1], y (N,))``."""
+    raw = load_dataset(name, root=root)
+    x, y = raw.x_test[:eval_size], raw.y_test[:eval_size]
+    return scale_images(x, dtype), y.astype(np.int64)
 
 
 def check_image_count(flag: str, value: int) -> None:

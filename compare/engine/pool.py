@@ -124,11 +124,15 @@ class WarmWorker:
         )
         return status or 1
 
-    def close(self, timeout: float = 10) -> None:
-        """Let the worker end (its standard input closes), then stop it if it does not."""
+    def release(self) -> None:
+        """Tell the worker to end once its job is done (its standard input closes)."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             with contextlib.suppress(BrokenPipeError):
                 self.proc.stdin.close()
+
+    def close(self, timeout: float = 10) -> None:
+        """Let the worker end, then stop it if it has not within ``timeout`` seconds."""
+        self.release()
         deadline = time.monotonic() + timeout
         while self.alive() and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -169,6 +173,9 @@ class WorkerPool:
         return self._worker(job.framework).run(job, on_event)
 
     def close(self) -> None:
+        """Let every worker end, side by side (a framework's teardown takes moments)."""
+        for worker in self.workers.values():
+            worker.release()
         for worker in self.workers.values():
             worker.close()
         self.workers.clear()

@@ -20,6 +20,7 @@ from cnn_common.data import (
     check_image_count,
     check_images,
     load_dataset,
+    load_test_set,
     prepare_data,
     scale_images,
     subset,
@@ -134,6 +135,31 @@ def test_training_data_cuts_the_training_images_only(data_dir: Path, isolated: P
     np.testing.assert_array_equal(evaluated.y_test, full.y_test[:300])
     f64 = training_data("mnist", TrainSpec(dtype="float64"), root=data_dir, subset_size=10)
     assert f64.x_train.dtype == np.float64 and len(f64.x_val) == 5000
+
+
+@pytest.mark.parametrize(("eval_size", "dtype"), [(None, "float32"), (300, "float64")])
+def test_the_test_set_alone_is_the_one_training_data_evaluates_on(
+    data_dir: Path, isolated: Path, eval_size: int | None, dtype: str
+) -> None:
+    spec = TrainSpec(dtype=dtype, seed=3)
+    data = training_data("mnist", spec, root=data_dir, subset_size=10, eval_size=eval_size)
+    x, y = load_test_set("mnist", dtype, root=data_dir, eval_size=eval_size)
+    assert x.dtype == data.x_test.dtype and y.dtype == data.y_test.dtype == np.int64
+    np.testing.assert_array_equal(x, data.x_test)
+    np.testing.assert_array_equal(y, data.y_test)
+
+
+def test_parsed_files_are_kept_read_only_and_read_again_when_they_change(
+    mnist_copy: Path, isolated: Path
+) -> None:
+    first = load_dataset("mnist", root=mnist_copy, download=False)
+    again = load_dataset("mnist", root=mnist_copy, download=False)
+    assert np.shares_memory(first.x_test, again.x_test)  # parsed once
+    assert not first.x_test.flags.writeable
+    labels = mnist_copy / "mnist" / f"{FILES[3]}.gz"
+    labels.write_bytes(labels.read_bytes()[:-100])  # truncated: a changed file
+    with pytest.raises(DataError):
+        load_dataset("mnist", root=mnist_copy, download=False)
 
 
 def test_training_data_refuses_a_subset_larger_than_the_training_set(
