@@ -44,6 +44,9 @@ CONTRACT = (
     "save",
     "load",
 )
+# What a framework package may export besides: ``cnn-compare bench`` uses it when it is there
+# and says so in its record when it is not.
+OPTIONAL_CONTRACT = ("phase_times",)
 
 # What ``train(..., native=...)`` can hand back to a framework's own default (the shared,
 # neutralised choice is the default): its own shuffling, its own 'same' padding placement,

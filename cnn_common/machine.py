@@ -82,9 +82,10 @@ BUSY_SHARE = 0.25
 # OpenMP (libgomp: PyTorch, oneDNN, MKL) threads spin about 300,000 times waiting for the next
 # parallel region before they sleep. On an idle machine that is fastest; beside another process
 # that computes on every core, a spinning thread takes the core from the thread it waits for,
-# and a PyTorch epoch ran 10 to 45 times slower. Spinning 1,000 times lets them sleep within
-# microseconds (about 3x slower beside such a process, as NumPy is 2x) but costs some 9% on an
-# idle machine, so it is chosen only when the machine is busy as a torch process starts.
+# and a PyTorch epoch runs many times slower. Spinning 1,000 times lets them sleep within
+# microseconds but costs some speed on an idle machine, so it is chosen only when the machine
+# is busy as a torch process starts (docs/design.md has the measured figures;
+# benchmarks/bench_under_load.py measures them again).
 BUSY_SPINCOUNT = "1000"
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 

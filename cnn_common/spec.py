@@ -1,4 +1,4 @@
-"""The model and training spec: one frozen description that all three frameworks follow.
+"""The model and training spec: one frozen description that every framework follows.
 
 ``ModelSpec()`` is the seed model (docs/design.md)::
 

@@ -65,11 +65,11 @@ class LitCNN(L.LightningModule):
 
     Step values are handed to ``self.log`` on the steps the Trainer writes them
     (``Trainer(log_every_n_steps=...)``, 1 = every step), so the logs are those of logging every
-    step; each ``self.log`` call costs about 0.4 ms on a CPU, which on the seed model would be a
-    tenth of a step. The epoch values come from torchmetrics objects, updated once at the end of
-    the epoch with all its predictions and losses (kept as tensors step by step): the same
-    counts as updating them every step, without a quarter of a millisecond per step of metric
-    bookkeeping.
+    step; each ``self.log`` call costs a noticeable share of a small model's step on a CPU
+    (docs/design.md has the figure). The epoch values come from torchmetrics objects, updated
+    once at the end of the epoch with all its predictions and losses (kept as tensors step by
+    step): the same counts as updating them every step, without the metric bookkeeping on
+    every step.
 
     Input shape: ``(N, C, H, W)``. Output shape: ``(N, K)`` logits.
     """
@@ -123,7 +123,7 @@ class LitCNN(L.LightningModule):
         self, batch: Any, device: torch.device, dataloader_idx: int
     ) -> Any:
         # The data module's (x, y) batches are already on the CPU: skip Lightning's generic walk
-        # over the batch there (about 0.1 ms a step); anything else goes the usual way.
+        # over the batch there (time on every step); anything else goes the usual way.
         if isinstance(batch, (tuple, list)) and all(
             isinstance(t, torch.Tensor) and t.device == device for t in batch
         ):

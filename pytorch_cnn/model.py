@@ -33,7 +33,9 @@ from cnn_common.weights import Weights, check_weights, from_torch_layout, to_tor
 from pytorch_cnn.network import CNN, TORCH_DTYPES, network_of, to_nchw
 from pytorch_cnn.optim import make_optimizer
 
-EVAL_BATCH = 128  # images per forward pass in evaluate/predict (1,000 ran 2.5x slower: caches)
+# Images per forward pass in evaluate/predict: a small batch's activations stay in the caches
+# (docs/design.md has the measured effect).
+EVAL_BATCH = 128
 
 
 def build(
