@@ -65,49 +65,33 @@ def make_network(spec: ModelSpec, dtype: str = "float32", *, seed: int = 0) -> k
     """
     model = keras.Sequential([keras.Input(shape=spec.input_shape, dtype=dtype)], name="cnn")
     for index, layer in enumerate(layers(spec)):
+        named = {"name": layer.name, "dtype": dtype}
         # Per-layer seeds, not keras.utils.set_random_seed: that one imports TensorFlow
         # whenever it is installed, even on the torch backend.
-        kernel_init = keras.initializers.GlorotUniform(seed=int_seed(seed, "init", index))
+        weighted = {
+            "activation": layer.activation,
+            "kernel_initializer": keras.initializers.GlorotUniform(
+                seed=int_seed(seed, "init", index)
+            ),
+            **named,
+        }
         if layer.kind == "conv":
             # Keras's 'same' places padding as TensorFlow does (the odd pixel last) on every
             # backend, which is Layer.pad; a 'same' layer whose pad is zero is a 'valid' one.
             padding = "valid" if layer.pad == ((0, 0), (0, 0)) else "same"
-            model.add(
-                keras.layers.Conv2D(
-                    layer.output_shape[2],  # filters F
-                    layer.kernel_size,
-                    strides=layer.stride,
-                    padding=padding,
-                    activation=layer.activation,
-                    kernel_initializer=kernel_init,
-                    name=layer.name,
-                    dtype=dtype,
-                )
+            filters = layer.output_shape[2]  # F
+            added = keras.layers.Conv2D(
+                filters, layer.kernel_size, strides=layer.stride, padding=padding, **weighted
             )
         elif layer.kind == "pool":
-            model.add(
-                keras.layers.MaxPooling2D(
-                    layer.kernel_size, strides=layer.stride, name=layer.name, dtype=dtype
-                )
-            )
+            added = keras.layers.MaxPooling2D(layer.kernel_size, strides=layer.stride, **named)
         elif layer.kind == "flatten":
-            model.add(keras.layers.Flatten(name=layer.name, dtype=dtype))
+            added = keras.layers.Flatten(**named)
         elif layer.kind in ("dense", "logits"):
-            model.add(
-                keras.layers.Dense(
-                    layer.units,
-                    activation=layer.activation,
-                    kernel_initializer=kernel_init,
-                    name=layer.name,
-                    dtype=dtype,
-                )
-            )
-        elif layer.kind == "dropout":
-            model.add(
-                keras.layers.Dropout(
-                    layer.rate, seed=int_seed(seed, "dropout", index), name=layer.name, dtype=dtype
-                )
-            )
+            added = keras.layers.Dense(layer.units, **weighted)
+        else:  # dropout
+            added = keras.layers.Dropout(layer.rate, seed=int_seed(seed, "dropout", index), **named)
+        model.add(added)
         built = tuple(model.layers[-1].output.shape[1:])
         if built != layer.output_shape:
             raise AssertionError(
