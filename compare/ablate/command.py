@@ -53,6 +53,7 @@ from compare.engine.options import (
     at_least,
     check_out,
     executor_arguments,
+    folder_arguments,
     frameworks_argument,
     sweep_fields,
 )
@@ -102,14 +103,12 @@ def run_folder(options: AblateOptions, arm: Arm, seed: int) -> Path:
 
 def arm_job(options: AblateOptions, arm: Arm, seed: int) -> TrainJob:
     train = dataclasses.replace(options.train_spec, seed=seed, **dict(arm.train_changes))
-    return TrainJob.create(
-        model_spec=options.model_spec,
+    return options.job(
+        TrainJob,
+        arm.framework,
+        run_folder(options, arm, seed),
         train_spec=train,
-        out=run_folder(options, arm, seed),
-        framework=arm.framework,
         seed=seed,
-        dataset=options.dataset,
-        data_dir=options.data_dir,
         subset=options.subset,
         eval_subset=options.eval_subset,
         init=arm.init,
@@ -199,15 +198,8 @@ def _run_ablation(options: AblateOptions, log: Callable[[str], None]) -> int:
             work += [(labels[key], job, threads) for job in jobs]
             continue
         suffix = f"{threads or options.threads or usable_cores()}t"
-        batch = BatchJob.create(
-            model_spec=options.model_spec,
-            train_spec=options.train_spec,
-            out=options.folder / BATCHES_DIR / f"{framework}-{suffix}",
-            framework=framework,
-            dataset=options.dataset,
-            data_dir=options.data_dir,
-            jobs=jobs,
-        )
+        out = options.folder / BATCHES_DIR / f"{framework}-{suffix}"
+        batch = options.job(BatchJob, framework, out, jobs=jobs)
         work.append((labels[key], batch, threads))
 
     def done(label: str, status: int) -> None:
@@ -274,14 +266,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_spec_arguments(parser, TrainSpec(epochs=1))
     add_data_arguments(parser, default_subset=20000)
     parser.add_argument("--seeds", type=int, default=5, help="seeds per arm (at least 3)")
-    parser.add_argument("--out", type=Path, default=Path("runs/ablate"), help="results folder")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="finish the ablation in --out with its saved configuration; finished runs are kept",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an ablation already in --out"
+    folder_arguments(
+        parser,
+        Path("runs/ablate"),
+        "results folder",
+        "replace an ablation already in --out",
+        "finish the ablation in --out with its saved configuration; finished runs are kept",
     )
     parser.add_argument("--threads", type=int, help="CPU threads per run (default: all cores)")
     executor_arguments(parser)

@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from cnn_common.cli import add_data_arguments, add_spec_arguments, specs_from_args
+from cnn_common.cli import specs_from_args
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
 from compare.bench.measure import REFERENCE, BenchOptions, Variant, bench_result, measure
@@ -16,7 +16,7 @@ from compare.bench.tables import busy_warning, describe, phase_table, table
 from compare.engine import registry
 from compare.engine.layout import BENCH_FILE
 from compare.engine.lock import FolderLock
-from compare.engine.options import at_least, frameworks_argument
+from compare.engine.options import add_arguments, at_least, folder_arguments, option_fields
 
 DESCRIPTION = (
     "Time each framework against the plain PyTorch loop (the pytorch framework), every "
@@ -52,10 +52,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> int:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare bench``."""
-    parser.description = DESCRIPTION
-    frameworks_argument(parser)
-    add_spec_arguments(parser)
-    add_data_arguments(parser)
+    add_arguments(parser, DESCRIPTION)
     parser.add_argument(
         "--train-images", type=int, default=12800, help="images per timed training epoch"
     )
@@ -72,9 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--phase-steps", type=int, default=30, help="steps timed by phase (0: none)"
     )
     parser.add_argument("--threads", type=int, help="CPU threads per framework (default: all)")
-    parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a bench result already in --out"
+    folder_arguments(
+        parser, Path("runs/bench"), "output folder", "replace a bench result already in --out"
     )
 
 
@@ -92,20 +88,16 @@ def main(args: argparse.Namespace) -> int:
     ):
         at_least(flag, value, low)
     first = [REFERENCE] if REFERENCE else []
+    timed = [*first, *(n for n in names if n != REFERENCE)]
     return run_bench(
         BenchOptions(
-            variants=tuple(Variant(n) for n in [*first, *(n for n in names if n != REFERENCE)]),
-            model_spec=model,
-            train_spec=train,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            out=args.out,
+            **option_fields(args, timed, model, train),
+            variants=tuple(Variant(n) for n in timed),
             train_images=args.train_images,
             epochs=args.timed_epochs,
             processes=args.processes,
             infer_images=args.infer_images,
             phase_steps=args.phase_steps,
             threads=args.threads,
-            overwrite=args.overwrite,
         )
     )

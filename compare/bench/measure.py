@@ -91,13 +91,10 @@ def measure(
     for turn in range(options.processes):
         for variant in options.variants:
             log(f"bench: {variant.label}, process {turn + 1} of {options.processes}")
-            job = BenchJob.create(
-                model_spec=options.model_spec,
-                train_spec=options.train_spec,
-                out=options.out / BENCH_JOBS_DIR / f"{variant.folder}-{turn + 1}",
-                framework=variant.framework,
-                dataset=options.dataset,
-                data_dir=options.data_dir,
+            job = options.job(
+                BenchJob,
+                variant.framework,
+                options.out / BENCH_JOBS_DIR / f"{variant.folder}-{turn + 1}",
                 train_images=options.train_images,
                 epochs=options.epochs,
                 infer_images=options.infer_images,

@@ -12,17 +12,21 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from cnn_common.cli import add_data_arguments, add_spec_arguments
 from cnn_common.data import check_image_count, load_dataset
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import ModelSpec, TrainSpec
 from compare.engine import registry
 from compare.engine.executors import EXECUTORS
+from compare.engine.jobs import Job
 from compare.engine.layout import CONFIG_FILE, RESULT_FILE, RUNS_DIR
 
 PROG = "cnn-compare"
+
+JobT = TypeVar("JobT", bound=Job)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +41,18 @@ class Options:
     out: Path
     overwrite: bool = False  # replace results already in out
     threads: int | None = None  # CPU threads per worker (None: all cores)
+
+    def job(self, kind: type[JobT], framework: str, out: Path, **fields: Any) -> JobT:
+        """A job of ``kind`` for ``framework`` into ``out``, on these options' specs and
+        data; ``fields`` are the kind's own, and a ``model_spec`` or ``train_spec`` there
+        (another seed) replaces the options' one."""
+        shared = {
+            "model_spec": self.model_spec,
+            "train_spec": self.train_spec,
+            "dataset": self.dataset,
+            "data_dir": self.data_dir,
+        }
+        return kind.create(framework=framework, out=out, **{**shared, **fields})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +127,30 @@ def at_least(flag: str, value: int | None, low: int = 1) -> None:
         raise UserError(f"{flag} must be at least {low}, got {value}", f"use {flag} {low} or more")
 
 
+def add_arguments(parser: argparse.ArgumentParser, description: str) -> None:
+    """The command's description, and the options of every command that trains or times
+    the frameworks: --frameworks, the spec's (``cnn_common.cli``) and the data's."""
+    parser.description = description
+    frameworks_argument(parser)
+    add_spec_arguments(parser)
+    add_data_arguments(parser)
+
+
+def folder_arguments(
+    parser: argparse.ArgumentParser,
+    default: Path,
+    what: str,
+    overwrite: str,
+    resume: str | None = None,
+) -> None:
+    """--out (``what`` names the folder in its help), --resume for the commands that finish
+    a folder's runs (``resume`` is its help), --overwrite (``overwrite`` is its help)."""
+    parser.add_argument("--out", type=Path, default=default, help=what)
+    if resume:
+        parser.add_argument("--resume", action="store_true", help=resume)
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
+
+
 def frameworks_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frameworks",
@@ -135,6 +175,22 @@ def executor_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def option_fields(
+    args: argparse.Namespace, names: list[str], model: ModelSpec, train: TrainSpec
+) -> dict[str, Any]:
+    """The ``Options`` fields of a command's parsed options: the frameworks ``names``, the
+    specs, the data and the folder."""
+    return {
+        "frameworks": tuple(names),
+        "model_spec": model,
+        "train_spec": train,
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "out": args.out,
+        "overwrite": args.overwrite,
+    }
+
+
 def sweep_fields(
     args: argparse.Namespace, names: list[str], model: ModelSpec, train: TrainSpec
 ) -> dict[str, Any]:
@@ -146,16 +202,10 @@ def sweep_fields(
             check_image_count(flag, value)
     load_dataset(args.dataset, root=args.data_dir)
     return {
-        "frameworks": tuple(names),
-        "dataset": args.dataset,
-        "model_spec": model,
-        "train_spec": train,
-        "out": args.out,
-        "data_dir": args.data_dir,
+        **option_fields(args, names, model, train),
         "subset": args.subset,
         "eval_subset": args.eval_subset,
         "resume": args.resume,
-        "overwrite": args.overwrite,
         "threads": args.threads,
         "progress": not args.quiet,
         "executor": args.executor,

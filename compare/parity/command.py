@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cnn_common.cli import add_data_arguments, add_spec_arguments, specs_from_args
+from cnn_common.cli import specs_from_args
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import ModelSpec
@@ -27,7 +27,7 @@ from compare.engine import registry
 from compare.engine.launch import run_checked
 from compare.engine.layout import PARITY_DIR, PARITY_FILE, PARITY_RECORD
 from compare.engine.lock import check_out_folder
-from compare.engine.options import Options, at_least, frameworks_argument
+from compare.engine.options import Options, add_arguments, at_least, folder_arguments, option_fields
 from compare.parity.job import ParityJob
 from compare.parity.locate import (
     STAGES,
@@ -144,13 +144,11 @@ def run_parity(options: ParityOptions) -> int:
         registry.check_installed(name)
     recorded: dict[str, dict[str, np.ndarray]] = {}
     for name in options.frameworks:
-        job = ParityJob.create(
+        job = options.job(
+            ParityJob,
+            name,
+            options.out / PARITY_DIR / name,
             model_spec=model_spec,
-            train_spec=train,
-            out=options.out / PARITY_DIR / name,
-            framework=name,
-            dataset=options.dataset,
-            data_dir=options.data_dir,
             steps=options.steps,
         )
         run_checked(job, options.in_process)
@@ -191,14 +189,10 @@ DESCRIPTION = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare parity``."""
-    parser.description = DESCRIPTION
-    frameworks_argument(parser)
-    add_spec_arguments(parser)
-    add_data_arguments(parser)
+    add_arguments(parser, DESCRIPTION)
     parser.add_argument("--steps", type=int, default=3, help="optimiser steps to compare")
-    parser.add_argument("--out", type=Path, default=Path("runs/parity"), help="output folder")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a parity result already in --out"
+    folder_arguments(
+        parser, Path("runs/parity"), "output folder", "replace a parity result already in --out"
     )
     parser.add_argument(
         "--in-process", action="store_true", help="run every framework in this process"
@@ -212,14 +206,8 @@ def main(args: argparse.Namespace) -> int:
     at_least("--steps", args.steps)
     return run_parity(
         ParityOptions(
-            frameworks=tuple(names),
-            model_spec=model,
-            train_spec=train,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            out=args.out,
+            **option_fields(args, names, model, train),
             steps=args.steps,
             in_process=args.in_process,
-            overwrite=args.overwrite,
         )
     )

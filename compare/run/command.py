@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnn_common.cli import DEVICES, add_data_arguments, add_spec_arguments, specs_from_args
+from cnn_common.cli import DEVICES, specs_from_args
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import spec_from_dict, spec_to_dict
@@ -33,9 +33,10 @@ from compare.engine.lock import FolderLock
 from compare.engine.options import (
     PROG,
     SweepOptions,
+    add_arguments,
     check_out,
     executor_arguments,
-    frameworks_argument,
+    folder_arguments,
     read_config,
     sweep_fields,
 )
@@ -79,14 +80,12 @@ class RunOptions(SweepOptions):
 
 def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
     """The job that trains ``framework`` on ``seed`` into its run folder."""
-    return TrainJob.create(
-        model_spec=options.model_spec,
+    return options.job(
+        TrainJob,
+        framework,
+        run_dir(options.out, framework, seed),
         train_spec=dataclasses.replace(options.train_spec, seed=seed),
-        out=run_dir(options.out, framework, seed),
-        framework=framework,
         seed=seed,
-        dataset=options.dataset,
-        data_dir=options.data_dir,
         subset=options.subset,
         eval_subset=options.eval_subset,
         init=options.init,
@@ -227,10 +226,7 @@ def crosseval_fields(options: RunOptions) -> dict[str, Any]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare run``."""
-    parser.description = DESCRIPTION
-    frameworks_argument(parser)
-    add_spec_arguments(parser)
-    add_data_arguments(parser)
+    add_arguments(parser, DESCRIPTION)
     parser.add_argument("--seeds", type=int, default=1, help="train each framework on N seeds")
     parser.add_argument(
         "--init",
@@ -246,13 +242,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="processes (CPU) or GPUs each run of lightning and pytorch trains on, with "
         "Lightning's DDP; the other frameworks train on one",
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="results folder")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="finish the run in --out with its saved configuration; finished runs are kept",
+    folder_arguments(
+        parser,
+        Path("runs/compare"),
+        "results folder",
+        "replace results already in --out",
+        "finish the run in --out with its saved configuration; finished runs are kept",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     parser.add_argument(
         "--in-process",
         action="store_true",
