@@ -71,3 +71,24 @@ def test_under_load(tmp_path: Path, data_dir: Path) -> None:
     assert line and float(line.group(1)) > 0
     assert "flagged busy: idle False, loaded True" in result.stdout
     assert (tmp_path / "idle" / "bench.json").exists() and (tmp_path / "loaded").exists()
+
+
+@pytest.mark.slow
+def test_run_overhead(tmp_path: Path, data_dir: Path) -> None:
+    pytest.importorskip("torch")
+    tiny = ["--frameworks", "numpy,pytorch", "--subset", "300", "--eval-subset", "200"]
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_run_overhead.py")]
+    command += ["--against", str(REPO), "--rounds", "1", "--", *tiny, "--epochs", "1"]
+    env = {**os.environ, "CNN_DATA_DIR": str(data_dir)}
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("this", "against"):
+        line = re.search(
+            rf"{name}\s+wall\s+(\S+) s\s+training\s+(\S+) s\s+outside\s+(\S+) s", result.stdout
+        )
+        assert line, result.stdout
+        wall, training, outside = map(float, line.groups())
+        assert training > 0 and abs(wall - training - outside) < 0.2
+    assert re.search(r"this / against, turn by turn: \[\S+\]", result.stdout)
