@@ -88,6 +88,9 @@ def main() -> int:
     )
     parser.add_argument("--against", type=Path, help="another checkout to time side by side")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each checkout")
+    parser.add_argument(
+        "--keep", type=Path, help="keep every results folder here (<checkout>-<turn>)"
+    )
     parser.add_argument("args", nargs="*", help="arguments for cnn-compare run (after --)")
     options = parser.parse_args()
     checkouts = {"this": HERE}
@@ -99,6 +102,8 @@ def main() -> int:
             for name, checkout in checkouts.items():
                 out = Path(tmp) / f"{name}-{turn}"
                 result = timed_run(checkout, out, options.args)
+                if options.keep is not None:
+                    shutil.copytree(out, options.keep / out.name, dirs_exist_ok=True)
                 shutil.rmtree(out)
                 measured[name].append(result)
                 share = result["outside"] / result["training"]
