@@ -3,8 +3,8 @@
 - ``epoch_arrays`` lays an epoch's images out in the shared batch order (``cnn_common.batches.
   epoch_batches``, with the shared augmentation): one ``fit`` call per epoch on those arrays
   with ``shuffle=False`` slices them into exactly the shared batches, through Keras's own array
-  pipeline (a ``PyDataset`` serving the same batches costs about 0.8 ms a step more: every
-  batch crosses from Python into the backend's input pipeline one at a time).
+  pipeline (a ``PyDataset`` serving the same batches is slower: every batch crosses from
+  Python into the backend's input pipeline one at a time; docs/design.md has the figure).
 - ``RecorderCallback`` (a ``keras.callbacks.Callback``) feeds the run recorder the loss of
   every step (from the ``StepLoss`` metric: Keras's own ``loss`` log is the running mean over
   the epoch) and writes a checkpoint after every epoch.
