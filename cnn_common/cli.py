@@ -138,15 +138,18 @@ def add_trainer_command(
         action="store_true",
         help="replace a finished run already in --out",
     )
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
-    parser.add_argument(
-        "--devices",
-        type=int,
-        default=1,
-        help="processes (CPU) or GPUs to train on with DDP (lightning and pytorch)",
+    add_device_arguments(
+        parser, "processes (CPU) or GPUs to train on with DDP (lightning and pytorch)"
     )
     parser.add_argument("--quiet", action="store_true", help="print no progress")
     return parser
+
+
+def add_device_arguments(parser: argparse.ArgumentParser, devices_help: str) -> None:
+    """``--device`` (where to train) and ``--devices`` (how many processes or GPUs), as every
+    trainer and ``cnn-compare run`` take them."""
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
+    parser.add_argument("--devices", type=int, default=1, help=devices_help)
 
 
 class CommandLine(NamedTuple):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnn_common.cli import DEVICES, specs_from_args
+from cnn_common.cli import add_device_arguments, specs_from_args
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import spec_from_dict, spec_to_dict
@@ -234,12 +234,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="shared",
         help="shared: identical starting weights everywhere; native: each framework's own",
     )
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
-    parser.add_argument(
-        "--devices",
-        type=int,
-        default=1,
-        help="processes (CPU) or GPUs each run of lightning and pytorch trains on, with "
+    add_device_arguments(
+        parser,
+        "processes (CPU) or GPUs each run of lightning and pytorch trains on, with "
         "Lightning's DDP; the other frameworks train on one",
     )
     folder_arguments(
