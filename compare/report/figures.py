@@ -1,5 +1,4 @@
-"""What every figure of the report shares: one style per framework, the atomic PNG write and
-drawing several figures side by side.
+"""What every figure of the report shares: one style per framework and the atomic PNG write.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects, never through pyplot: no global
 backend or figure registry, so nothing is left open and no display is needed. A framework's
@@ -10,18 +9,14 @@ it), so every framework keeps its look from one report to the next.
 from __future__ import annotations
 
 import io
-import multiprocessing
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from cnn_common.files import atomic_write_bytes
-from cnn_common.machine import usable_cores
 from compare.engine import registry
 
 # Frameworks trained from shared weights often draw the same line: each gets its own marker and,
@@ -29,11 +24,6 @@ from compare.engine import registry
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 WIDEST, THINNEST = 3.5, 1.0
 PALETTE = colormaps["tab10"].colors
-# Modules whose runtimes keep threads of their own: a process that loaded one is not forked.
-THREADED_RUNTIMES = ("torch", "tensorflow", "jax")
-
-Drawn = TypeVar("Drawn")
-_drawings: Sequence[Callable[[], object]] = ()  # what the forked drawing processes run
 
 
 class Style(NamedTuple):
@@ -64,25 +54,3 @@ def save_figure(fig: Figure, path: Path) -> Path:
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
     return path
-
-
-def _draw(index: int) -> object:
-    return _drawings[index]()
-
-
-def draw_side_by_side(drawings: Sequence[Callable[[], Drawn]]) -> list[Drawn]:
-    """Call every function of ``drawings`` (each draws and writes one figure) and return
-    their results in order: in forked processes, one per usable core, when there are several
-    cores and this process has loaded no threaded runtime (``--in-process`` has), else here,
-    one after another. Nothing is timed while the report is drawn, and a figure's time is
-    almost all matplotlib's, in Python."""
-    global _drawings
-    workers = min(usable_cores(), len(drawings))
-    if workers < 2 or any(name in sys.modules for name in THREADED_RUNTIMES):
-        return [draw() for draw in drawings]
-    _drawings = drawings  # the children inherit it: nothing is pickled but the results
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_draw, range(len(drawings)), chunksize=1)
-    finally:
-        _drawings = ()

@@ -24,7 +24,7 @@ from compare.engine.layout import (
     WEIGHTS_FILE,
 )
 from compare.report.collect import Collected
-from compare.report.figures import Style, draw_side_by_side, save_figure, styles
+from compare.report.figures import Style, save_figure, styles
 from compare.report.render import FigureFile
 
 CAPTIONS = {
@@ -294,14 +294,13 @@ def make_figures(out: Path, found: Collected) -> list[FigureFile]:
         return []
     shared = found.config.get("init") == "shared"
     maps = load_feature_maps(found)  # read once: two figures use it
-    drawings = {
-        "curves": lambda: fig_curves(found, figures_dir / CURVES_FIGURE),
-        "step_loss": lambda: fig_step_loss(found, figures_dir / STEP_LOSS_FIGURE),
-        "confusion": lambda: fig_confusion(found, figures_dir / CONFUSION_FIGURE),
-        "class_f1": lambda: fig_class_f1(found, figures_dir / CLASS_F1_FIGURE),
-        "feature_maps": lambda: fig_feature_maps(maps, figures_dir / FEATURE_MAPS_FIGURE, shared),
-        "filters": lambda: fig_filters(found, figures_dir / FILTERS_FIGURE),
-        "misclassified": lambda: fig_misclassified(found, maps, figures_dir / MISCLASSIFIED_FIGURE),
+    made = {
+        "curves": fig_curves(found, figures_dir / CURVES_FIGURE),
+        "step_loss": fig_step_loss(found, figures_dir / STEP_LOSS_FIGURE),
+        "confusion": fig_confusion(found, figures_dir / CONFUSION_FIGURE),
+        "class_f1": fig_class_f1(found, figures_dir / CLASS_F1_FIGURE),
+        "feature_maps": fig_feature_maps(maps, figures_dir / FEATURE_MAPS_FIGURE, shared),
+        "filters": fig_filters(found, figures_dir / FILTERS_FIGURE),
+        "misclassified": fig_misclassified(found, maps, figures_dir / MISCLASSIFIED_FIGURE),
     }
-    made = dict(zip(drawings, draw_side_by_side(list(drawings.values())), strict=True))
     return [FigureFile(name, CAPTIONS[name], p) for name, p in made.items() if p is not None]
