@@ -11,7 +11,14 @@ from pathlib import Path
 from cnn_common.cli import specs_from_args
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
-from compare.bench.measure import REFERENCE, BenchOptions, Variant, bench_result, measure
+from compare.bench.measure import (
+    REFERENCE,
+    BenchOptions,
+    Variant,
+    bench_result,
+    measure,
+    timing_fields,
+)
 from compare.bench.tables import busy_warning, describe, phase_table, table
 from compare.engine import registry
 from compare.engine.layout import BENCH_FILE
@@ -93,11 +100,6 @@ def main(args: argparse.Namespace) -> int:
         BenchOptions(
             **option_fields(args, timed, model, train),
             variants=tuple(Variant(n) for n in timed),
-            train_images=args.train_images,
-            epochs=args.timed_epochs,
-            processes=args.processes,
-            infer_images=args.infer_images,
-            phase_steps=args.phase_steps,
-            threads=args.threads,
+            **timing_fields(args, args.timed_epochs),
         )
     )

@@ -15,6 +15,7 @@ every process.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -71,6 +72,19 @@ class BenchOptions(Options):
         if not self.frameworks:  # the frameworks the variants time, in order
             names = tuple(dict.fromkeys(v.framework for v in self.variants))
             object.__setattr__(self, "frameworks", names)
+
+
+def timing_fields(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
+    """The ``BenchOptions`` fields of what to time, from the options ``cnn-compare bench`` and
+    the ``benchmarks/`` scripts share (``epochs``: their timed epochs, named differently)."""
+    return {
+        "train_images": args.train_images,
+        "epochs": epochs,
+        "processes": args.processes,
+        "infer_images": args.infer_images,
+        "phase_steps": args.phase_steps,
+        "threads": args.threads,
+    }
 
 
 def variant_label(row: dict[str, Any]) -> str:

@@ -10,7 +10,14 @@ from typing import Any
 
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import ModelSpec, TrainSpec
-from compare.bench.measure import BenchOptions, Variant, bench_result, measure, variant_label
+from compare.bench.measure import (
+    BenchOptions,
+    Variant,
+    bench_result,
+    measure,
+    timing_fields,
+    variant_label,
+)
 from compare.bench.tables import phase_table, table
 from compare.engine.layout import BENCH_FILE
 from compare.engine.lock import FolderLock
@@ -54,12 +61,7 @@ def script_measure(
         model_spec=ModelSpec(),
         train_spec=TrainSpec(),
         data_dir=args.data_dir,
-        train_images=args.train_images,
-        epochs=args.epochs,
-        processes=args.processes,
-        infer_images=args.infer_images,
-        phase_steps=args.phase_steps,
-        threads=args.threads,
+        **timing_fields(args, args.epochs),
         out=args.out / name,
     )
     with FolderLock(options.out):
