@@ -204,3 +204,15 @@ def test_no_module_is_over_the_line_limit() -> None:
     lengths = {module: len(path.read_text().splitlines()) for module, path in MODULES.items()}
     over = {module: n for module, n in sorted(lengths.items()) if n > MAX_LINES}
     assert not over, f"modules over {MAX_LINES} lines: {over}"
+
+
+def test_no_test_script_or_example_is_over_the_line_limit() -> None:
+    paths = [
+        path
+        for folder in ("tests", "benchmarks", "examples")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if "__pycache__" not in path.parts
+    ] + [REPO / "dev.py"]
+    lengths = {str(path.relative_to(REPO)): len(path.read_text().splitlines()) for path in paths}
+    over = {name: n for name, n in lengths.items() if n > MAX_LINES}
+    assert not over, f"files over {MAX_LINES} lines: {over}"
