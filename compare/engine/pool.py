@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -75,7 +76,8 @@ class WarmWorker:
             if not readable:
                 return None
             chunk = os.read(self._replies, 4096)
-            if not chunk:  # the worker closed its end: it has ended
+            if not chunk:  # the worker closed its end: it is ending
+                self.proc.wait()
                 return None
             self._pending += chunk
         line, self._pending = self._pending.split(b"\n", 1)
@@ -111,7 +113,7 @@ class WarmWorker:
                 return int(json.loads(answer)["status"])
             if not self.alive():
                 status = self.proc.wait()
-                if status == -2:  # Ctrl-C reached the worker first
+                if status == -signal.SIGINT:  # Ctrl-C reached the worker first
                     raise KeyboardInterrupt
                 return status
 
