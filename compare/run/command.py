@@ -61,6 +61,7 @@ class RunOptions(SweepOptions):
     device: str = "auto"
     out: Path = Path("runs/compare")
     in_process: bool = False
+    warm_workers: bool = False  # one long-lived worker per framework (compare.engine.pool)
     devices: int = 1  # DDP processes (or GPUs) for the frameworks that can
 
     def config(self) -> dict[str, Any]:
@@ -187,11 +188,12 @@ def _run(options: RunOptions, log: Callable[[str], None]) -> int:
 def warm_workers(
     executor: LocalExecutor | RayExecutor, options: RunOptions, training: set[str]
 ) -> Iterator[WorkerPool | None]:
-    """With the local executor in worker processes: a warm worker for every framework that
-    trains or is cross-evaluated, all started (and their imports done) before the first run
-    trains; otherwise None. Not under data parallelism: DDP starts its other processes by
+    """With ``--warm-workers`` and the local executor in worker processes: a warm worker for
+    every framework that trains or is cross-evaluated, all started (and their imports done)
+    before the first run trains; otherwise None. Not under data parallelism: DDP starts its other processes by
     running the worker's command line again, which must be the one-job form."""
-    if not isinstance(executor, LocalExecutor) or options.in_process or options.devices > 1:
+    local = isinstance(executor, LocalExecutor) and not options.in_process
+    if not (local and options.warm_workers) or options.devices > 1:
         yield None
         return
     wanted = training if len(options.frameworks) < 2 else set(options.frameworks)
@@ -250,6 +252,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--in-process",
         action="store_true",
         help="run the frameworks in this process instead of one process each",
+    )
+    parser.add_argument(
+        "--warm-workers",
+        action="store_true",
+        help="one worker per framework, started and imported before anything is timed, kept "
+        "for every seed and the cross-evaluation (less time outside training)",
     )
     parser.add_argument(
         "--threads", type=int, help="CPU threads per framework (default: all cores)"
@@ -319,6 +327,7 @@ def main(args: argparse.Namespace) -> int:
         init=args.init,
         device=args.device,
         in_process=args.in_process,
+        warm_workers=args.warm_workers,
         devices=args.devices,
     )
     status = run(options)
