@@ -190,8 +190,9 @@ def warm_workers(
 ) -> Iterator[WorkerPool | None]:
     """With ``--warm-workers`` and the local executor in worker processes: a warm worker for
     every framework that trains or is cross-evaluated, all started (and their imports done)
-    before the first run trains; otherwise None. Not under data parallelism: DDP starts its other processes by
-    running the worker's command line again, which must be the one-job form."""
+    before the first run trains; otherwise None. Not under data parallelism: DDP starts its
+    other processes by running the worker's command line again, which must be the one-job
+    form."""
     local = isinstance(executor, LocalExecutor) and not options.in_process
     if not (local and options.warm_workers) or options.devices > 1:
         yield None
