@@ -190,7 +190,5 @@ class WorkerPool:
             self.close()
             return
         for worker in self.workers.values():  # interrupted or failed: no waiting
-            if worker.alive():
-                stop(worker.proc)
-            os.close(worker._replies)
+            worker.close(timeout=0)
         self.workers.clear()
