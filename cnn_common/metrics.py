@@ -1,7 +1,8 @@
 """Loss, accuracy and predictions from logits; confusion matrix and per-class report.
 
-Every framework's ``evaluate`` is its own ``predict_logits`` followed by ``evaluate_logits``
-here, so the test loss is computed one way everywhere: a float64 log-softmax of the logits.
+Every framework's ``predict`` and ``evaluate`` are made here from its own ``predict_logits``
+(``readouts``), so the test loss is computed one way everywhere: a float64 log-softmax of the
+logits.
 
 Accuracy here is micro-averaged (correct / total), as Keras and NumPy report it; torchmetrics'
 ``MulticlassAccuracy`` defaults to the macro average, which is a different number.
@@ -9,7 +10,13 @@ Accuracy here is micro-averaged (correct / total), as Keras and NumPy report it;
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
+
+Predict = Callable[[Any, np.ndarray], np.ndarray]  # (model, x (N, H, W, C)) -> (N, K)
+Evaluate = Callable[[Any, np.ndarray, np.ndarray], tuple[float, float, np.ndarray]]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -48,6 +55,24 @@ def evaluate_logits(logits: np.ndarray, y: np.ndarray) -> tuple[float, float, np
     predictions = np.asarray(logits).argmax(axis=1).astype(np.int64)
     acc = accuracy(y, predictions) if len(y) else float("nan")
     return cross_entropy(logits, y), acc, predictions
+
+
+def readouts(predict_logits: Predict) -> tuple[Predict, Evaluate]:
+    """A framework's contract ``predict`` and ``evaluate`` over its own ``predict_logits``."""
+
+    def predict(model: Any, x: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, K)`` (softmax of the logits) for images ``x (N, H, W, C)``."""
+        return softmax(predict_logits(model, x))
+
+    def evaluate(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+        """Mean softmax cross-entropy, accuracy and int64 predictions ``(N,)`` on
+        ``x (N, H, W, C)``, ``y (N,)``: ``evaluate_logits`` of the framework's logits."""
+        return evaluate_logits(predict_logits(model, x), y)
+
+    for made in (predict, evaluate):
+        made.__module__ = predict_logits.__module__
+        made.__qualname__ = made.__name__
+    return predict, evaluate
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -1,7 +1,8 @@
 """``cnn-compare``: train the frameworks side by side, check their parity, time them, report.
 
 The commands come from the registered features (``compare.engine.features``): each adds its
-sub-parser (``configure``) and runs it (``main``); nothing here names one.
+sub-parser (``configure``, its ``--help`` text ``DESCRIPTION``) and runs it (``main``);
+nothing here names one.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for feature in commands():
+        module = resolve(feature.command)
         command = sub.add_parser(
-            feature.name, help=feature.help, formatter_class=HelpFormatter, epilog=EXIT_STATUSES
+            feature.name,
+            help=feature.help,
+            description=getattr(module, "DESCRIPTION", None),
+            formatter_class=HelpFormatter,
+            epilog=EXIT_STATUSES,
         )
-        resolve(feature.command).configure(command)
+        module.configure(command)
         command.set_defaults(main=resolve(f"{feature.command}:main"))
     return parser
 

@@ -19,7 +19,7 @@ from keras import ops
 
 from cnn_common.data import check_images
 from cnn_common.errors import DataError
-from cnn_common.metrics import evaluate_logits, softmax
+from cnn_common.metrics import readouts
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.weights import Weights, check_weight_shapes
 from keras_cnn.network import (
@@ -50,15 +50,7 @@ def predict_logits(model: keras.Model, x: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict(x, batch_size=PREDICT_BATCH, verbose=0))
 
 
-def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """Class probabilities (softmax of the logits). ``x: (N, H, W, C)`` -> ``(N, K)``."""
-    return softmax(predict_logits(model, x))
-
-
-def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Mean softmax cross-entropy, accuracy and predicted classes ``(N,)`` int64 on ``(x, y)``
-    (``cnn_common.metrics.evaluate_logits`` of ``predict_logits``)."""
-    return evaluate_logits(predict_logits(model, x), y)
+predict, evaluate = readouts(predict_logits)
 
 
 def feature_maps(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -26,6 +26,9 @@ from cnn_common.data import Data, load_dataset, training_data
 from cnn_common.spec import TrainSpec
 from pytorch_cnn.batching import BatchSource, native_order_batches
 
+# The arguments of ``ImageDataModule`` that are ``TrainSpec`` fields of the same name.
+SPEC_FIELDS = ("batch_size", "seed", "validation_size", "augment_shift", "dtype")
+
 BatchKey = tuple[int, int, np.ndarray]  # (epoch, step in the epoch's global list, indices)
 
 
@@ -145,13 +148,7 @@ class ImageDataModule(L.LightningDataModule):
         self.dataset = dataset
         self.data_dir = data_dir
         # Validated by TrainSpec, whose fields these are.
-        self.train_spec = TrainSpec(
-            batch_size=batch_size,
-            seed=seed,
-            validation_size=validation_size,
-            augment_shift=augment_shift,
-            dtype=dtype,
-        )
+        self.train_spec = TrainSpec(**{name: self.hparams[name] for name in SPEC_FIELDS})
         self.subset = subset
         self.download = download
         self.eval_batch_size = eval_batch_size
@@ -163,16 +160,8 @@ class ImageDataModule(L.LightningDataModule):
     @classmethod
     def from_data(cls, data: Data, train_spec: TrainSpec, **kwargs: Any) -> ImageDataModule:
         """A data module over an already prepared ``Data`` (nothing is loaded or downloaded)."""
-        module = cls(
-            dataset=data.name,
-            batch_size=train_spec.batch_size,
-            seed=train_spec.seed,
-            validation_size=train_spec.validation_size,
-            augment_shift=train_spec.augment_shift,
-            dtype=train_spec.dtype,
-            download=False,
-            **kwargs,
-        )
+        spec_fields = {name: getattr(train_spec, name) for name in SPEC_FIELDS}
+        module = cls(dataset=data.name, download=False, **spec_fields, **kwargs)
         module.data = data
         return module
 

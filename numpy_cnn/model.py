@@ -17,7 +17,7 @@ import numpy as np
 from cnn_common.data import check_images
 from cnn_common.errors import DataError
 from cnn_common.files import atomic_write_npz
-from cnn_common.metrics import evaluate_logits, softmax
+from cnn_common.metrics import readouts
 from cnn_common.seeds import generator
 from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
 from cnn_common.weights import Weights, check_weights, init_weights
@@ -85,15 +85,7 @@ def predict_logits(model: CNN, x: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def predict(model: CNN, x: np.ndarray) -> np.ndarray:
-    """Class probabilities ``(N, K)`` (softmax of the logits) for images ``x (N, H, W, C)``."""
-    return softmax(predict_logits(model, x))
-
-
-def evaluate(model: CNN, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Mean softmax cross-entropy, accuracy and int64 predictions ``(N,)`` on ``x (N, H, W, C)``
-    (``cnn_common.metrics.evaluate_logits`` of ``predict_logits``)."""
-    return evaluate_logits(predict_logits(model, x), y)
+predict, evaluate = readouts(predict_logits)
 
 
 def feature_maps(model: CNN, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ from torch import nn
 from cnn_common.data import check_images
 from cnn_common.errors import DataError
 from cnn_common.files import atomic_write_bytes
-from cnn_common.metrics import evaluate_logits, softmax
+from cnn_common.metrics import readouts
 from cnn_common.seeds import int_seed
 from cnn_common.spec import (
     ModelSpec,
@@ -86,15 +86,7 @@ def predict_logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
     return _eval_logits(net, _inputs(net, x)).cpu().numpy()
 
 
-def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """Class probabilities ``(N, K)`` (softmax of the logits) for images ``x: (N, H, W, C)``."""
-    return softmax(predict_logits(model, x))
-
-
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Mean softmax cross-entropy, accuracy and predicted classes ``(N,)`` int64 on ``x, y``
-    (``cnn_common.metrics.evaluate_logits`` of ``predict_logits``)."""
-    return evaluate_logits(predict_logits(model, x), y)
+predict, evaluate = readouts(predict_logits)
 
 
 def feature_maps(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:

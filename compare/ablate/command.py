@@ -55,6 +55,7 @@ from compare.engine.options import (
     executor_arguments,
     folder_arguments,
     frameworks_argument,
+    from_args,
     sweep_fields,
 )
 from compare.engine.progress import RunDisplay
@@ -255,7 +256,6 @@ DESCRIPTION = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare ablate``."""
-    parser.description = DESCRIPTION
     frameworks_argument(parser)
     parser.add_argument(
         "--factors",
@@ -292,4 +292,4 @@ def main(args: argparse.Namespace) -> int:
         train = dataclasses.replace(train, epochs=1)
     factors = check_factors(args.factors.split(","))
     fields = sweep_fields(args, names, model, train)
-    return run_ablation(AblateOptions(**fields, factors=factors, seeds=args.seeds))
+    return run_ablation(from_args(AblateOptions, args, **fields, factors=factors))

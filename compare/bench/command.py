@@ -59,7 +59,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> int:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare bench``."""
-    add_arguments(parser, DESCRIPTION)
+    add_arguments(parser)
     parser.add_argument(
         "--train-images", type=int, default=12800, help="images per timed training epoch"
     )

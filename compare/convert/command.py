@@ -43,6 +43,7 @@ from compare.engine.layout import (
     WEIGHTS_FILE,
 )
 from compare.engine.lock import check_out_folder
+from compare.engine.options import from_args
 from compare.report.render import md_table
 
 FLOAT32_TOLERANCE = 1e-5  # max |logit difference|: float32 kernels round differently
@@ -276,7 +277,6 @@ DESCRIPTION = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare convert``."""
-    parser.description = DESCRIPTION
     parser.add_argument(
         "source", type=Path, help="a run folder (OUT/runs/<framework>-seed<S>) or a weight file"
     )
@@ -302,15 +302,4 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """``cnn-compare convert``."""
-    return run_convert(
-        ConvertOptions(
-            source=args.source,
-            targets=args.to,
-            onnx=args.onnx,
-            out=args.out,
-            images=args.images,
-            source_framework=args.source_framework,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-        )
-    )
+    return run_convert(from_args(ConvertOptions, args, targets=args.to))

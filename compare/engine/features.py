@@ -2,12 +2,12 @@
 ``cnn_rosetta.features`` entry-point group, whoever installed it.
 
 A feature (``run``, ``parity``, ``bench``, ...) is one sub-package that declares in one
-``Feature`` what the rest needs to know: its command (a module with ``configure(parser)`` and
-``main(args) -> int``), its job types with the function that runs each in a worker, and its
-report sections with their place in the report. ``compare.__main__`` builds its parser from
-this registry and the worker finds a job's handler here: neither names a feature, so adding a
-command is one new sub-package plus its entry point (``docs/frameworks.md`` shows the same for
-frameworks).
+``Feature`` what the rest needs to know: its command (a module with ``configure(parser)``,
+``main(args) -> int`` and, optionally, ``DESCRIPTION``, its ``--help`` text), its job types
+with the function that runs each in a worker, and its report sections with their place in the
+report. ``compare.__main__`` builds its parser from this registry and the worker finds a job's
+handler here: neither names a feature, so adding a command is one new sub-package plus its
+entry point (``docs/frameworks.md`` shows the same for frameworks).
 
 Modules are named by ``"package.module"`` and functions by ``"package.module:function"``, as
 entry points are, and imported only when used: a worker imports the one task it runs, not every
@@ -41,7 +41,7 @@ class Feature:
 
     name: str  # the command: cnn-compare <name>
     help: str = ""  # its line in cnn-compare --help
-    command: str | None = None  # module with configure(parser) and main(args) -> int
+    command: str | None = None  # module with configure(parser), main(args) -> int, DESCRIPTION
     jobs: Mapping[type[Job], str] = field(default_factory=dict)  # job type -> handler
     sections: tuple[tuple[int, str], ...] = ()  # (place, "module:function")
     order: int = 100

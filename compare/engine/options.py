@@ -9,6 +9,7 @@ frameworks, the specs, the data, the folder); ``SweepOptions`` adds what ``run``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from compare.engine.layout import CONFIG_FILE, RESULT_FILE, RUNS_DIR
 PROG = "cnn-compare"
 
 JobT = TypeVar("JobT", bound=Job)
+OptionsT = TypeVar("OptionsT")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,10 +129,9 @@ def at_least(flag: str, value: int | None, low: int = 1) -> None:
         raise UserError(f"{flag} must be at least {low}, got {value}", f"use {flag} {low} or more")
 
 
-def add_arguments(parser: argparse.ArgumentParser, description: str) -> None:
-    """The command's description, and the options of every command that trains or times
-    the frameworks: --frameworks, the spec's (``cnn_common.cli``) and the data's."""
-    parser.description = description
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that trains or times the frameworks: --frameworks, the
+    spec's (``cnn_common.cli``) and the data's."""
     frameworks_argument(parser)
     add_spec_arguments(parser)
     add_data_arguments(parser)
@@ -173,6 +174,17 @@ def executor_arguments(parser: argparse.ArgumentParser) -> None:
         help="an existing Ray cluster (ray://HOST:10001 or auto); its nodes need the project "
         "installed and the --out folder shared",
     )
+
+
+def from_args(cls: type[OptionsT], args: argparse.Namespace, **given: Any) -> OptionsT:
+    """The options dataclass ``cls`` of a command: the ``given`` fields, and every other one
+    from the parsed option of its name (its default where the command has no such option)."""
+    named = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.name not in given and hasattr(args, f.name)
+    }
+    return cls(**named, **given)
 
 
 def option_fields(

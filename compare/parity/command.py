@@ -27,7 +27,14 @@ from compare.engine import registry
 from compare.engine.launch import run_checked
 from compare.engine.layout import PARITY_DIR, PARITY_FILE, PARITY_RECORD
 from compare.engine.lock import check_out_folder
-from compare.engine.options import Options, add_arguments, at_least, folder_arguments, option_fields
+from compare.engine.options import (
+    Options,
+    add_arguments,
+    at_least,
+    folder_arguments,
+    from_args,
+    option_fields,
+)
 from compare.parity.job import ParityJob
 from compare.parity.locate import (
     STAGES,
@@ -189,7 +196,7 @@ DESCRIPTION = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare parity``."""
-    add_arguments(parser, DESCRIPTION)
+    add_arguments(parser)
     parser.add_argument("--steps", type=int, default=3, help="optimiser steps to compare")
     folder_arguments(
         parser, Path("runs/parity"), "output folder", "replace a parity result already in --out"
@@ -204,10 +211,4 @@ def main(args: argparse.Namespace) -> int:
     names = registry.parse_frameworks(args.frameworks)
     model, train = specs_from_args(args)
     at_least("--steps", args.steps)
-    return run_parity(
-        ParityOptions(
-            **option_fields(args, names, model, train),
-            steps=args.steps,
-            in_process=args.in_process,
-        )
-    )
+    return run_parity(from_args(ParityOptions, args, **option_fields(args, names, model, train)))

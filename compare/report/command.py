@@ -15,7 +15,6 @@ DESCRIPTION = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare report``."""
-    parser.description = DESCRIPTION
     parser.add_argument("dir", type=Path, help="the results folder")
 
 

@@ -118,7 +118,6 @@ def run_rosetta(
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare rosetta``."""
-    parser.description = DESCRIPTION
     parser.add_argument(
         "--frameworks",
         help="comma-separated frameworks (default: the first registered of each package), "

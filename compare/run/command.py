@@ -37,6 +37,7 @@ from compare.engine.options import (
     check_out,
     executor_arguments,
     folder_arguments,
+    from_args,
     read_config,
     sweep_fields,
 )
@@ -229,7 +230,7 @@ def crosseval_fields(options: RunOptions) -> dict[str, Any]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare run``."""
-    add_arguments(parser, DESCRIPTION)
+    add_arguments(parser)
     parser.add_argument("--seeds", type=int, default=1, help="train each framework on N seeds")
     parser.add_argument(
         "--init",
@@ -322,15 +323,7 @@ def main(args: argparse.Namespace) -> int:
     if args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}", "use --devices 1+")
     make_executor(args.executor, args.threads, args.in_process, args.ray_address)  # checks
-    options = RunOptions(
-        **sweep_fields(args, names, model, train),
-        seeds=args.seeds,
-        init=args.init,
-        device=args.device,
-        in_process=args.in_process,
-        warm_workers=args.warm_workers,
-        devices=args.devices,
-    )
+    options = from_args(RunOptions, args, **sweep_fields(args, names, model, train))
     status = run(options)
     if status == 2:
         print(f"{PROG}: error: some frameworks could not run; see the report", file=sys.stderr)
