@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
@@ -57,6 +56,14 @@ class Comparison:
         return self.verdict == REAL
 
 
+def _scipy_stats():  # noqa: ANN202 - the scipy.stats module
+    """``scipy.stats``, imported when a test first runs: every ``cnn-compare`` command line
+    imports this module (through the ablation's), and most never test anything."""
+    from scipy import stats
+
+    return stats
+
+
 def _quiet_ttest(test, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
     # Near-identical samples make scipy warn about precision; the result is still right and
     # the exact cases are handled before the test is called.
@@ -73,7 +80,7 @@ def mean_interval(values: list[float] | np.ndarray) -> Estimate:
         return Estimate(mean, math.nan, math.nan, int(arr.size))
     if np.all(arr == arr[0]):
         return Estimate(mean, mean, mean, int(arr.size))
-    interval = _quiet_ttest(stats.ttest_1samp, arr, 0.0).confidence_interval(CONFIDENCE)
+    interval = _quiet_ttest(_scipy_stats().ttest_1samp, arr, 0.0).confidence_interval(CONFIDENCE)
     return Estimate(mean, float(interval.low), float(interval.high), int(arr.size))
 
 
@@ -93,7 +100,8 @@ def compare_samples(a: Mapping[int, float], b: Mapping[int, float]) -> Compariso
                 mean, mean, mean, 1.0 if mean == 0 else 0.0, "paired t-test", len(diffs),
                 NOISE if mean == 0 else REAL,
             )  # fmt: skip
-        result = _quiet_ttest(stats.ttest_rel, [a[s] for s in shared], [b[s] for s in shared])
+        paired = [a[s] for s in shared], [b[s] for s in shared]
+        result = _quiet_ttest(_scipy_stats().ttest_rel, *paired)
         interval = result.confidence_interval(CONFIDENCE)
         p = float(result.pvalue)
         return Comparison(
@@ -107,7 +115,7 @@ def compare_samples(a: Mapping[int, float], b: Mapping[int, float]) -> Compariso
     if np.all(xa == xa[0]) and np.all(xb == xb[0]):
         p = 1.0 if mean == 0 else 0.0
         return Comparison(mean, mean, mean, p, "Welch's t-test", min(xa.size, xb.size), verdict(p))
-    result = _quiet_ttest(stats.ttest_ind, xa, xb, equal_var=False)
+    result = _quiet_ttest(_scipy_stats().ttest_ind, xa, xb, equal_var=False)
     interval = result.confidence_interval(CONFIDENCE)
     p = float(result.pvalue)
     return Comparison(
