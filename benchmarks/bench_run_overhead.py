@@ -88,7 +88,9 @@ def main() -> int:
     )
     parser.add_argument("--against", type=Path, help="another checkout to time side by side")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each checkout")
-    parser.add_argument("--warm", action="store_true", help="run this checkout with --warm-workers")
+    parser.add_argument(
+        "--cold", action="store_true", help="run this checkout with --no-warm-workers"
+    )
     parser.add_argument(
         "--keep", type=Path, help="keep every results folder here (<checkout>-<turn>)"
     )
@@ -102,8 +104,8 @@ def main() -> int:
         for turn in range(options.rounds):
             for name, checkout in checkouts.items():
                 out = Path(tmp) / f"{name}-{turn}"
-                warm = ["--warm-workers"] if options.warm and name == "this" else []
-                result = timed_run(checkout, out, [*options.args, *warm])
+                cold = ["--no-warm-workers"] if options.cold and name == "this" else []
+                result = timed_run(checkout, out, [*options.args, *cold])
                 if options.keep is not None:
                     shutil.copytree(out, options.keep / out.name, dirs_exist_ok=True)
                 shutil.rmtree(out)

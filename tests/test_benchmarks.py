@@ -78,7 +78,7 @@ def test_run_overhead(tmp_path: Path, data_dir: Path) -> None:
     pytest.importorskip("torch")
     tiny = ["--frameworks", "numpy,pytorch", "--subset", "300", "--eval-subset", "200"]
     command = [sys.executable, str(REPO / "benchmarks" / "bench_run_overhead.py")]
-    command += ["--against", str(REPO), "--rounds", "1", "--warm", "--", *tiny, "--epochs", "1"]
+    command += ["--against", str(REPO), "--rounds", "1", "--cold", "--", *tiny, "--epochs", "1"]
     env = {**os.environ, "CNN_DATA_DIR": str(data_dir)}
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path

@@ -62,7 +62,7 @@ class RunOptions(SweepOptions):
     device: str = "auto"
     out: Path = Path("runs/compare")
     in_process: bool = False
-    warm_workers: bool = False  # one long-lived worker per framework (compare.engine.pool)
+    warm_workers: bool = True  # one long-lived worker per framework (compare.engine.pool)
     devices: int = 1  # DDP processes (or GPUs) for the frameworks that can
 
     def config(self) -> dict[str, Any]:
@@ -189,7 +189,7 @@ def _run(options: RunOptions, log: Callable[[str], None]) -> int:
 def warm_workers(
     executor: LocalExecutor | RayExecutor, options: RunOptions, training: set[str]
 ) -> Iterator[WorkerPool | None]:
-    """With ``--warm-workers`` and the local executor in worker processes: a warm worker for
+    """With warm workers (the default) and the local executor in worker processes: one for
     every framework that trains or is cross-evaluated, all started (and their imports done)
     before the first run trains; otherwise None. Not under data parallelism: DDP starts its
     other processes by running the worker's command line again, which must be the one-job
@@ -257,9 +257,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--warm-workers",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="one worker per framework, started and imported before anything is timed, kept "
-        "for every seed and the cross-evaluation (less time outside training)",
+        "for every seed and the cross-evaluation; --no-warm-workers: a fresh worker per job",
     )
     parser.add_argument(
         "--threads", type=int, help="CPU threads per framework (default: all cores)"
