@@ -25,6 +25,7 @@ from cnn_common.batches import epoch_batches, shard_batches, steps_per_epoch
 from cnn_common.data import Data, load_dataset, training_data
 from cnn_common.spec import TrainSpec
 from pytorch_cnn.batching import BatchSource, native_order_batches
+from pytorch_cnn.model import EVAL_BATCH
 
 # The arguments of ``ImageDataModule`` that are ``TrainSpec`` fields of the same name.
 SPEC_FIELDS = ("batch_size", "seed", "validation_size", "augment_shift", "dtype")
@@ -122,7 +123,8 @@ class ImageDataModule(L.LightningDataModule):
         subset: use only the first ``subset`` training images, for quick runs (the
             validation and test sets stay whole).
         download: let ``prepare_data`` fetch missing files from the mirrors.
-        eval_batch_size: batch size of the validation, test and predict loaders.
+        eval_batch_size: batch size of the validation, test and predict loaders (PyTorch's
+            ``pytorch_cnn.model.EVAL_BATCH``, whose activations stay in the caches).
         num_workers: DataLoader worker processes (0: batches are cut in the main process,
             which is cheap here).
         native_order: shuffle as ``DataLoader(shuffle=True)`` does, not in the shared order.
@@ -139,7 +141,7 @@ class ImageDataModule(L.LightningDataModule):
         dtype: str = "float32",
         subset: int | None = None,
         download: bool = True,
-        eval_batch_size: int = 1000,
+        eval_batch_size: int = EVAL_BATCH,
         num_workers: int = 0,
         native_order: bool = False,
     ) -> None:
