@@ -15,6 +15,7 @@ Its modules (a test checks that this list names every one, and nothing else):
 - ``framework`` (what a framework package declares, the contract's names), ``cli`` (the flags
   every trainer shares), ``errors`` (user errors: a message and the fix);
 - ``phases`` (where a training step's time goes), ``machine`` (the machine a run measured on),
+  ``memory`` (what a run needs, estimated from the spec; a run that cannot fit refused),
   ``numeric`` (central finite differences for gradient checks).
 
 Imports NumPy (and PyYAML, safetensors, pooch lazily) only: never torch, TensorFlow or keras.

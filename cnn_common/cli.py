@@ -19,6 +19,7 @@ from cnn_common.datasets import DATASETS
 from cnn_common.errors import UserError
 from cnn_common.framework import EXIT_STATUSES, FrameworkInfo, require
 from cnn_common.machine import is_main_process
+from cnn_common.memory import check_training
 from cnn_common.results import RESULT_FILE, RunResult
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.spec_files import apply_overrides, load_spec
@@ -243,6 +244,9 @@ def run_train_command(args: argparse.Namespace, info: FrameworkInfo) -> int:
     to load.
     """
     require(info)
+    model_spec, train_spec = specs_from_args(args)
+    # before the data and the initial weights: a spec that cannot fit allocates nothing
+    check_training(info, model_spec, train_spec, max(args.devices, 1))
 
     def train(*positional: Any, **keywords: Any) -> RunResult:
         return importlib.import_module(info.package).train(*positional, **keywords)

@@ -106,6 +106,11 @@ class FrameworkInfo:
     default: bool = False  # part of the default --frameworks
     order: int = 100  # position in tables and figures (lower first)
     bench_reference: bool = False  # what cnn-compare bench times the others against
+    # How a training step holds its activations (cnn_common.memory): the images one thread
+    # keeps at once (None: the whole batch, as autograd does), and whether each convolution
+    # keeps its im2col rows for its backward pass.
+    activation_images: int | None = None
+    keeps_im2col: bool = False
 
     def __post_init__(self) -> None:
         missing = [topic for topic in TOPICS if topic not in self.native]

@@ -27,6 +27,7 @@ from cnn_common.errors import UserError
 from cnn_common.events import EventCallback
 from cnn_common.files import load_latest_checkpoint, remove_checkpoints
 from cnn_common.framework import FrameworkInfo, check_native
+from cnn_common.memory import check_training, human
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult
 from cnn_common.spec import ModelSpec, TrainSpec
@@ -172,6 +173,15 @@ class TrainCall(TrainingRun):
         self.device = device
         self.progress = progress
 
+    def check_memory(self) -> None:
+        """Refuse the run (``UserError``) when what training will allocate, estimated from the
+        spec (``cnn_common.memory``), exceeds the memory available now: before anything is
+        built. With ``progress``, show the estimate."""
+        need, free = check_training(self.info, self.spec, self.train_spec, self.devices)
+        if self.progress:
+            room = f"; {human(free)} available" if free is not None else ""
+            print(f"{self.info.package}: memory (estimate) {need.describe()}{room}", flush=True)
+
     def new_recorder(self, steps: int | None = None) -> RunRecorder:
         """The call's ``RunRecorder`` (``steps``: this process's steps per epoch, when it trains
         on a share of each epoch)."""
@@ -231,6 +241,7 @@ def contract_train(
                 name=name,
                 devices=devices,
             )
+            run.check_memory()
             return loop(run)
 
         train.__name__ = loop.__name__

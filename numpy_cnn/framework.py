@@ -4,6 +4,7 @@ Registered in ``pyproject.toml`` under the ``cnn_rosetta.frameworks`` entry poin
 """
 
 from cnn_common.framework import FrameworkInfo
+from numpy_cnn.network import PIECE
 
 FRAMEWORK = FrameworkInfo(
     name="numpy",
@@ -28,4 +29,6 @@ FRAMEWORK = FrameworkInfo(
     native_init=False,
     default=True,
     order=10,
+    activation_images=PIECE,  # forward and backward a piece of the batch at a time, per thread
+    keeps_im2col=True,
 )

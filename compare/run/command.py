@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from cnn_common.cli import add_device_arguments, specs_from_args
+from cnn_common.data import load_dataset
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_json
+from cnn_common.machine import usable_cores
+from cnn_common.memory import check_fits, framework_estimate, human
 from cnn_common.spec import spec_from_dict, spec_to_dict
 from compare.crosseval.evaluate import run_crosseval
 from compare.engine import registry
@@ -105,9 +108,35 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
     meanwhile (``compare.lock``); Ctrl-C stops the worker, keeps the finished runs and says
     how to resume.
     """
+    log(memory_needs(options))
     resume = f"cnn-compare run --resume --out {shlex.quote(str(options.out))}"
     with FolderLock(options.out, log, resume):
         return _run(options, log)
+
+
+def memory_needs(options: RunOptions) -> str:
+    """One line: each framework's estimated memory for one of its runs (``cnn_common.memory``,
+    the images it loads included); a run that would not fit in the memory available now is
+    refused (``UserError``) before anything starts. The runs train one at a time."""
+    raw = load_dataset(options.dataset, root=options.data_dir)
+    validation = options.train_spec.validation_size
+    train = len(raw.x_train) - validation
+    evaluated = [validation, len(raw.x_test)]
+    if options.subset is not None:
+        train = min(options.subset, train)
+    if options.eval_subset is not None:
+        evaluated = [min(options.eval_subset, n) for n in evaluated]
+    images, threads = train + sum(evaluated), options.threads or usable_cores()
+    parts, free = [], None
+    for name in options.frameworks:
+        info = registry.get(name)
+        need = framework_estimate(info, options.model_spec, options.train_spec, images, threads)
+        processes = options.devices if info.data_parallel else 1  # DDP: one process a device
+        what, described = f"a {name} run", need.describe()
+        free = check_fits(need.total * processes, what, described, dtype=options.train_spec.dtype)
+        parts.append(f"{name} {human(need.total * processes)}")
+    room = f"; {human(free)} available" if free is not None else ""
+    return f"memory (estimate, a run at a time): {', '.join(parts)}{room}"
 
 
 def record_wall(out: Path, started: float, seconds: float, resumed: bool) -> None:
