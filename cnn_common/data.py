@@ -304,6 +304,24 @@ def training_data(
     return subset(data, subset_size, eval_size, eval_size)
 
 
+def split_sizes(
+    name: str,
+    train_spec: TrainSpec,
+    root: str | Path | None = None,
+    subset_size: int | None = None,
+    eval_size: int | None = None,
+) -> tuple[int, int, int]:
+    """The training, validation and test image counts ``training_data`` gives for the same
+    arguments, without preparing (scaling, splitting) any image."""
+    raw = load_dataset(name, root=root)
+    n_train = len(raw.y_train) - train_spec.validation_size
+    return (
+        len(range(n_train)[:subset_size]),
+        len(range(train_spec.validation_size)[:eval_size]),
+        len(range(len(raw.y_test))[:eval_size]),
+    )
+
+
 def load_test_set(
     name: str,
     dtype: str = "float32",

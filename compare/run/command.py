@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from cnn_common.cli import add_device_arguments, specs_from_args
-from cnn_common.data import load_dataset
+from cnn_common.data import split_sizes
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.machine import usable_cores
-from cnn_common.memory import check_fits, framework_estimate, human
+from cnn_common.memory import available_memory, check_fits, framework_estimate, human
 from cnn_common.spec import spec_from_dict, spec_to_dict
 from compare.crosseval.evaluate import run_crosseval
 from compare.engine import registry
@@ -118,22 +118,17 @@ def memory_needs(options: RunOptions) -> str:
     """One line: each framework's estimated memory for one of its runs (``cnn_common.memory``,
     the images it loads included); a run that would not fit in the memory available now is
     refused (``UserError``) before anything starts. The runs train one at a time."""
-    raw = load_dataset(options.dataset, root=options.data_dir)
-    validation = options.train_spec.validation_size
-    train = len(raw.x_train) - validation
-    evaluated = [validation, len(raw.x_test)]
-    if options.subset is not None:
-        train = min(options.subset, train)
-    if options.eval_subset is not None:
-        evaluated = [min(options.eval_subset, n) for n in evaluated]
-    images, threads = train + sum(evaluated), options.threads or usable_cores()
-    parts, free = [], None
+    sizes = split_sizes(
+        options.dataset, options.train_spec, options.data_dir, options.subset, options.eval_subset
+    )
+    images, threads = sum(sizes), options.threads or usable_cores()
+    parts, free = [], available_memory()  # read once for every framework
     for name in options.frameworks:
         info = registry.get(name)
         need = framework_estimate(info, options.model_spec, options.train_spec, images, threads)
         processes = options.devices if info.data_parallel else 1  # DDP: one process a device
         what, described = f"a {name} run", need.describe()
-        free = check_fits(need.total * processes, what, described, dtype=options.train_spec.dtype)
+        check_fits(need.total * processes, what, described, free, options.train_spec.dtype)
         parts.append(f"{name} {human(need.total * processes)}")
     room = f"; {human(free)} available" if free is not None else ""
     return f"memory (estimate, a run at a time): {', '.join(parts)}{room}"

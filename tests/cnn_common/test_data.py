@@ -317,3 +317,13 @@ def test_env_data_dir_comes_before_the_cache(
     (isolated / "cache" / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"junk")
     monkeypatch.setenv("CNN_DATA_DIR", str(data_dir))
     assert Path(load_dataset("mnist", download=False).source) == data_dir / "mnist"
+
+
+@pytest.mark.parametrize(("subset_size", "eval_size"), [(None, None), (700, None), (300, 50)])
+def test_split_sizes_are_those_training_data_gives(
+    data_dir: Path, subset_size: int | None, eval_size: int | None
+) -> None:
+    spec = TrainSpec(validation_size=1000)
+    data = data_mod.training_data("mnist", spec, data_dir, subset_size, eval_size=eval_size)
+    sizes = data_mod.split_sizes("mnist", spec, data_dir, subset_size, eval_size)
+    assert sizes == (len(data.x_train), len(data.x_val), len(data.x_test))
