@@ -27,7 +27,6 @@ import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from cnn_common.events import EventCallback
@@ -135,10 +134,9 @@ class WarmWorker:
     def close(self, timeout: float = 10) -> None:
         """Let the worker end, then stop it if it has not within ``timeout`` seconds."""
         self.release()
-        deadline = time.monotonic() + timeout
-        while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if self.alive():
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
             stop(self.proc)
         os.close(self._replies)
 
