@@ -31,7 +31,7 @@ from pathlib import Path
 from cnn_common.errors import UserError
 from cnn_common.framework import FrameworkInfo
 from cnn_common.machine import thread_setting
-from cnn_common.spec import ModelSpec, TrainSpec, layers, param_count
+from cnn_common.spec import ModelSpec, TrainSpec, layers, param_count, state_count
 
 BYTES = {"float32": 4, "float64": 8}
 MEMINFO = Path("/proc/meminfo")
@@ -106,6 +106,7 @@ def estimate(
     """
     size = BYTES[train_spec.dtype]
     params = param_count(spec) * size
+    state = state_count(spec) * size  # batchnorm's running statistics: no gradient, no moments
     moments = {"adam": 2, "sgd": 1 if train_spec.momentum > 0 else 0}[train_spec.optimizer]
     at_once = train_spec.batch_size
     if activation_images is not None:
@@ -114,12 +115,12 @@ def estimate(
     for layer in layers(spec):
         per_image += math.prod(layer.output_shape)
         if keeps_im2col and layer.kind == "conv":
-            k, c_in = layer.kernel_size, layer.input_shape[2]
+            k, c_in = layer.kernel_size, layer.input_shape[2] // layer.groups
             per_image += math.prod(layer.output_shape[:2]) * (k * k * c_in + 1)
     kept = per_image * at_once * size
     h, w, c = spec.input_shape
     return MemoryEstimate(
-        parameters=params,
+        parameters=params + state,
         gradients=params,
         optimizer=moments * params,
         activations=kept,

@@ -6,6 +6,11 @@ Canonical layout (also Keras's):
 - ``denseK.kernel`` / ``logits.kernel``: ``(in, out)``; biases ``(out,)``
 - flatten reads the last feature map in H, W, C order, so row ``(h*W + w)*C + c`` of the first
   dense kernel belongs to pixel ``(h, w)``, channel ``c``.
+- a grouped convolution's kernel is ``(KH, KW, C_in / groups, F)``: output channel ``f``
+  reads the input channels of its group, ``f // (F / groups)``.
+- ``bnK.gamma``, ``bnK.beta`` (trainable) and ``bnK.moving_mean``, ``bnK.moving_variance``
+  (the running statistics, in the spec's variance convention): ``(C,)`` each. The running
+  statistics are part of the weights everywhere weights go, but have no gradient.
 
 PyTorch stores conv weights ``(F, C_in, KH, KW)``, linear weights ``(out, in)``, and flattens
 ``(C, H, W)``, so column ``(c*H + h)*W + w`` of its first linear weight belongs to that same
@@ -34,8 +39,14 @@ Weights = dict[str, np.ndarray]
 
 
 def weight_names(spec: ModelSpec) -> list[str]:
-    """Canonical tensor names in layer order: conv1.kernel, conv1.bias, ..., logits.bias."""
-    return [name for layer in layers(spec) for name in layer.params]
+    """Canonical tensor names in layer order: conv1.kernel, conv1.bias, ..., logits.bias
+    (batchnorm's running statistics included: ``Layer.tensors``)."""
+    return [name for layer in layers(spec) for name in layer.tensors]
+
+
+# Where a tensor that is no kernel starts: gamma and the running variance at one (the identity
+# normalisation), biases, beta and the running mean at zero.
+ONES = (".gamma", ".moving_variance")
 
 
 def glorot_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -50,7 +61,8 @@ def glorot_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarr
 
 
 def init_weights(spec: ModelSpec, seed: int = 0, dtype: str = "float32") -> Weights:
-    """Framework-neutral initial weights: Glorot-uniform kernels, zero biases (Keras's defaults).
+    """Framework-neutral initial weights: Glorot-uniform kernels, zero biases (Keras's
+    defaults); batchnorm's gamma and running variance ones, its beta and running mean zeros.
 
     Drawn in float64 from the ``init`` seed stream of ``seed`` in layer order, then cast, so
     float32 and float64 runs start from the same numbers.
@@ -58,9 +70,11 @@ def init_weights(spec: ModelSpec, seed: int = 0, dtype: str = "float32") -> Weig
     rng = generator(seed, "init")
     weights: Weights = {}
     for layer in layers(spec):
-        for name, shape in layer.params.items():
+        for name, shape in layer.tensors.items():
             if name.endswith(".kernel"):
                 weights[name] = glorot_uniform(shape, rng).astype(dtype)
+            elif name.endswith(ONES):
+                weights[name] = np.ones(shape, dtype=dtype)
             else:
                 weights[name] = np.zeros(shape, dtype=dtype)
     return weights
@@ -80,7 +94,7 @@ def check_weights(spec: ModelSpec, weights: Weights) -> None:
     """Raise ``WeightsError`` (a ``ValueError``) naming the tensor when ``weights`` does not
     fit ``spec``."""
     check_weight_shapes(
-        {name: shape for layer in layers(spec) for name, shape in layer.params.items()}, weights
+        {name: shape for layer in layers(spec) for name, shape in layer.tensors.items()}, weights
     )
 
 
@@ -103,12 +117,23 @@ def check_weight_shapes(expected: dict[str, tuple[int, ...]], weights: Weights) 
 # ----------------------------------------------------------------------------- PyTorch layout
 
 
-def _first_dense_input(spec: ModelSpec) -> tuple[str, tuple[int, int, int]] | None:
-    """Name of the layer right after flatten and the (H, W, C) map it reads, if spatial."""
+def _flattened_inputs(spec: ModelSpec) -> dict[str, tuple[int, int, int]]:
+    """The dense layers that read a flatten layer's output, each with the (H, W, C) map that
+    flatten read (their kernels' rows follow the flatten order)."""
     all_layers = layers(spec)
-    flat = next(layer for layer in all_layers if layer.kind == "flatten")
-    after = next(layer for layer in all_layers[all_layers.index(flat) + 1 :] if layer.params)
-    return after.name, flat.input_shape  # type: ignore[return-value]
+    flat = {layer.name: layer.input_shape for layer in all_layers if layer.kind == "flatten"}
+    through = {}  # a layer that passes a flattened vector on unchanged (dropout)
+    found: dict[str, tuple[int, int, int]] = {}
+    for layer in all_layers:
+        source = layer.inputs[0] if layer.inputs else ""
+        shape = flat.get(source) or through.get(source)
+        if shape is None:
+            continue
+        if layer.kind == "dropout":
+            through[layer.name] = shape
+        elif layer.kind in ("dense", "logits"):
+            found[layer.name] = shape  # type: ignore[assignment]
+    return found
 
 
 def _relayout(
@@ -117,16 +142,17 @@ def _relayout(
     conv_axes: tuple[int, int, int, int],
     first_dense: Callable[[np.ndarray, int, int, int], np.ndarray],
 ) -> Weights:
-    """``weights`` in the other layout: conv kernels transposed by ``conv_axes``, the first
-    dense kernel by ``first_dense(kernel, h, w, c)`` (it reads the ``(H, W, C)`` map of the
-    last pool), the other dense kernels transposed, biases copied."""
-    first, (h, w, c) = _first_dense_input(spec)
+    """``weights`` in the other layout: conv kernels transposed by ``conv_axes``, a dense
+    kernel that reads a flattened map by ``first_dense(kernel, h, w, c)`` (``(H, W, C)``: the
+    map flatten read), the other dense kernels transposed, the rest (biases, batchnorm's
+    vectors) copied."""
+    flattened = {f"{name}.kernel": shape for name, shape in _flattened_inputs(spec).items()}
     out: Weights = {}
     for name, value in weights.items():
         if name.endswith(".kernel") and value.ndim == 4:
             out[name] = np.ascontiguousarray(value.transpose(conv_axes))
-        elif name == f"{first}.kernel":
-            out[name] = np.ascontiguousarray(first_dense(value, h, w, c))
+        elif name in flattened:
+            out[name] = np.ascontiguousarray(first_dense(value, *flattened[name]))
         elif name.endswith(".kernel"):
             out[name] = np.ascontiguousarray(value.T)
         else:
