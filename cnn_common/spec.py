@@ -563,7 +563,10 @@ class _Unroller:
         self.last = IMAGE
 
     def auto_name(self, stem: str) -> str:
-        """``stem`` and the next free number: conv1, conv2, ..., relu1, ..."""
+        """``stem`` and the next free number: conv1, conv2, ..., relu1, ...; the first flatten
+        is ``flatten``, as in the block form."""
+        if stem == "flatten" and stem not in self.shapes:
+            return stem
         self.counts[stem] = self.counts.get(stem, 0) + 1
         name = f"{stem}{self.counts[stem]}"
         while name in self.shapes:
