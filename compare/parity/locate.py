@@ -4,12 +4,17 @@ runs, and the first one past its tolerance named.
 For each step ``k`` (0-based: step 0 runs on the first batch at the shared weights): the
 forward pass layer by layer (``forward/<layer>``), then the backward pass from the last layer
 to the first (for each layer its weight gradients ``grad/<tensor>`` and the gradient with
-respect to its input ``grad_input/<layer>``), then the update that step makes, numbered by the
-updates done (``update/<tensor>`` at step ``k + 1``: the first update is step 1's).
+respect to its input ``grad_input/<layer>``), then the running statistics that step's
+training forward pass left in each batchnorm (``statistics/<tensor>`` at step ``k``), then the
+update that step makes, numbered by the updates done (``update/<tensor>`` at step ``k + 1``:
+the first update is step 1's). The forward pass is recorded in evaluation mode, so a
+batchnorm's forward at step ``k >= 1`` reads the statistics of the steps before it.
 
 A fault shows first where it is made: a wrong flatten order in the first dense layer's
 forward at step 0, a wrong 'same' placement in that convolution's forward at step 0, another
-Adam epsilon in the update of step 1 with forward and backward in agreement.
+Adam epsilon in the update of step 1 with forward and backward in agreement, the other
+running-average convention of a batchnorm in that layer's running-statistics update at step 0,
+a residual joined to the wrong layer in that ``add``'s forward at step 0.
 
 Metrics are relative, so one tolerance serves every layer's scale: forward outputs by
 ``max |a - b| / max |b|``, gradients and updates by ``||a - b|| / ||b||`` (a single entry that a
@@ -31,14 +36,14 @@ from cnn_common.spec import ModelSpec, layers
 # The stages of one optimiser step that parity compares (a step's timed phases, data, forward,
 # backward and optimiser, are ``cnn_common.phases``'); a ``Row`` and parity.json name its
 # stage ``phase``, as stored results already do.
-STAGES = ("forward", "backward", "update")
+STAGES = ("forward", "backward", "statistics", "update")
 # dtype -> stage -> tolerance. float32: each framework's kernels round differently (about 1e-7
 # a step) and the drift grows with every update; float64 leaves only the order of summation.
 TOLERANCES: dict[str, dict[str, float]] = {
-    "float32": {"forward": 1e-4, "backward": 1e-3, "update": 1e-3},
-    "float64": {"forward": 1e-9, "backward": 1e-9, "update": 1e-9},
+    "float32": {"forward": 1e-4, "backward": 1e-3, "statistics": 1e-4, "update": 1e-3},
+    "float64": {"forward": 1e-9, "backward": 1e-9, "statistics": 1e-9, "update": 1e-9},
 }
-_KEY = re.compile(r"step(\d+)/(forward|grad_input|grad|update)/(.+)")
+_KEY = re.compile(r"step(\d+)/(forward|grad_input|grad|statistics|update)/(.+)")
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,8 @@ class Row:
 
     pair: str
     step: int
-    phase: str  # the stage (STAGES): forward | backward | update
-    quantity: str  # forward | grad_input | grad | update
+    phase: str  # the stage (STAGES): forward | backward | statistics | update
+    quantity: str  # forward | grad_input | grad | statistics | update
     name: str  # the layer (forward, grad_input) or the tensor (grad, update)
     layer: str
     value: float  # the relative difference
@@ -65,6 +70,7 @@ class Row:
             "forward": f"forward of {self.name}",
             "grad_input": f"backward: gradient of {self.layer}'s input",
             "grad": f"backward: gradient of {self.name}",
+            "statistics": f"running-statistics update of {self.layer} ({self.name})",
             "update": f"update of {self.name}",
         }[self.quantity]
         return f"step {self.step}, {what}"
@@ -92,6 +98,7 @@ def order_of(spec: ModelSpec) -> dict[tuple[str, str], int]:
     for layer in reversed(layers(spec)):
         order += [("grad", tensor) for tensor in layer.params]
         order.append(("grad_input", layer.name))
+    order += [("statistics", tensor) for layer in layers(spec) for tensor in layer.state]
     order += [("update", tensor) for layer in layers(spec) for tensor in layer.params]
     return {key: i for i, key in enumerate(order)}
 
@@ -102,7 +109,7 @@ def compare_records(
     """Every pair of frameworks, every step and quantity, in computation order."""
     tolerances = TOLERANCES[dtype]
     order = order_of(spec)
-    owner = {tensor: layer.name for layer in layers(spec) for tensor in layer.params}
+    owner = {tensor: layer.name for layer in layers(spec) for tensor in layer.tensors}
     rows = []
     for a, b in itertools.combinations(recorded, 2):
         keys = []
@@ -115,7 +122,7 @@ def compare_records(
                 keys.append((runs_after, order[(quantity, name)], step, quantity, name, key))
         keys.sort()
         for _, _, step, quantity, name, key in keys:
-            stage = {"forward": "forward", "update": "update"}.get(quantity, "backward")
+            stage = quantity if quantity in STAGES else "backward"
             value, max_abs = relative_difference(
                 recorded[a][key], recorded[b][key], norm=stage != "forward"
             )
@@ -160,16 +167,19 @@ def near_tie_pools(
     """
     found = []
     all_layers = layers(spec)
-    for before, pool in itertools.pairwise(all_layers):
+    for pool in all_layers:
         key = f"step{step}/grad_input/{pool.name}"
         if pool.kind != "pool" or pool.stride != pool.kernel_size or key not in a or key not in b:
+            continue
+        inputs = f"step{step}/forward/{pool.inputs[0]}"  # the image is not recorded
+        if inputs not in a:
             continue
         # where the gradient went elsewhere (not rounding): (M, 4) indices n, h, w, c
         gap = np.abs(a[key].astype(np.float64) - b[key])
         differ = np.argwhere(gap > 1e-3 * max(float(np.abs(b[key]).max()), 1e-30))
         if not len(differ):
             continue
-        values = a[f"step{step}/forward/{before.name}"]  # (N, H, W, C): the pool's input
+        values = a[inputs]  # (N, H, W, C): the pool's input
         size = pool.kernel_size
         ties = True
         for n, h, w, c in differ:

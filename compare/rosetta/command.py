@@ -44,6 +44,8 @@ def kinds_of(model_spec: ModelSpec, train_spec: TrainSpec) -> list[str]:
     used = {layer.kind for layer in unrolled} | {"loss", train_spec.optimizer}
     if any(layer.activation == "relu" for layer in unrolled):
         used.add("activation")
+    if any(layer.groups > 1 for layer in unrolled):
+        used.add("grouped_conv")
     if "logits" in used:
         used.add("dense")
     return [kind for kind in KINDS if kind in used]

@@ -14,7 +14,12 @@ Sources = dict[str, dict[str, list[dict[str, Any]]]]  # kind -> framework -> ent
 KINDS = {
     "conv": "Convolution",
     "activation": "Activation (ReLU)",
+    "grouped_conv": "Grouped (depthwise) convolution",
+    "batchnorm": "Batch normalisation",
     "pool": "Max-pooling",
+    "avgpool": "Average pooling",
+    "global_avgpool": "Global average pooling",
+    "add": "Add (a residual connection)",
     "flatten": "Flatten",
     "dense": "Dense (fully connected)",
     "dropout": "Dropout",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnn_common.weights import load_weights
+from cnn_common.weights import load_weights, weight_names
 from compare.engine.layout import (
     CLASS_F1_FIGURE,
     CONFUSION_FIGURE,
@@ -32,7 +32,9 @@ CAPTIONS = {
     "step_loss": "Per-step training loss",
     "confusion": "Confusion matrices (test set)",
     "class_f1": "Per-class F1 (test set)",
-    "feature_maps": "Feature maps of every conv and pool layer for the same test image",
+    "feature_maps": (
+        "Feature maps of every conv, pooling, batchnorm and add layer for the same test image"
+    ),
     "filters": "Learned first-layer filters",
     "misclassified": "Misclassified test images (predicted / true)",
 }
@@ -202,14 +204,16 @@ def load_feature_maps(found: Collected) -> FeatureMaps:
 
 
 def fig_feature_maps(loaded: FeatureMaps, path: Path, shared: bool) -> Path | None:
-    """Every conv and pool layer's maps of test image 0: one column per framework, and the
+    """Every feature map's layer (``cnn_common.spec.feature_map_layers``) for test image 0:
+    one column per framework, and the
     largest pairwise difference as a heatmap when the run started from shared weights (from
     native ones the maps differ anyway)."""
     if not loaded:
         return None
     layer_names = [k.split("/", 1)[1] for k in loaded[0][1] if k.startswith("map/")]
     cols = len(loaded) + (1 if shared and len(loaded) > 1 else 0) + 1
-    fig = Figure(figsize=(3.2 * cols, 3.0 * len(layer_names)))
+    row_height = 3.0 if len(layer_names) <= 8 else 2.2  # a residual network has dozens
+    fig = Figure(figsize=(3.2 * cols, row_height * len(layer_names)))
     axes = fig.subplots(len(layer_names), cols, squeeze=False)
     image = loaded[0][1]["images"][0, :, :, 0]
     for row, layer in enumerate(layer_names):
@@ -240,19 +244,25 @@ def fig_feature_maps(loaded: FeatureMaps, path: Path, shared: bool) -> Path | No
 
 
 def fig_filters(found: Collected, path: Path) -> Path | None:
-    """The learned first-layer kernels (input channel 0), one panel per framework."""
-    kernels = [
-        (run.framework, load_weights(run_path / WEIGHTS_FILE)[0]["conv1.kernel"])
-        for run, run_path in found.first_seeds()
-        if (run_path / WEIGHTS_FILE).is_file()
-    ]
+    """The learned kernels of the first convolution (input channel 0), one panel per
+    framework."""
+    kernels = []
+    for run, run_path in found.first_seeds():
+        if (run_path / WEIGHTS_FILE).is_file():
+            weights, model, _ = load_weights(run_path / WEIGHTS_FILE)
+            first = next(
+                (n for n in weight_names(model) if n.endswith(".kernel") and weights[n].ndim == 4),
+                None,
+            )
+            if first is not None:
+                kernels.append((run.framework, first, weights[first]))
     if not kernels:
         return None
     fig = Figure(figsize=(4 * len(kernels), 4))
     axes = fig.subplots(1, len(kernels), squeeze=False)
-    for ax, (framework, kernel) in zip(axes[0], kernels, strict=True):
+    for ax, (framework, name, kernel) in zip(axes[0], kernels, strict=True):
         ax.imshow(mosaic(kernel[:, :, 0, :]), cmap="RdBu_r")  # (KH, KW, C, F) -> (KH, KW, F)
-        ax.set_title(f"{framework}: conv1 kernels {kernel.shape}", fontsize=9)
+        ax.set_title(f"{framework}: {name} {kernel.shape}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     return save_figure(fig, path)
