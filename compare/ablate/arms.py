@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnn_common.errors import UserError
-from cnn_common.spec import ModelSpec, TrainSpec, native_pads
+from cnn_common.spec import ModelSpec, TrainSpec, layers, native_pads
 from compare.engine import registry
 
 BASELINE = "baseline"
@@ -74,7 +74,7 @@ def plan_arms(
             elif factor == "order":
                 arm = Arm(name, factor, True, native=("order",))
             elif factor == "padding":
-                if not any(block.padding == "same" for block in spec.conv):
+                if not any(layer.padding == "same" for layer in layers(spec)):
                     arm = Arm(name, factor, False, "not applicable: the spec has no 'same' padding")
                 elif not native_pads(spec, info.padding_convention):
                     why = f"{name} places this spec's 'same' padding as the spec does"
