@@ -10,6 +10,7 @@ from typing import Any
 
 from cnn_common.files import atomic_write_json
 from cnn_common.spec import ModelSpec, TrainSpec
+from cnn_common.spec_files import load_spec
 from compare.bench.measure import (
     BenchOptions,
     Variant,
@@ -46,6 +47,9 @@ def script_parser(description: str, train_images: int, processes: int) -> argpar
     parser.add_argument("--threads", type=int, help="CPU threads per process (None: all)")
     parser.add_argument("--data-dir", help="folder holding mnist/ (None: $CNN_DATA_DIR)")
     parser.add_argument(
+        "--spec", type=Path, help="YAML/JSON spec file to measure (None: the seed model)"
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("runs/benchmarks"), help="results under OUT/<script>/"
     )
     return parser
@@ -56,10 +60,11 @@ def script_measure(
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Measure ``variants`` as a script's arguments say, write ``<out>/<name>.json``; return
     what ``bench_result`` returns and its rows by variant label."""
+    model_spec, train_spec = load_spec(args.spec) if args.spec else (ModelSpec(), TrainSpec())
     options = BenchOptions(
         variants=tuple(variants),
-        model_spec=ModelSpec(),
-        train_spec=TrainSpec(),
+        model_spec=model_spec,
+        train_spec=train_spec,
         data_dir=args.data_dir,
         **timing_fields(args, args.epochs),
         out=args.out / name,
