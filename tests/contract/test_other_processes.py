@@ -44,6 +44,7 @@ def test_contract_in_its_own_process(other: str) -> None:
             "-p",
             "no:cacheprovider",
             "tests/contract/test_contract.py",
+            "tests/contract/test_families.py",
         ],
         cwd=REPO,
         env=env,
