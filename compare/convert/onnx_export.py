@@ -3,9 +3,13 @@ onnxruntime: one exporter for every framework, since every framework's weights c
 the canonical layout.
 
 The graph takes NHWC images (``images``, ``(N, H, W, C)``, the project's layout), transposes
-them once to NCHW (ONNX's Conv is NCHW only), and follows ``cnn_common.spec.layers``: Conv with
-the spec's explicit pads, its activation, MaxPool, Flatten, Gemm for every dense layer; dropout
-is left out (the identity at inference). It outputs ``logits`` ``(N, K)``.
+them once to NCHW (ONNX's Conv is NCHW only), and follows ``cnn_common.spec.layers``, each
+layer reading the tensors its ``Layer.inputs`` name: Conv with the spec's explicit pads, its
+``group`` and its bias where it has one, then its activation; BatchNormalization in evaluation
+mode (the running statistics, used as stored, and the spec's epsilon); standalone activations;
+MaxPool, AveragePool, GlobalAveragePool (then Flatten to ``(N, C)``), Flatten, Add, Gemm for
+every dense layer; dropout is left out (the identity at inference). It outputs ``logits``
+``(N, K)``.
 
 Weights: an NCHW graph is PyTorch's layout (Conv weights ``(F, C, KH, KW)``, a flatten in
 C, H, W order), so the initializers are ``cnn_common.weights.to_torch_layout`` of the canonical
@@ -29,7 +33,7 @@ from cnn_common.batches import epoch_batches
 from cnn_common.data import training_data
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_bytes
-from cnn_common.spec import ModelSpec, TrainSpec, layers, spec_to_dict
+from cnn_common.spec import IMAGE, Layer, ModelSpec, TrainSpec, layers, spec_to_dict
 from cnn_common.weights import Weights, check_weights, init_weights, to_torch_layout
 from compare.parity.locate import TOLERANCES, relative_difference
 
@@ -40,6 +44,7 @@ OPSET = 17  # Conv, MaxPool, Gemm, Flatten as used here are unchanged since opse
 IR_VERSION = 8  # the IR of opset 17: readable by onnxruntime >= 1.17 (pyproject's floor)
 INPUT = "images"
 OUTPUT = "logits"
+NCHW = "images/nchw"  # the image transposed; no layer name has a slash
 ACTIVATIONS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "linear": None}
 # onnxruntime's CPU provider has no double kernel for Conv (NOT_IMPLEMENTED; see
 # tests/compare/test_onnx.py), so a float64 model is exported and run in float32.
@@ -71,50 +76,13 @@ def onnx_model(spec: ModelSpec, weights: Weights, dtype: str = RUNTIME_DTYPE) ->
         numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
         for name, value in to_torch_layout(weights, spec).items()
     ]
-    nodes = [
-        helper.make_node("Transpose", [INPUT], ["nchw"], name="nhwc_to_nchw", perm=[0, 3, 1, 2])
-    ]
-    x = "nchw"
-
-    def activate(name: str, activation: str) -> None:
-        op = ACTIVATIONS[activation]
-        if op is not None:
-            nodes.append(helper.make_node(op, [f"{name}/linear"], [name], name=f"{name}/{op}"))
-
+    nodes = [helper.make_node("Transpose", [INPUT], [NCHW], name="nhwc_to_nchw", perm=[0, 3, 1, 2])]
+    tensors = {IMAGE: NCHW}  # the graph's tensor holding each layer's output, by layer name
     for layer in layers(spec):
-        name = layer.name
-        linear = name if ACTIVATIONS[layer.activation] is None else f"{name}/linear"
-        if layer.kind == "conv":
-            (top, bottom), (left, right) = layer.pad
-            k, s = layer.kernel_size, layer.stride
-            nodes.append(
-                helper.make_node(
-                    "Conv",
-                    [x, f"{name}.kernel", f"{name}.bias"],
-                    [linear],
-                    name=name,
-                    kernel_shape=[k, k],
-                    strides=[s, s],
-                    pads=[top, left, bottom, right],  # ONNX: all begins, then all ends
-                )
-            )
-            activate(name, layer.activation)
-        elif layer.kind == "pool":
-            k, s = layer.kernel_size, layer.stride
-            nodes.append(
-                helper.make_node(
-                    "MaxPool", [x], [name], name=name, kernel_shape=[k, k], strides=[s, s]
-                )
-            )
-        elif layer.kind == "flatten":  # (N, C, H, W) -> (N, C*H*W): PyTorch's order
-            nodes.append(helper.make_node("Flatten", [x], [name], name=name, axis=1))
-        elif layer.kind in ("dense", "logits"):  # x @ kernel.T + bias, kernel (out, in)
-            inputs = [x, f"{name}.kernel", f"{name}.bias"]
-            nodes.append(helper.make_node("Gemm", inputs, [linear], name=name, transB=1))
-            activate(name, layer.activation)
-        else:  # dropout: the identity at inference
-            continue
-        x = name
+        made = _layer_nodes(layer, [tensors[src] for src in layer.inputs])
+        nodes += made
+        # dropout (the identity at inference) and a linear activation add no node
+        tensors[layer.name] = made[-1].output[0] if made else tensors[layer.inputs[0]]
     h, w, c = spec.input_shape
     graph = helper.make_graph(
         nodes,
@@ -132,6 +100,63 @@ def onnx_model(spec: ModelSpec, weights: Weights, dtype: str = RUNTIME_DTYPE) ->
     helper.set_model_props(model, {"spec": json.dumps(spec_to_dict(spec)), "input": "NHWC"})
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _layer_nodes(layer: Layer, inputs: list[str]) -> list[onnx.NodeProto]:
+    """The nodes computing ``layer`` from the graph's tensors ``inputs`` (NCHW maps), the
+    last one writing the tensor named like the layer; none for the identities."""
+    from onnx import helper
+
+    name, x = layer.name, inputs[0]
+    op = ACTIVATIONS[layer.activation]
+    linear = name if op is None else f"{name}/linear"
+    activation = [] if op is None else [helper.make_node(op, [linear], [name], name=f"{name}/{op}")]
+    k, s = layer.kernel_size, layer.stride
+    if layer.kind == "conv":
+        (top, bottom), (left, right) = layer.pad
+        params = [
+            x,
+            f"{name}.kernel",
+            *([f"{name}.bias"] if f"{name}.bias" in layer.params else []),
+        ]
+        conv = helper.make_node(
+            "Conv",
+            params,
+            [linear],
+            name=name,
+            kernel_shape=[k, k],
+            strides=[s, s],
+            pads=[top, left, bottom, right],  # ONNX: all begins, then all ends
+            group=layer.groups,  # weights (F, C_in / groups, KH, KW), as PyTorch's
+        )
+        return [conv, *activation]
+    if layer.kind == "batchnorm":  # evaluation mode: the stored statistics, used as they are
+        stats = [f"{name}.{t}" for t in ("gamma", "beta", "moving_mean", "moving_variance")]
+        return [
+            helper.make_node(
+                "BatchNormalization", [x, *stats], [name], name=name, epsilon=layer.epsilon
+            )
+        ]
+    if layer.kind == "activation":
+        return [helper.make_node(op, [x], [name], name=name)] if op is not None else []
+    if layer.kind in ("pool", "avgpool"):
+        pool = "MaxPool" if layer.kind == "pool" else "AveragePool"
+        return [helper.make_node(pool, [x], [name], name=name, kernel_shape=[k, k], strides=[s, s])]
+    if layer.kind == "global_avgpool":  # (N, C, H, W) -> (N, C, 1, 1) -> (N, C)
+        return [
+            helper.make_node("GlobalAveragePool", [x], [f"{name}/map"], name=name),
+            helper.make_node("Flatten", [f"{name}/map"], [name], name=f"{name}/flatten", axis=1),
+        ]
+    if layer.kind == "flatten":  # (N, C, H, W) -> (N, C*H*W): PyTorch's order
+        return [helper.make_node("Flatten", [x], [name], name=name, axis=1)]
+    if layer.kind in ("dense", "logits"):  # x @ kernel.T + bias, kernel (out, in)
+        gemm = helper.make_node(
+            "Gemm", [x, f"{name}.kernel", f"{name}.bias"], [linear], name=name, transB=1
+        )
+        return [gemm, *activation]
+    if layer.kind == "add":
+        return [helper.make_node("Add", inputs, [name], name=name)]
+    return []  # dropout: the identity at inference
 
 
 def save_onnx(model: onnx.ModelProto, path: str | Path) -> None:

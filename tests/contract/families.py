@@ -1,5 +1,5 @@
-"""The example specs of the model families (``examples/*_small.yaml``) and the weights and
-images the contract tests give them."""
+"""The example specs of the model families (``examples/*_small.yaml``), a small spec with
+every layer kind (``KINDS``), and the weights and images the tests give them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn_common.spec import ModelSpec
+from cnn_common.spec import LayerSpec, ModelSpec
 from cnn_common.spec_files import load_spec
 from cnn_common.weights import init_weights
 
@@ -16,6 +16,36 @@ FAMILIES: dict[str, ModelSpec] = {
     name: load_spec(EXAMPLES / f"{name}.yaml")[0]
     for name in ("resnet_small", "vgg_small", "mobilenet_small")
 }
+# Every kind and option the layer list has, on a 9x9x2 image: a conv with bias and tanh, a
+# Keras-convention batchnorm, a sigmoid layer, a grouped conv without bias, an add joining an
+# earlier layer (its input read twice), average pooling with a window that leaves a row over,
+# max-pooling, flatten, dense, dropout.
+KINDS = ModelSpec(
+    input_shape=(9, 9, 2),
+    num_classes=3,
+    layers=(
+        LayerSpec("conv", name="c1", filters=4, kernel_size=3, padding="same", activation="tanh"),
+        LayerSpec(
+            "batchnorm",
+            name="bn1",
+            momentum=0.9,
+            epsilon=1e-3,
+            momentum_convention="keras",
+            variance="biased",
+        ),
+        LayerSpec("activation", name="act1", activation="sigmoid"),
+        LayerSpec("conv", name="g", filters=4, kernel_size=3, padding="same", groups=2, bias=False),
+        LayerSpec("batchnorm", name="bn2"),
+        LayerSpec("add", name="join", join="act1"),
+        LayerSpec("activation", name="relu", activation="relu"),
+        LayerSpec("avgpool", name="avg", pool_size=2),
+        LayerSpec("conv", name="c2", filters=6, kernel_size=1, groups=2, activation="relu"),
+        LayerSpec("maxpool", name="max", pool_size=2),
+        LayerSpec("flatten"),
+        LayerSpec("dense", units=5, activation="tanh"),
+        LayerSpec("dropout", rate=0.5),
+    ),
+)
 # Where each kind of tensor is drawn from when it is no kernel: biases off zero (so no ReLU
 # sits on its kink), batchnorm's scale and shift off the identity, running statistics off
 # their initial 0 and 1 (so a framework that ignores or swaps them shows).

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnn_common.spec import LayerSpec, ModelSpec, layers, trainable_shapes
-from tests.contract.families import FAMILIES, family_weights, random_images
+from tests.contract.families import FAMILIES, KINDS, family_weights, random_images
 from tests.reference import (
     numeric_gradient,
     reference_forward,
@@ -19,36 +19,6 @@ from tests.reference import (
     sample_indices,
 )
 
-# Every kind and option the layer list has, on a 9x9x2 image: a conv with bias and tanh, a
-# Keras-convention batchnorm, a sigmoid layer, a grouped conv without bias, an add joining an
-# earlier layer (its input read twice), average pooling with a window that leaves a row over,
-# max-pooling, flatten, dense, dropout.
-KINDS = ModelSpec(
-    input_shape=(9, 9, 2),
-    num_classes=3,
-    layers=(
-        LayerSpec("conv", name="c1", filters=4, kernel_size=3, padding="same", activation="tanh"),
-        LayerSpec(
-            "batchnorm",
-            name="bn1",
-            momentum=0.9,
-            epsilon=1e-3,
-            momentum_convention="keras",
-            variance="biased",
-        ),
-        LayerSpec("activation", name="act1", activation="sigmoid"),
-        LayerSpec("conv", name="g", filters=4, kernel_size=3, padding="same", groups=2, bias=False),
-        LayerSpec("batchnorm", name="bn2"),
-        LayerSpec("add", name="join", join="act1"),
-        LayerSpec("activation", name="relu", activation="relu"),
-        LayerSpec("avgpool", name="avg", pool_size=2),
-        LayerSpec("conv", name="c2", filters=6, kernel_size=1, groups=2, activation="relu"),
-        LayerSpec("maxpool", name="max", pool_size=2),
-        LayerSpec("flatten"),
-        LayerSpec("dense", units=5, activation="tanh"),
-        LayerSpec("dropout", rate=0.5),
-    ),
-)
 SPECS = {"kinds": KINDS, **FAMILIES}
 
 
