@@ -9,6 +9,7 @@ tensors here; weights cross in the canonical layout and are converted by
 from __future__ import annotations
 
 import io
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +23,17 @@ from cnn_common.files import atomic_write_bytes
 from cnn_common.metrics import readouts
 from cnn_common.seeds import int_seed
 from cnn_common.spec import (
+    IMAGE,
     ModelSpec,
     TrainSpec,
+    feature_map_layers,
     native_pads,
     spec_from_dict,
     spec_to_dict,
 )
 from cnn_common.spec import layers as spec_layers
 from cnn_common.weights import Weights, check_weights, from_torch_layout, to_torch_layout
-from pytorch_cnn.network import CNN, TORCH_DTYPES, network_of, to_nchw
+from pytorch_cnn.network import CNN, TORCH_DTYPES, batch_statistics, network_of, to_nchw
 from pytorch_cnn.optim import make_optimizer
 
 # Images per forward pass in evaluate/predict: a small batch's activations stay in the caches
@@ -66,111 +69,113 @@ def _labels(net: CNN, y: object) -> torch.Tensor:
     return torch.as_tensor(np.asarray(y, dtype=np.int64), device=_param(net).device)
 
 
-@torch.no_grad()
-def _eval_logits(net: CNN, images: torch.Tensor) -> torch.Tensor:
-    """Logits ``(N, K)`` of ``images: (N, C, H, W)`` in eval mode, ``EVAL_BATCH`` at a time."""
+def _eval_outputs(
+    net: CNN, images: torch.Tensor, keep: Collection[str] = ()
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits ``(N, K)`` of ``images: (N, C, H, W)`` and the outputs of the layers in
+    ``keep`` (``CNN.outputs``), in evaluation mode (running statistics, no dropout),
+    ``EVAL_BATCH`` images at a time; the network's mode comes back afterwards."""
     was_training = net.training
     net.eval()
     try:
-        chunks = [net(images[i : i + EVAL_BATCH]) for i in range(0, len(images), EVAL_BATCH)]
+        with torch.no_grad():
+            starts = range(0, len(images), EVAL_BATCH)
+            chunks = [net.outputs(images[i : i + EVAL_BATCH], keep) for i in starts]
     finally:
         net.train(was_training)
     if not chunks:
-        return torch.zeros((0, net.spec.num_classes), dtype=_param(net).dtype)
-    return torch.cat(chunks)
+        return torch.zeros((0, net.spec.num_classes), dtype=_param(net).dtype), {}
+    logits = torch.cat([chunk[0] for chunk in chunks])
+    return logits, {name: torch.cat([chunk[1][name] for chunk in chunks]) for name in keep}
 
 
 def predict_logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """Raw logits ``(N, K)`` for images ``x: (N, H, W, C)``, in eval mode (no dropout)."""
+    """Raw logits ``(N, K)`` for images ``x: (N, H, W, C)``, in evaluation mode (running
+    statistics, no dropout)."""
     net = network_of(model)
-    return _eval_logits(net, _inputs(net, x)).cpu().numpy()
+    return _eval_outputs(net, _inputs(net, x))[0].cpu().numpy()
 
 
 predict, evaluate = readouts(predict_logits)
 
 
 def feature_maps(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Outputs of every conv (after its activation) and pool layer, NHWC float32, in order.
-
-    Read with forward hooks, so the maps are exactly what the forward pass computed.
-    """
+    """The maps of ``cnn_common.spec.feature_map_layers`` (every conv after its activation,
+    pooling, batchnorm and add), NHWC float32 ``(N, H, W, C)``, in that order, in evaluation
+    mode: exactly what the forward pass computed."""
     net = network_of(model)
-    images = _inputs(net, x)
-    maps: dict[str, list[torch.Tensor]] = {}
-    handles = []
-    for name, module in net.named_children():
-        if net.layer_kinds[name] in ("conv", "pool"):
-            maps[name] = []
-
-            def hook(_m: nn.Module, _i: object, out: torch.Tensor, name: str = name) -> None:
-                maps[name].append(out.permute(0, 2, 3, 1).float().cpu())  # (N, H, W, C)
-
-            handles.append(module.register_forward_hook(hook))
-    try:
-        _eval_logits(net, images)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {name: torch.cat(parts).numpy() for name, parts in maps.items()}
+    names = feature_map_layers(net.spec)
+    _, maps = _eval_outputs(net, _inputs(net, x), names)
+    return {name: maps[name].permute(0, 2, 3, 1).float().cpu().numpy() for name in names}
 
 
-def _torch_name(name: str) -> str:
-    """Canonical tensor name -> parameter name: ``conv1.kernel`` -> ``conv1.weight``."""
-    return name.replace(".kernel", ".weight")
-
-
-def _canonical_name(name: str) -> str:
-    return name.replace(".weight", ".kernel")
+def _to_numpy(tensors: dict[str, torch.Tensor]) -> Weights:
+    return {name: value.detach().cpu().numpy().copy() for name, value in tensors.items()}
 
 
 def get_weights(model: nn.Module) -> Weights:
-    """The weights in the canonical layout: ``{conv1.kernel: (KH, KW, C, F), ...}``."""
+    """Every tensor in the canonical layout, in ``cnn_common.spec.weight_shapes`` order:
+    ``{conv1.kernel: (KH, KW, C, F), ..., bn1.gamma, bn1.beta, bn1.moving_mean,
+    bn1.moving_variance: (C,), ...}``."""
     net = network_of(model)
-    torch_weights = {
-        _canonical_name(name): param.detach().cpu().numpy().copy()
-        for name, param in net.named_parameters()
-    }
+    state = net.state_dict()
+    torch_weights = _to_numpy({name: state[t] for name, t in net.tensor_names.items()})
     return from_torch_layout(torch_weights, net.spec)
 
 
 @torch.no_grad()
 def set_weights(model: nn.Module, weights: Weights) -> None:
-    """Load canonical weights (cast to the model's dtype); a mismatch raises ``WeightsError``
-    (a ``ValueError``) naming the tensor."""
+    """Load canonical weights, running statistics included (cast to the model's dtype); a
+    mismatch raises ``WeightsError`` (a ``ValueError``) naming the tensor."""
     net = network_of(model)
     check_weights(net.spec, weights)
     torch_weights = to_torch_layout(weights, net.spec)
-    params = dict(net.named_parameters())
+    tensors = {**dict(net.named_parameters()), **dict(net.named_buffers())}
     for name, value in torch_weights.items():
-        param = params[_torch_name(name)]
-        param.copy_(torch.from_numpy(np.asarray(value)).to(param.dtype))
+        tensor = tensors[net.tensor_names[name]]
+        tensor.copy_(torch.from_numpy(np.asarray(value)).to(tensor.dtype))
+
+
+def _canonical_grads(net: CNN, names: list[str], grads: tuple[torch.Tensor, ...]) -> Weights:
+    """Gradients of the parameters ``names`` (PyTorch's) -> canonical names and layout."""
+    canonical = {t: name for name, t in net.tensor_names.items()}
+    torch_grads = {canonical[n]: g.cpu().numpy() for n, g in zip(names, grads, strict=True)}
+    return from_torch_layout(torch_grads, net.spec)
 
 
 def loss_and_grads(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
-    """Mean cross-entropy of the batch and its gradients, canonical layout, dropout off."""
+    """Mean cross-entropy of the batch and the gradients of the trainable tensors, canonical
+    layout; in training mode (batchnorm normalises with the batch's statistics) with dropout
+    off, the running statistics left unchanged."""
     net = network_of(model)
     images, labels = _inputs(net, x), _labels(net, y)
-    was_training = net.training
-    net.eval()
-    try:
-        params = dict(net.named_parameters())
+    params = dict(net.named_parameters())
+    with batch_statistics(net):
         loss = F.cross_entropy(net(images), labels)
         grads = torch.autograd.grad(loss, list(params.values()))
-    finally:
-        net.train(was_training)
-    torch_grads = {
-        _canonical_name(name): grad.cpu().numpy() for name, grad in zip(params, grads, strict=True)
-    }
-    return loss.item(), from_torch_layout(torch_grads, net.spec)
+    return loss.item(), _canonical_grads(net, list(params), grads)
+
+
+def _flattened(spec: ModelSpec) -> dict[str, tuple[int, int, int]]:
+    """The layers whose output is a flattened map in PyTorch's C, H, W order (flatten, and
+    what passes its vector on element by element), each with that map's ``(C, H, W)``."""
+    found: dict[str, tuple[int, int, int]] = {}
+    for layer in spec_layers(spec):
+        if layer.kind == "flatten":
+            h, w, c = layer.input_shape
+            found[layer.name] = (c, h, w)
+        elif layer.kind in ("dropout", "activation", "add") and layer.inputs[0] in found:
+            found[layer.name] = found[layer.inputs[0]]
+    return found
 
 
 def _canonical(value: torch.Tensor, flat_chw: tuple[int, int, int] | None) -> np.ndarray:
     """A layer's tensor in the canonical layout: NCHW -> NHWC; a flattened map (C, H, W
-    order) -> H, W, C order (``flat_chw`` is its (C, H, W)); anything else as it is."""
+    order, ``flat_chw`` its (C, H, W)) -> H, W, C order; anything else as it is."""
     value = value.detach().cpu()
     if value.ndim == 4:
         return value.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
-    if flat_chw is not None and value.ndim == 2 and value.shape[1] == np.prod(flat_chw):
+    if flat_chw is not None:
         return (
             value.reshape(len(value), *flat_chw).permute(0, 2, 3, 1).reshape(len(value), -1).numpy()
         )
@@ -178,39 +183,39 @@ def _canonical(value: torch.Tensor, flat_chw: tuple[int, int, int] | None) -> np
 
 
 def layer_trace(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    """Every layer's output (``forward/<layer>``), the gradient of the mean loss with respect
-    to every layer's input (``grad_input/<layer>``) and to every weight (``grad/<tensor>``),
-    and the loss (``loss``), dropout off; canonical layout (NHWC maps, H, W, C flatten)."""
+    """In evaluation mode: every layer's output (``forward/<layer>``), the gradient of the
+    mean loss with respect to the tensor each layer reads first (``grad_input/<layer>``: the
+    total gradient of that tensor, summed over every layer that reads it), to every trainable
+    tensor (``grad/<tensor>``) and the loss (``loss``); canonical layout (NHWC maps, flattened
+    maps in H, W, C order)."""
     net = network_of(model)
     images, labels = _inputs(net, x).requires_grad_(), _labels(net, y)
-    h, w, c = next(layer.input_shape for layer in spec_layers(net.spec) if layer.kind == "flatten")
-    flat = (c, h, w)
+    unrolled = spec_layers(net.spec)
+    flat = _flattened(net.spec)
+    sources = list(dict.fromkeys(layer.inputs[0] for layer in unrolled))
+    params = dict(net.named_parameters())
     was_training = net.training
     net.eval()
     try:
-        inputs: dict[str, torch.Tensor] = {}
-        outputs: dict[str, torch.Tensor] = {}
-        out = images
-        for name, module in net.named_children():
-            inputs[name] = out
-            out = module(out)
-            outputs[name] = out
-        loss = F.cross_entropy(out, labels)
-        params = dict(net.named_parameters())
-        grads = torch.autograd.grad(loss, [*inputs.values(), *params.values()])
+        logits, outputs = net.outputs(images, [IMAGE, *net.layer_kinds])
+        loss = F.cross_entropy(logits, labels)
+        grads = torch.autograd.grad(loss, [*(outputs[s] for s in sources), *params.values()])
     finally:
         net.train(was_training)
-    grad_inputs, grad_params = grads[: len(inputs)], grads[len(inputs) :]
-    torch_grads = {
-        _canonical_name(n): g.cpu().numpy() for n, g in zip(params, grad_params, strict=True)
-    }
+    grad_of = dict(zip(sources, grads[: len(sources)], strict=True))
     return {
         "loss": np.asarray(loss.item(), dtype=np.float64),
-        **{f"forward/{n}": _canonical(v, flat) for n, v in outputs.items()},
+        **{f"forward/{n}": _canonical(outputs[n], flat.get(n)) for n in net.layer_kinds},
         **{
-            f"grad_input/{n}": _canonical(g, flat) for n, g in zip(inputs, grad_inputs, strict=True)
+            f"grad_input/{layer.name}": _canonical(
+                grad_of[layer.inputs[0]], flat.get(layer.inputs[0])
+            )
+            for layer in unrolled
         },
-        **{f"grad/{n}": v for n, v in from_torch_layout(torch_grads, net.spec).items()},
+        **{
+            f"grad/{n}": v
+            for n, v in _canonical_grads(net, list(params), grads[len(sources) :]).items()
+        },
     }
 
 

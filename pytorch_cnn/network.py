@@ -4,25 +4,28 @@ Letters: N batch, C channels, H, W spatial, F filters, K classes. Inside the net
 are NCHW (PyTorch's layout) and flatten reads C, H, W; everything that crosses the contract is
 NumPy in the canonical layout (images NHWC, weights through ``cnn_common.weights``).
 
-``CNN`` is a ``torch.nn.Sequential`` of named layers (conv1, pool1, ..., flatten, dense1,
-[dropout1], logits) from ``cnn_common.spec.layers``, so its parameters are ``conv1.weight``,
-``conv1.bias``, ... and the canonical ``conv1.kernel`` is its ``conv1.weight``. It needs no
-Trainer: the plain loop (``pytorch_cnn.training``) trains it directly, and ``LitCNN``
-(``lightning_cnn``) wraps it.
+``CNN`` holds one child module per layer of ``cnn_common.spec.layers`` (conv1, pool1, ...,
+logits; or a layer list's names), in that order, and its forward pass follows each layer's
+``inputs``: a chain for the block form, a graph where a layer list joins earlier outputs with
+``add``. Its tensors are ``conv1.weight``, ``conv1.bias``, ``bn1.running_mean``, ...;
+``CNN.tensor_names`` maps the canonical names onto them (``conv1.kernel`` is
+``conv1.weight``). It needs no Trainer: the plain loop (``pytorch_cnn.training``) trains it
+directly, and ``LitCNN`` (``lightning_cnn``) wraps it.
 """
 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn_common.spec import Layer, ModelSpec, layers
+from cnn_common.errors import SpecError
+from cnn_common.spec import IMAGE, Layer, ModelSpec, layers
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 Pad = tuple[tuple[int, int], ...]  # ((top, bottom), (left, right))
@@ -33,14 +36,25 @@ ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "linear": lambda x: x,
 }
+# A canonical tensor's suffix -> its name in a PyTorch module (``conv1.kernel`` is
+# ``conv1.weight``, ``bn1.moving_variance`` is ``bn1.running_var``).
+TORCH_SUFFIXES = {
+    "kernel": "weight",
+    "bias": "bias",
+    "gamma": "weight",
+    "beta": "bias",
+    "moving_mean": "running_mean",
+    "moving_variance": "running_var",
+}
 
 
 class SpecConv2d(nn.Conv2d):
-    """A convolution with the spec's zero padding and activation.
+    """A convolution with the spec's zero padding, groups, bias and activation.
 
     Symmetric padding goes to ``nn.Conv2d`` itself; TensorFlow's 'same' placement (the odd
     pixel after) is asymmetric where the total is odd, and is applied with ``F.pad`` first.
     ``pad`` replaces the spec's padding (PyTorch's own placement, ``cnn_common.spec.native_pads``).
+    A grouped convolution's weight is ``(F, C_in / groups, KH, KW)``.
 
     Input shape: ``(N, C_in, H, W)``. Output shape: ``(N, F, Ho, Wo)``.
     """
@@ -54,6 +68,8 @@ class SpecConv2d(nn.Conv2d):
             layer.kernel_size,
             stride=layer.stride,
             padding=(top, left) if symmetric else 0,
+            groups=layer.groups,
+            bias=f"{layer.name}.bias" in layer.params,
         )
         self.explicit_pad = None if symmetric else (left, right, top, bottom)
         self.activation = layer.activation
@@ -84,40 +100,207 @@ class SpecLinear(nn.Linear):
         return f"{super().extra_repr()}, activation={self.activation}"
 
 
+class SpecBatchNorm(nn.Module):
+    """Batch normalisation exactly as the spec states it (``cnn_common.spec.LayerSpec``),
+    whatever ``nn.BatchNorm2d`` would do: per channel over the batch's N*H*W values (n),
+
+    - training: ``y = weight * (x - mean) / sqrt(var_b + eps) + bias`` with the batch's mean
+      and BIASED variance ``var_b``; then, while ``update_running`` is set, the running
+      statistics take the batch's (its variance ``var_b * n / (n - 1)`` if the layer stores it
+      "unbiased", else ``var_b``) in the layer's momentum convention: "torch"
+      ``new = (1 - m) * old + m * batch``, "keras" ``new = m * old + (1 - m) * batch``;
+    - evaluation: ``y = weight * (x - running_mean) / sqrt(running_var + eps) + bias``.
+
+    ``weight``/``bias`` are the canonical gamma/beta, ``running_mean``/``running_var`` (buffers)
+    the moving mean and variance. There is no ``num_batches_tracked``.
+
+    Input shape: ``(N, C, H, W)``. Output shape: ``(N, C, H, W)``.
+    """
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__()
+        channels = layer.output_shape[2]
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+        self.momentum = layer.momentum
+        self.eps = layer.epsilon
+        self.momentum_convention = layer.momentum_convention
+        self.variance = layer.variance
+        self.update_running = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        if self.update_running:
+            self.update_running_statistics(x.detach())
+        # No running tensors given: the batch's mean and biased variance, nothing updated.
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+    @torch.no_grad()
+    def update_running_statistics(self, x: torch.Tensor) -> None:
+        """Fold the statistics of the batch ``x: (N, C, H, W)`` into the running ones."""
+        var_b, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)  # (C,) each
+        n = x.numel() // x.shape[1]
+        batch_var = var_b * n / (n - 1) if self.variance == "unbiased" else var_b
+        m = self.momentum
+        for running, batch in ((self.running_mean, mean), (self.running_var, batch_var)):
+            if self.momentum_convention == "torch":
+                running.copy_((1 - m) * running + m * batch)
+            else:
+                running.copy_(m * running + (1 - m) * batch)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{len(self.weight)}, eps={self.eps}, momentum={self.momentum} "
+            f"({self.momentum_convention}), variance={self.variance}"
+        )
+
+
+class Activation(nn.Module):
+    """An activation as a layer of its own. Any shape in, the same shape out."""
+
+    def __init__(self, activation: str) -> None:
+        super().__init__()
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ACTIVATIONS[self.activation](x)
+
+    def extra_repr(self) -> str:
+        return self.activation
+
+
+class GlobalAvgPool(nn.Module):
+    """The mean of each channel over H and W: ``(N, C, H, W) -> (N, C)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+class Add(nn.Module):
+    """A residual join: the sum of the layer's two inputs, each ``(N, ...)`` of one shape."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+
 def _make_layer(layer: Layer, pads: Mapping[str, Pad]) -> nn.Module:
     if layer.kind == "conv":
         return SpecConv2d(layer, pads.get(layer.name))
+    if layer.kind == "batchnorm":
+        return SpecBatchNorm(layer)
+    if layer.kind == "activation":
+        return Activation(layer.activation)
     if layer.kind == "pool":
         return nn.MaxPool2d(layer.kernel_size, stride=layer.stride)
+    if layer.kind == "avgpool":
+        return nn.AvgPool2d(layer.kernel_size, stride=layer.stride)  # no padding: window means
+    if layer.kind == "global_avgpool":
+        return GlobalAvgPool()
     if layer.kind == "flatten":
         return nn.Flatten()  # (N, C, H, W) -> (N, C*H*W): C, H, W order
     if layer.kind == "dropout":
         return nn.Dropout(layer.rate)
+    if layer.kind == "add":
+        return Add()
     return SpecLinear(layer)  # dense and logits
 
 
-class CNN(nn.Sequential):
+class CNN(nn.Module):
     """The spec's network: NCHW images in, logits out (no softmax).
 
     Args:
-        spec: the architecture; layer names and shapes come from ``cnn_common.spec.layers``.
+        spec: the architecture; layer names, inputs and shapes come from
+            ``cnn_common.spec.layers``.
         pads: conv layers padded otherwise than the spec says (by name), for a run that hands
             'same' padding back to PyTorch's own placement.
+
+    The layers are child modules in layer order, so the block form's parameters (names, order
+    and PyTorch's default initialisation draws) are those of the ``nn.Sequential`` of the same
+    layers. ``forward`` keeps a layer's output only while a later layer still reads it.
 
     Input shape: ``(N, C, H, W)``. Output shape: ``(N, K)`` logits.
     """
 
     def __init__(self, spec: ModelSpec, pads: Mapping[str, Pad] | None = None) -> None:
+        super().__init__()
         unrolled = layers(spec)
         pads = dict(pads or {})
-        super().__init__(OrderedDict((layer.name, _make_layer(layer, pads)) for layer in unrolled))
         self.spec = spec
         self.pads = pads
         self.layer_kinds = {layer.name: layer.kind for layer in unrolled}
+        # canonical tensor name -> the module's: conv1.kernel -> conv1.weight, ...
+        self.tensor_names = {
+            name: f"{layer.name}.{TORCH_SUFFIXES[name.split('.')[1]]}"
+            for layer in unrolled
+            for name in layer.tensors
+        }
+        last_read = {src: i for i, layer in enumerate(unrolled) for src in layer.inputs}
+        # (name, what it reads, what no later layer reads once it has run)
+        self.steps = [
+            (
+                layer.name,
+                layer.inputs,
+                tuple(src for src in dict.fromkeys(layer.inputs) if last_read[src] == i),
+            )
+            for i, layer in enumerate(unrolled)
+        ]
+        taken = [layer.name for layer in unrolled if hasattr(self, layer.name)]
+        if taken:
+            raise SpecError(
+                f"layer name(s) {taken} clash with attributes of the PyTorch module",
+                "rename those layers (e.g. add a number)",
+            )
+        for layer in unrolled:
+            self.add_module(layer.name, _make_layer(layer, pads))
 
     @property
     def has_dropout(self) -> bool:
         return "dropout" in self.layer_kinds.values()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs(x)[0]
+
+    def outputs(
+        self, x: torch.Tensor, keep: Collection[str] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The logits ``(N, K)`` of ``x: (N, C, H, W)`` and the outputs of the layers named in
+        ``keep`` (``cnn_common.spec.IMAGE`` is ``x`` itself), by name, NCHW or ``(N, units)``."""
+        values = {IMAGE: x}
+        kept = {IMAGE: x} if IMAGE in keep else {}
+        out = x
+        for name, inputs, done in self.steps:
+            out = self._modules[name](*(values[src] for src in inputs))
+            for src in done:
+                del values[src]
+            values[name] = out
+            if name in keep:
+                kept[name] = out
+        return out, kept
+
+
+@contextmanager
+def batch_statistics(net: CNN) -> Iterator[None]:
+    """Inside: training-mode normalisation (each batch's statistics) with dropout off and the
+    running statistics left as they are: a query of the training loss, not a training step.
+    The modes the network had come back afterwards."""
+    modules = list(net.modules())
+    before = [(m, m.training, getattr(m, "update_running", None)) for m in modules]
+    try:
+        for module in modules:
+            module.training = not isinstance(module, nn.Dropout)
+            if isinstance(module, SpecBatchNorm):
+                module.update_running = False
+        yield
+    finally:
+        for module, training, update in before:
+            module.training = training
+            if update is not None:
+                module.update_running = update
 
 
 def network_of(model: nn.Module) -> CNN:
