@@ -14,7 +14,9 @@ A padding ``pad`` is ``((top, bottom), (left, right))`` zeros, as ``cnn_common.s
 
 Each forward returns ``(out, cache)``; the cache is a small named type of that operation
 (``ConvCache``, ``ActivationCache``, ``DenseCache``, ``DropoutCache``), what its backward reads,
-by field name. The caches hold references to arrays the forward made anyway: no copies.
+by field name (``add`` needs none). The caches hold references to arrays the forward made
+anyway: no copies. Beside this module: ``pooling`` (max- and average pooling), ``grouped``
+(grouped and depthwise convolution), ``norm`` (batch normalisation).
 """
 
 from __future__ import annotations
@@ -384,6 +386,31 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
     """The same mask and scale applied to the gradient: ``dout`` and ``dx`` of the input's
     shape."""
     return dout if cache.mask is None else dout * cache.mask
+
+
+# ----------------------------------------------------------------------------- add
+
+
+def add_forward(a: np.ndarray, b: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
+    """The join of a residual connection: ``a + b``, two arrays of one shape, into a reused
+    buffer. Its backward needs no cache: the gradient of the sum reaches both inputs as it is
+    (the network adds it to whatever else each input receives)."""
+    return np.add(a, b, out=_empty(ws, "add_out", a.shape, a.dtype))
+
+
+def add_backward(dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``d(a + b)/da = d(a + b)/db = 1``: ``dout`` is the gradient of both inputs, ``(da,
+    db)`` of the output's shape (the same array twice: the caller adds, never writes)."""
+    return dout, dout
+
+
+def add_naive(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b`` one element at a time."""
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    out = np.empty_like(fa)
+    for k in range(fa.size):
+        out[k] = fa[k] + fb[k]
+    return out.reshape(a.shape)
 
 
 # ----------------------------------------------------------------------------- loss

@@ -1,5 +1,6 @@
-"""Max-pooling, forward and backward, beside its plain-loop twin (the conventions of
-``numpy_cnn.ops``: NHWC maps, ``x`` the input, ``dout`` the gradient of the output).
+"""Max-, average and global average pooling, forward and backward, each beside its
+plain-loop twin (the conventions of ``numpy_cnn.ops``: NHWC maps, ``x`` the input, ``dout``
+the gradient of the output).
 
 Ties go to the first maximum of a window in row-major order, as PyTorch and TensorFlow route
 them, so tied values (common where an image is blank) send their gradient to one pixel only.
@@ -174,4 +175,145 @@ def maxpool_backward_naive(dout: np.ndarray, x: np.ndarray, size: int, stride: i
                     ]
                     p, q = np.unravel_index(np.argmax(window), window.shape)
                     dx[img, i * stride + p, j * stride + q, ch] += dout[img, i, j, ch]
+    return dx
+
+
+# ----------------------------------------------------------------------------- average pooling
+
+
+class AvgPoolCache(NamedTuple):
+    """What ``avgpool_backward`` needs from ``avgpool_forward``: shapes only."""
+
+    x_shape: tuple[int, ...]  # (N, H, W, C)
+    size: int
+    stride: int
+
+
+def _windows(x: np.ndarray, size: int, stride: int, ho: int, wo: int) -> list[np.ndarray]:
+    """The ``size*size`` strided views ``(N, Ho, Wo, C)`` of ``x``, one per window offset in
+    row-major order: view ``(i, j)`` holds pixel ``(i, j)`` of every window."""
+    return [
+        x[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
+        for i in range(size)
+        for j in range(size)
+    ]
+
+
+def avgpool_forward(
+    x: np.ndarray, size: int, stride: int, ws: Workspace | None = None
+) -> tuple[np.ndarray, AvgPoolCache]:
+    """Mean over ``size x size`` windows moved by ``stride`` (no padding): ``(N, H, W, C) ->
+    (N, Ho, Wo, C)``, ``Ho = (H - size) // stride + 1``. One elementwise add per window
+    offset, into a reused buffer."""
+    n, h, w, c = x.shape
+    ho, wo = conv_output_size(h, size, stride, 0), conv_output_size(w, size, stride, 0)
+    views = _windows(x, size, stride, ho, wo)
+    out = _empty(ws, "avgpool_out", (n, ho, wo, c), x.dtype)
+    out[...] = views[0]
+    for view in views[1:]:
+        out += view
+    out *= x.dtype.type(1 / (size * size))
+    return out, AvgPoolCache(x.shape, size, stride)
+
+
+def avgpool_backward(
+    dout: np.ndarray, cache: AvgPoolCache, ws: Workspace | None = None
+) -> np.ndarray:
+    """Each window's gradient shared equally by its pixels: ``dout (N, Ho, Wo, C) -> dx
+    (N, H, W, C)``, ``dout / size^2`` added to every pixel of the window (summed where
+    windows overlap, zero where none reaches)."""
+    size, stride = cache.size, cache.stride
+    n, ho, wo, c = dout.shape
+    share = _empty(ws, "avgpool_share", dout.shape, dout.dtype)
+    np.multiply(dout, dout.dtype.type(1 / (size * size)), out=share)
+    dx = _empty(ws, "avgpool_dx", cache.x_shape, dout.dtype)
+    if stride == size and ho * size == cache.x_shape[1] and wo * size == cache.x_shape[2]:
+        for view in _windows(dx, size, stride, ho, wo):  # the windows tile dx: plain copies
+            view[...] = share
+        return dx
+    dx.fill(0)
+    for view in _windows(dx, size, stride, ho, wo):
+        view += share
+    return dx
+
+
+def avgpool_naive(x: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """``avgpool_forward`` as the formula reads: ``out[n, i, j, c] = mean of the window``."""
+    n, h, w, c = x.shape
+    ho, wo = conv_output_size(h, size, stride, 0), conv_output_size(w, size, stride, 0)
+    out = np.zeros((n, ho, wo, c), dtype=x.dtype)
+    for img in range(n):
+        for i in range(ho):
+            for j in range(wo):
+                for ch in range(c):
+                    total = 0.0
+                    for p in range(size):
+                        for q in range(size):
+                            total += x[img, i * stride + p, j * stride + q, ch]
+                    out[img, i, j, ch] = total / (size * size)
+    return out
+
+
+def avgpool_backward_naive(dout: np.ndarray, x: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """Every pixel of a window receives ``1 / size^2`` of its gradient, one window at a time."""
+    dx = np.zeros_like(x)
+    n, ho, wo, c = dout.shape
+    for img in range(n):
+        for i in range(ho):
+            for j in range(wo):
+                for ch in range(c):
+                    for p in range(size):
+                        for q in range(size):
+                            g = dout[img, i, j, ch] / (size * size)
+                            dx[img, i * stride + p, j * stride + q, ch] += g
+    return dx
+
+
+class GlobalAvgPoolCache(NamedTuple):
+    """What ``global_avgpool_backward`` needs: the map's shape."""
+
+    x_shape: tuple[int, ...]  # (N, H, W, C)
+
+
+def global_avgpool_forward(x: np.ndarray) -> tuple[np.ndarray, GlobalAvgPoolCache]:
+    """The mean of every channel over the map: ``(N, H, W, C) -> (N, C)``."""
+    n, h, w, c = x.shape
+    out = x.reshape(n, h * w, c).sum(axis=1) / x.dtype.type(h * w)
+    return out, GlobalAvgPoolCache(x.shape)
+
+
+def global_avgpool_backward(
+    dout: np.ndarray, cache: GlobalAvgPoolCache, ws: Workspace | None = None
+) -> np.ndarray:
+    """``dout (N, C)`` shared equally by the ``H*W`` pixels of each channel: ``dx (N, H, W,
+    C)``."""
+    n, h, w, c = cache.x_shape
+    dx = _empty(ws, "gap_dx", cache.x_shape, dout.dtype)
+    dx[...] = (dout / dout.dtype.type(h * w))[:, None, None, :]
+    return dx
+
+
+def global_avgpool_naive(x: np.ndarray) -> np.ndarray:
+    """Each channel's mean over its pixels, one sum at a time: ``(N, H, W, C) -> (N, C)``."""
+    n, h, w, c = x.shape
+    out = np.zeros((n, c), dtype=x.dtype)
+    for img in range(n):
+        for ch in range(c):
+            total = 0.0
+            for i in range(h):
+                for j in range(w):
+                    total += x[img, i, j, ch]
+            out[img, ch] = total / (h * w)
+    return out
+
+
+def global_avgpool_backward_naive(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Every pixel of channel ``c`` receives ``dout[n, c] / (H*W)``, one at a time."""
+    n, h, w, c = x.shape
+    dx = np.zeros_like(x)
+    for img in range(n):
+        for ch in range(c):
+            for i in range(h):
+                for j in range(w):
+                    dx[img, i, j, ch] = dout[img, ch] / (h * w)
     return dx
