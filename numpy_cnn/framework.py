@@ -4,7 +4,7 @@ Registered in ``pyproject.toml`` under the ``cnn_rosetta.frameworks`` entry poin
 """
 
 from cnn_common.framework import FrameworkInfo
-from numpy_cnn.network import PIECE
+from numpy_cnn.step import PIECE
 
 FRAMEWORK = FrameworkInfo(
     name="numpy",

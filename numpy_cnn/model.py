@@ -19,19 +19,12 @@ from cnn_common.errors import DataError
 from cnn_common.files import atomic_write_npz
 from cnn_common.metrics import readouts
 from cnn_common.seeds import generator
-from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
+from cnn_common.spec import ModelSpec, TrainSpec, feature_map_layers, spec_from_dict, spec_to_dict
 from cnn_common.weights import Weights, check_weights, init_weights
 from numpy_cnn import ops, parallel
-from numpy_cnn.network import (
-    CNN,
-    PIECE,
-    across_threads,
-    backward,
-    forward,
-    make_network,
-    train_step,
-)
+from numpy_cnn.network import CNN, backward, forward, make_network
 from numpy_cnn.optim import Optimizer
+from numpy_cnn.step import PIECE, across_threads, train_step
 
 EVAL_BATCH = PIECE  # images per forward pass in evaluate/predict, as in a training piece
 WEIGHTS_PREFIX = "weights/"  # keys of the weights in a saved .npz
@@ -89,20 +82,22 @@ predict, evaluate = readouts(predict_logits)
 
 
 def feature_maps(model: CNN, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every conv (after its activation) and pool output for ``x (N, H, W, C)``, by layer name
-    in layer order, NHWC float32: ``{"conv1": (N, 24, 24, 16), "pool1": ..., ...}``."""
+    """The maps of ``cnn_common.spec.feature_map_layers`` (every conv after its activation,
+    pool, avgpool, batchnorm and add) for ``x (N, H, W, C)`` in evaluation mode, by layer name
+    in that order, NHWC float32: ``{"conv1": (N, 24, 24, 16), "pool1": ..., ...}``."""
     x = check_images(x, model.spec.input_shape).astype(model.dtype, copy=False)
     chunks = [maps for _, maps in _in_chunks(model, x, keep=True)]
     if not chunks:
         return {}
     return {
         name: np.concatenate([maps[name] for maps in chunks]).astype(np.float32)
-        for name in chunks[0]
+        for name in feature_map_layers(model.spec)
     }
 
 
 def get_weights(model: CNN) -> Weights:
-    """Copies of the weights in the canonical layout, in layer order."""
+    """Copies of the weights in the canonical layout, in layer order (batchnorm's running
+    statistics included)."""
     return {name: value.copy() for name, value in model.weights.items()}
 
 
@@ -115,18 +110,21 @@ def set_weights(model: CNN, weights: Weights) -> None:
 
 
 def loss_and_grads(model: CNN, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
-    """Mean softmax cross-entropy over the batch and its gradient for every weight
-    (canonical layout), deterministic: dropout is off."""
+    """Mean softmax cross-entropy over the batch and its gradient for every trainable tensor
+    (canonical layout), deterministic: dropout is off, batchnorm normalises with the batch's
+    statistics (training mode) and its running statistics stay as they are (a query)."""
     x = check_images(x, model.spec.input_shape).astype(model.dtype, copy=False)
-    logits, caches = forward(model, x)
+    logits, caches = forward(model, x, batch_stats=True)
     loss, dlogits = ops.softmax_cross_entropy(logits, np.asarray(y, dtype=np.int64))
     return loss, backward(model, dlogits, caches)
 
 
 def layer_trace(model: CNN, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """Every layer's output (``forward/<layer>``), the gradient of the mean loss with respect
-    to every layer's input (``grad_input/<layer>``) and to every weight (``grad/<tensor>``),
-    and the loss (``loss``), dropout off; canonical layout (NHWC maps, H, W, C flatten)."""
+    to the tensor every layer reads first (``grad_input/<layer>``: its total gradient, summed
+    over every layer that reads it), to every trainable tensor (``grad/<tensor>``), and the
+    loss (``loss``), in evaluation mode (dropout off, batchnorm's running statistics);
+    canonical layout (NHWC maps, H, W, C flatten)."""
     x = check_images(x, model.spec.input_shape).astype(model.dtype, copy=False)
     outputs: dict[str, np.ndarray] = {}
     logits, caches = forward(model, x, keep=outputs, every_layer=True)
@@ -146,10 +144,11 @@ def train_steps(
 ) -> list[float]:
     """One optimiser step per ``(x, y)`` batch from a fresh optimiser state; returns the losses.
 
-    The weights are updated in place. Dropout masks, if any, come from the ``dropout`` seed
-    stream of ``train_spec.seed``, as in ``train``.
+    The weights are updated in place, batchnorm's running statistics once per step (training
+    mode). Dropout masks, if any, come from the ``dropout`` seed stream of
+    ``train_spec.seed``, as in ``train``.
     """
-    optimizer = Optimizer(train_spec, model.weights)
+    optimizer = Optimizer(train_spec, model.trainable_weights())
     rng = generator(train_spec.seed, "dropout")
     losses = []
     for x, y in batches:

@@ -2,43 +2,51 @@
 
 ``make_network(spec)`` walks ``cnn_common.spec.layers(spec)``, so any spec cnn_common accepts works:
 strides, 'same' padding (the asymmetric TensorFlow placement is in ``Layer.pad``), convolutions
-without pooling, several dense layers, dropout, relu | tanh | sigmoid | linear. The model
-outputs logits; softmax lives in the loss and in ``predict``.
+without pooling or without bias, grouped (depthwise) convolutions, batchnorm, activations as
+layers of their own, max-, average and global average pooling, several dense layers, dropout,
+relu | tanh | sigmoid | linear, and ``add`` joining two earlier outputs (a residual
+connection). The model outputs logits; softmax lives in the loss and in ``predict``.
+
+The layers form a graph (``Layer.inputs``): the forward pass keeps an output by name where a
+layer other than the next one reads it, and the backward pass sums the gradient contributions
+of every layer that reads a tensor before passing the total on. Batchnorm normalises with the
+batch's statistics in training mode (``forward(batch_stats=True)``, which ``train=True``
+implies) and with the running ones otherwise; ``update_running`` moves the running
+statistics once per training step.
 
 The model's forward pass collects one cache per layer, a named type per layer kind
-(``ConvLayerCache``, ``PoolLayerCache``, ``FlattenCache``, ``DenseLayerCache``, dropout's
-``ops.DropoutCache``) holding its operations' own caches; its backward pass walks them in
-reverse and returns the gradient of every weight in the canonical layout (the layout the
-weights are stored in here, so no conversion is needed).
+(``ConvLayerCache``, ``PoolLayerCache``, ``FlattenCache``, ``DenseLayerCache``, ``AddCache``,
+and the operations' own: ``norm.BatchNormCache``, ``ops.ActivationCache``,
+``pooling.AvgPoolCache``, ``pooling.GlobalAvgPoolCache``, ``ops.DropoutCache``); its backward
+pass walks them in reverse and returns the gradient of every trainable tensor in the canonical
+layout (the layout the weights are stored in here, so no conversion is needed).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import numpy as np
 
-from cnn_common.phases import StepClock
-from cnn_common.spec import Layer, ModelSpec
+from cnn_common.spec import IMAGE, MAP_KINDS, Layer, ModelSpec
 from cnn_common.spec import layers as spec_layers
 from cnn_common.weights import Weights
-from numpy_cnn import fused, ops, parallel, pooling
-from numpy_cnn.optim import Optimizer
-
-T = TypeVar("T")
+from numpy_cnn import fused, grouped, norm, ops, pooling
 
 
 @dataclass
 class CNN:
     """A built model: its spec, the layer list, the weights (canonical layout) and scratch.
 
-    ``weights`` maps ``conv1.kernel`` ... ``logits.bias`` to arrays of ``dtype``; the
-    optimisers update them in place. ``workspaces`` hold each layer's reusable training
-    buffers; ``replicas`` are the views of this model that ``across_threads`` runs in its
-    other threads (training and evaluation alike).
+    ``weights`` maps every tensor of ``cnn_common.spec.weight_shapes`` (``conv1.kernel`` ...
+    ``logits.bias``, batchnorm's running statistics included) to arrays of ``dtype``; the
+    optimisers update the trainable ones in place, ``update_running`` the statistics.
+    ``workspaces`` hold each layer's reusable training buffers (and the image's, under
+    ``IMAGE``); ``replicas`` are the views of this model that ``across_threads`` runs in its
+    other threads (training and evaluation alike). ``kept``: the outputs a layer other than
+    the next one reads (the forward pass holds them by name); ``trainable``: the tensors with
+    a gradient.
     """
 
     spec: ModelSpec
@@ -47,14 +55,37 @@ class CNN:
     weights: Weights
     workspaces: dict[str, ops.Workspace] = field(default_factory=dict)
     replicas: list[CNN] = field(default_factory=list)  # per-thread views: across_threads
+    kept: frozenset[str] = field(init=False)
+    trainable: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        kept, before = set(), IMAGE
+        for layer in self.layers:
+            kept.update(name for k, name in enumerate(layer.inputs) if k or name != before)
+            before = layer.name
+        self.kept = frozenset(kept)
+        self.trainable = [name for layer in self.layers for name in layer.params]
+
+    @property
+    def batchnorm(self) -> bool:
+        """Whether any layer normalises with its batch's statistics in training."""
+        return any(layer.kind == "batchnorm" for layer in self.layers)
+
+    def trainable_weights(self) -> Weights:
+        """The trainable tensors (the same arrays as ``weights``), in layer order."""
+        return {name: self.weights[name] for name in self.trainable}
+
+
+def new_workspaces(all_layers: list[Layer]) -> dict[str, ops.Workspace]:
+    """A fresh ``Workspace`` for every layer and for the image (``IMAGE``)."""
+    return {name: ops.Workspace() for name in (IMAGE, *(layer.name for layer in all_layers))}
 
 
 def make_network(spec: ModelSpec, weights: Weights, dtype: str = "float32") -> CNN:
     """The network of ``spec`` holding ``weights`` (canonical layout, cast to ``dtype``)."""
     all_layers = spec_layers(spec)
     owned = {name: np.array(value, dtype=dtype) for name, value in weights.items()}
-    workspaces = {layer.name: ops.Workspace() for layer in all_layers}
-    return CNN(spec, np.dtype(dtype), all_layers, owned, workspaces)
+    return CNN(spec, np.dtype(dtype), all_layers, owned, new_workspaces(all_layers))
 
 
 # ----------------------------------------------------------------------------- forward, backward
@@ -62,10 +93,11 @@ def make_network(spec: ModelSpec, weights: Weights, dtype: str = "float32") -> C
 
 class ConvLayerCache(NamedTuple):
     """A conv layer's caches. ``conv`` is a ``fused.ConvPoolCache`` where the convolution also
-    did the pooling of the layer after it; ``activation`` is None where the activation was
-    deferred to after the pooling (the pool layer's cache holds it then)."""
+    did the pooling of the layer after it (a ``grouped.GroupedConvCache`` for groups > 1);
+    ``activation`` is None where the activation was deferred to after the pooling (the pool
+    layer's cache holds it then)."""
 
-    conv: ops.ConvCache | fused.ConvPoolCache
+    conv: ops.ConvCache | fused.ConvPoolCache | grouped.GroupedConvCache
     activation: ops.ActivationCache | None
 
 
@@ -90,7 +122,39 @@ class DenseLayerCache(NamedTuple):
     activation: ops.ActivationCache
 
 
-LayerCache = ConvLayerCache | PoolLayerCache | FlattenCache | DenseLayerCache | ops.DropoutCache
+class AddCache(NamedTuple):
+    """An add layer's backward needs nothing but its gradient: this marks the layer."""
+
+
+LayerCache = (
+    ConvLayerCache
+    | PoolLayerCache
+    | FlattenCache
+    | DenseLayerCache
+    | AddCache
+    | norm.BatchNormCache
+    | ops.ActivationCache
+    | pooling.AvgPoolCache
+    | pooling.GlobalAvgPoolCache
+    | ops.DropoutCache
+)
+
+
+def _fuses_pool(model: CNN, index: int) -> Layer | None:
+    """The pool layer that conv layer ``index`` may pool itself (and apply its activation
+    after): the next layer, when it is a max-pooling that reads only this output, which no
+    other layer reads; else None."""
+    layer = model.layers[index]
+    following = model.layers[index + 1] if index + 1 < len(model.layers) else None
+    if (
+        following is None
+        or following.kind != "pool"
+        or following.inputs != (layer.name,)
+        or layer.name in model.kept
+        or layer.groups != 1
+    ):
+        return None
+    return following
 
 
 def forward(
@@ -98,6 +162,7 @@ def forward(
     x: np.ndarray,
     *,
     train: bool = False,
+    batch_stats: bool = False,
     rng: np.random.Generator | None = None,
     keep: dict[str, np.ndarray] | None = None,
     every_layer: bool = False,
@@ -105,41 +170,58 @@ def forward(
 ) -> tuple[np.ndarray, list[tuple[Layer, LayerCache]]]:
     """Logits ``(N, K)`` for images ``x (N, H, W, C)``, and the caches for ``backward``.
 
-    ``train=True`` uses the per-layer workspaces (the backward pass must follow before the next
-    training forward) and applies dropout with ``rng``; ``keep`` (a dict) receives every conv
-    (after its activation) and pool output by layer name, and every layer's output with
-    ``every_layer``, which also applies each activation before pooling, as the spec reads (the
-    layer-by-layer trace compares these with the other frameworks'). ``scratch=True`` uses the
-    workspaces without training (inference): the logits and kept maps live in them until the
-    next forward of this model, so the caller copies what it keeps. Without ``keep``, a
-    convolution followed by pooling windows that tile its output runs as one
-    ``numpy_cnn.fused.conv_pool_forward``.
+    ``train=True`` is training mode: the per-layer workspaces (the backward pass must follow
+    before the next training forward), dropout with ``rng``, batchnorm with the batch's
+    statistics (``update_running`` then moves the running ones). ``batch_stats=True`` alone
+    normalises with the batch's statistics without the rest (``loss_and_grads``); otherwise
+    batchnorm uses the running statistics (evaluation mode). ``keep`` (a dict) receives every
+    layer of ``cnn_common.spec.MAP_KINDS`` (a conv after its activation) by layer name, and
+    every layer's output with ``every_layer``, which also applies each activation before
+    pooling, as the spec reads (the layer-by-layer trace compares these with the other
+    frameworks'). ``scratch=True`` uses the workspaces without training (inference): the
+    logits and kept maps live in them until the next forward of this model, so the caller
+    copies what it keeps. Without ``keep``, a convolution followed by pooling windows that
+    tile its output runs as one ``numpy_cnn.fused.conv_pool_forward``.
     """
     w = model.weights
     caches: list[tuple[Layer, LayerCache]] = []
-    out = x
+    out, before = x, IMAGE
+    held: dict[str, np.ndarray] = {IMAGE: x}  # outputs read again later, by name
     deferred = ""  # the activation of a conv layer, applied after its pooling
     pooled_here = False  # the last conv layer pooled its output itself
+    statistics = train or batch_stats
     cache: LayerCache
-    conv_cache: ops.ConvCache | fused.ConvPoolCache
+    conv_cache: ops.ConvCache | fused.ConvPoolCache | grouped.GroupedConvCache
     for index, layer in enumerate(model.layers):
         ws = model.workspaces[layer.name] if train or scratch else None
         name = layer.name
+        if layer.inputs[0] != before:
+            out = held[layer.inputs[0]]
         if layer.kind == "conv":
-            kernel, bias = w[f"{name}.kernel"], w[f"{name}.bias"]
-            following = model.layers[index + 1] if index + 1 < len(model.layers) else None
-            pooled_next = following is not None and following.kind == "pool" and not every_layer
-            if pooled_next and keep is None and following.stride == following.kernel_size:
-                # The convolution and the pooling that tiles its output in one operation (see
-                # numpy_cnn.fused); the pool layer then only applies the activation.
-                out, conv_cache = fused.conv_pool_forward(
-                    out, kernel, bias, layer.stride, layer.pad, following.kernel_size, ws
+            kernel = w[f"{name}.kernel"]
+            bias = w.get(f"{name}.bias")
+            following = _fuses_pool(model, index) if not every_layer else None
+            if layer.groups > 1:
+                out, conv_cache = grouped.grouped_conv_forward(
+                    out, kernel, bias, layer.stride, layer.pad, layer.groups, ws
                 )
-                pooled_here = True
-            else:
-                out, conv_cache = ops.conv2d_forward(out, kernel, bias, layer.stride, layer.pad, ws)
                 pooled_here = False
-            if pooled_next:
+            else:
+                if bias is None:  # no bias: a zero one adds nothing, exactly
+                    bias = np.zeros(kernel.shape[3], dtype=kernel.dtype)
+                if following and keep is None and following.stride == following.kernel_size:
+                    # The convolution and the pooling that tiles its output in one operation
+                    # (see numpy_cnn.fused); the pool layer then only applies the activation.
+                    out, conv_cache = fused.conv_pool_forward(
+                        out, kernel, bias, layer.stride, layer.pad, following.kernel_size, ws
+                    )
+                    pooled_here = True
+                else:
+                    out, conv_cache = ops.conv2d_forward(
+                        out, kernel, bias, layer.stride, layer.pad, ws
+                    )
+                    pooled_here = False
+            if following is not None:
                 # max(f(z)) = f(max(z)) for the non-decreasing relu, tanh, sigmoid and linear:
                 # pooling the pre-activations and applying f to the pooled map (a quarter of
                 # the values for 2x2) gives the same outputs and the same gradients.
@@ -160,6 +242,21 @@ def forward(
                 out, act_cache = ops.activation_forward(out, deferred, ws)
                 deferred = ""
             cache = PoolLayerCache(pool_cache, act_cache)
+        elif layer.kind == "batchnorm":
+            running = (
+                None if statistics else (w[f"{name}.moving_mean"], w[f"{name}.moving_variance"])
+            )
+            out, cache = norm.batchnorm_forward(
+                out, w[f"{name}.gamma"], w[f"{name}.beta"], layer.epsilon, running, ws
+            )
+        elif layer.kind == "activation":
+            out, cache = ops.activation_forward(out, layer.activation, ws)
+        elif layer.kind == "avgpool":
+            out, cache = pooling.avgpool_forward(out, layer.kernel_size, layer.stride, ws)
+        elif layer.kind == "global_avgpool":
+            out, cache = pooling.global_avgpool_forward(out)
+        elif layer.kind == "add":
+            out, cache = ops.add_forward(out, held[layer.inputs[1]], ws), AddCache()
         elif layer.kind == "flatten":
             cache = FlattenCache(out.shape)
             out = out.reshape(out.shape[0], -1)  # (N, H*W*C), H, W, C order
@@ -169,14 +266,30 @@ def forward(
             cache = DenseLayerCache(dense_cache, act_cache)
         else:  # dropout
             out, cache = ops.dropout_forward(out, layer.rate, rng if train else None)
-        if (
-            keep is not None
-            and name not in keep
-            and (every_layer or layer.kind in ("conv", "pool"))
-        ):
+        if keep is not None and name not in keep and (every_layer or layer.kind in MAP_KINDS):
             keep[name] = out
+        if name in model.kept:
+            held[name] = out
+        before = name
         caches.append((layer, cache))
     return out, caches
+
+
+def _add_into(
+    model: CNN, pending: dict[str, np.ndarray], owned: set[str], name: str, grad: np.ndarray
+) -> None:
+    """Add ``grad`` to the gradient of tensor ``name`` gathered so far: the first contribution
+    is held as it is; a second is summed into a buffer of the tensor's own workspace, which
+    later ones are added to in place (no contribution is ever written to)."""
+    if name not in pending:
+        pending[name] = grad
+    elif name in owned:
+        pending[name] += grad
+    else:
+        total = model.workspaces[name].get("grad_sum", grad.shape, grad.dtype)
+        np.add(pending[name], grad, out=total)
+        pending[name] = total
+        owned.add(name)
 
 
 def backward(
@@ -185,34 +298,66 @@ def backward(
     caches: list[tuple[Layer, LayerCache]],
     inputs: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Gradients of every weight from ``dlogits (N, K)``, walking the caches in reverse.
+    """Gradients of every trainable tensor from ``dlogits (N, K)``, walking the caches in
+    reverse; a tensor several layers read receives the sum of their contributions.
 
-    ``inputs`` (a dict) receives the gradient with respect to every layer's input, by layer
-    name (the image's gradient too, which training never needs), except a pooling layer's
-    when the convolution before it did the pooling (that gradient is never formed).
+    ``inputs`` (a dict) receives, by layer name, the total gradient of the tensor each layer
+    reads first (``inputs[0]``; the image's too, which training never needs), except where a
+    convolution did the pooling of the layer after it (its own output's gradient is never
+    formed then).
     """
     grads: dict[str, np.ndarray] = {}
-    dout = dlogits
-    for index in range(len(caches) - 1, -1, -1):
-        layer, cache = caches[index]
+    pending: dict[str, np.ndarray] = {caches[-1][0].name: dlogits}
+    owned: set[str] = set()
+    totals: dict[str, np.ndarray] = {}  # complete gradients by tensor, for ``inputs``
+    for layer, cache in reversed(caches):
         name = layer.name
         ws = model.workspaces[name]
+        dout = pending.pop(name, None)
+        if dout is None:  # nothing reads this output: no gradient reaches it
+            continue
+        fused_pool = isinstance(cache, ConvLayerCache) and isinstance(
+            cache.conv, fused.ConvPoolCache
+        )  # then ``dout`` is the gradient of the pooled map, not of this layer's output
+        if inputs is not None and not fused_pool:
+            totals[name] = dout.copy()  # workspaces are reused by the layers before
+        source = layer.inputs[0]
         if isinstance(cache, ConvLayerCache):
             if cache.activation is not None:
                 dout = ops.activation_backward(dout, cache.activation, ws)
-            # The first layer's input is the image: training never needs its gradient.
-            need_dx = index > 0 or inputs is not None
+            # The image needs no gradient in training.
+            need_dx = source != IMAGE or inputs is not None
             if isinstance(cache.conv, fused.ConvPoolCache):
                 dout, dw, db = fused.conv_pool_backward(dout, cache.conv, need_dx, ws)
+            elif isinstance(cache.conv, grouped.GroupedConvCache):
+                dout, dw, db = grouped.grouped_conv_backward(dout, cache.conv, need_dx, ws)
             else:
                 dout, dw, db = ops.conv2d_backward(dout, cache.conv, need_dx, ws)
-            grads[f"{name}.kernel"], grads[f"{name}.bias"] = dw, db
+            grads[f"{name}.kernel"] = dw
+            if f"{name}.bias" in layer.params:
+                grads[f"{name}.bias"] = db
+            if dout is None:
+                continue
         elif isinstance(cache, PoolLayerCache):
             if cache.activation is not None:
                 dout = ops.activation_backward(dout, cache.activation, ws)
             if cache.pool is None:  # pooled by the convolution before: its backward routes it
+                pending[source] = dout
                 continue
             dout = pooling.maxpool_backward(dout, cache.pool, ws)
+        elif isinstance(cache, norm.BatchNormCache):
+            dout, grads[f"{name}.gamma"], grads[f"{name}.beta"] = norm.batchnorm_backward(
+                dout, cache, ws
+            )
+        elif isinstance(cache, ops.ActivationCache):
+            dout = ops.activation_backward(dout, cache, ws)
+        elif isinstance(cache, pooling.AvgPoolCache):
+            dout = pooling.avgpool_backward(dout, cache, ws)
+        elif isinstance(cache, pooling.GlobalAvgPoolCache):
+            dout = pooling.global_avgpool_backward(dout, cache, ws)
+        elif isinstance(cache, AddCache):
+            dout, djoin = ops.add_backward(dout)
+            _add_into(model, pending, owned, layer.inputs[1], djoin)
         elif isinstance(cache, FlattenCache):
             dout = dout.reshape(cache.x_shape)  # (N, H, W, C)
         elif isinstance(cache, DenseLayerCache):
@@ -221,112 +366,33 @@ def backward(
             grads[f"{name}.kernel"], grads[f"{name}.bias"] = dw, db
         else:  # dropout
             dout = ops.dropout_backward(dout, cache)
-        if inputs is not None:
-            inputs[name] = dout.copy()  # workspaces are reused by the next layer
-    return {name: grads[name] for name in model.weights}
+        _add_into(model, pending, owned, source, dout)
+    if inputs is not None:
+        if IMAGE in pending:
+            totals[IMAGE] = pending[IMAGE].copy()
+        for layer, _ in reversed(caches):  # in the order the backward pass reached them
+            if layer.inputs[0] in totals:
+                inputs[layer.name] = totals[layer.inputs[0]]
+    for name in model.trainable:
+        if name not in grads:  # a layer no gradient reaches
+            grads[name] = np.zeros_like(model.weights[name])
+    return {name: grads[name] for name in model.trainable}
 
 
-PIECE = 32  # images per forward/backward pass: a piece's buffers stay in the core's caches
-
-
-def _pieces_step(
-    model: CNN, x: np.ndarray, y: np.ndarray, seeds: np.ndarray, total: int
-) -> tuple[float, int, Weights, list[float]]:
-    """Forward and backward over ``x (n, H, W, C)`` in pieces of ``PIECE`` images, one after
-    another: (sum of the losses, correct predictions, the pieces' share of the batch-mean
-    gradients, added in piece order, and the seconds spent in forward and in backward).
-    Piece ``i`` draws its dropout masks from ``seeds[i]``."""
-    loss_sum, correct, grads = 0.0, 0, None
-    dropout = any(layer.kind == "dropout" for layer in model.layers)
-    seconds = [0.0, 0.0]  # in forward + loss, in backward
-    for seed, start in zip(seeds, range(0, len(y), PIECE), strict=True):
-        began = time.perf_counter()
-        xs, ys = x[start : start + PIECE], y[start : start + PIECE]
-        rng = np.random.default_rng(seed) if dropout else None  # only dropout draws
-        logits, caches = forward(model, xs, train=True, rng=rng)
-        loss, dlogits = ops.softmax_cross_entropy(logits, ys)
-        dlogits *= len(ys) / total  # the piece's part of the mean over the whole batch
-        loss_sum += loss * len(ys)
-        correct += int(np.count_nonzero(logits.argmax(axis=1) == ys))
-        between = time.perf_counter()
-        piece_grads = backward(model, dlogits, caches)
-        seconds[0] += between - began
-        seconds[1] += time.perf_counter() - between
-        if grads is None:
-            grads = {name: g.copy() for name, g in piece_grads.items()}  # g may be scratch
-        else:
-            for name, g in piece_grads.items():
-                grads[name] += g
-    assert grads is not None
-    return loss_sum, correct, grads, seconds
-
-
-def replicas(model: CNN, count: int) -> list[CNN]:
-    """``model`` and ``count - 1`` views of it sharing its weights (the same dict, so updates
-    and ``set_weights`` reach all), each with its own workspaces: one per thread."""
-    while len(model.replicas) < count - 1:
-        workspaces = {layer.name: ops.Workspace() for layer in model.layers}
-        model.replicas.append(CNN(model.spec, model.dtype, model.layers, model.weights, workspaces))
-    return [model, *model.replicas[: count - 1]]
-
-
-def across_threads(model: CNN, count: int, work: Callable[[CNN, int, int], T]) -> list[T]:
-    """``work(replica, a, b)`` for ``count`` items cut into one contiguous run ``[a, b)`` per
-    thread of ``numpy_cnn.parallel`` (at most one thread per item, at least one), each thread
-    with its own replica of ``model``; the results in run order, whichever thread finishes
-    first. One thread runs in the caller's."""
-    threads = max(1, min(parallel.workers(), count))
-    cuts = np.linspace(0, count, threads + 1).astype(int)  # items per thread
-    jobs = list(zip(replicas(model, threads), cuts[:-1], cuts[1:], strict=True))
-    if threads == 1:
-        return [work(*jobs[0])]
-    return list(parallel.executor().map(lambda job: work(*job), jobs))
-
-
-def train_step(
-    model: CNN,
-    optimizer: Optimizer,
-    x: np.ndarray,
-    y: np.ndarray,
-    rng: np.random.Generator,
-    clock: StepClock | None = None,
-) -> tuple[float, int]:
-    """Forward, loss, backward and one optimiser update on one batch.
-
-    ``x (N, H, W, C)`` in the model's dtype, ``y (N,)`` -> (mean loss, number of correct
-    predictions made by the model as it was before the update). The batch is cut into pieces of
-    ``PIECE`` images (smaller working sets run faster per image, and two cores contend less for
-    memory), and the pieces into one contiguous run per core (``parallel.workers()``), run in
-    parallel; each piece's dropout masks come from its own generator seeded from ``rng``, and
-    the gradients are added in a fixed order, so the step is deterministic.
-
-    ``clock`` (``cnn_common.phases``) receives the step's forward, backward and optimiser time:
-    forward and backward alternate piece by piece on every core, so the wall time of the
-    parallel part is split between them in the proportion of the cores' time in each.
-    """
-    n = len(y)
-    pieces = -(-n // PIECE)
-    seeds = rng.integers(0, 2**63, size=pieces)
-
-    def run(replica: CNN, a: int, b: int) -> tuple[float, int, Weights, list[float]]:
-        return _pieces_step(
-            replica, x[a * PIECE : b * PIECE], y[a * PIECE : b * PIECE], seeds[a:b], n
-        )
-
-    began = time.perf_counter()
-    results = across_threads(model, pieces, run)
-    if clock is not None:
-        wall = time.perf_counter() - began
-        forward_s, backward_s = (sum(r[3][i] for r in results) for i in (0, 1))
-        share = forward_s / max(forward_s + backward_s, 1e-12)
-        clock.add("forward", wall * share)
-        clock.add("backward", wall * (1 - share))
-        clock.skip()
-    grads = results[0][2]
-    for _, _, thread_grads, _ in results[1:]:
-        for name, g in thread_grads.items():
-            grads[name] += g
-    optimizer.step(model.weights, grads)
-    if clock is not None:
-        clock.mark("optimizer")
-    return sum(r[0] for r in results) / n, sum(r[1] for r in results)
+def update_running(model: CNN, caches: list[tuple[Layer, LayerCache]]) -> None:
+    """Move every batchnorm layer's running statistics once, in place, from the batch
+    statistics of a training-mode forward (``norm.running_update``, in the layer's
+    conventions)."""
+    for layer, cache in caches:
+        if isinstance(cache, norm.BatchNormCache):
+            mean, variance = f"{layer.name}.moving_mean", f"{layer.name}.moving_variance"
+            new_mean, new_variance = norm.running_update(
+                model.weights[mean],
+                model.weights[variance],
+                cache,
+                layer.momentum,
+                layer.momentum_convention,
+                layer.variance,
+            )
+            model.weights[mean][...] = new_mean
+            model.weights[variance][...] = new_variance

@@ -28,8 +28,9 @@ from cnn_common.weights import Weights
 from numpy_cnn import parallel
 from numpy_cnn.framework import FRAMEWORK
 from numpy_cnn.model import build, evaluate, set_weights
-from numpy_cnn.network import CNN, PIECE, train_step
+from numpy_cnn.network import CNN
 from numpy_cnn.optim import Optimizer
+from numpy_cnn.step import PIECE, train_step
 
 SUFFIX = ".npz"
 
@@ -94,7 +95,7 @@ def train(run: TrainCall) -> RunResult:
     spec, train_spec, data = run.spec, run.train_spec, run.data
     model = build(spec, train_spec.dtype, seed=train_spec.seed)
     run.initialise(model, set_weights)
-    optimizer = Optimizer(train_spec, model.weights)
+    optimizer = Optimizer(train_spec, model.trainable_weights())
     rng = generator(train_spec.seed, "dropout")
     recorder = run.new_recorder()
     run.resume_checkpoint(
@@ -137,7 +138,7 @@ def phase_times(
     backward, optimiser (the threads' gradients added, the update)."""
     model = build(spec, train_spec.dtype, seed=train_spec.seed)
     set_weights(model, init_weights)
-    optimizer = Optimizer(train_spec, model.weights)
+    optimizer = Optimizer(train_spec, model.trainable_weights())
     rng = generator(train_spec.seed, "dropout")
     x_train = data.x_train.astype(model.dtype, copy=False)
     clock = StepClock()
