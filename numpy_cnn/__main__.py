@@ -54,9 +54,11 @@ def make_parser() -> argparse.ArgumentParser:
     gradcheck = commands.add_parser(
         "gradcheck",
         help="backprop of every layer and of the network against finite differences",
-        description="Check every hand-written backward pass (conv, max-pooling, activations, "
-        "dense, dropout, the loss) and the whole network against central finite "
-        "differences in float64; exit 1 if any check fails.",
+        description="Check every hand-written backward pass (conv, grouped and depthwise conv, "
+        "max- and average pooling, global average pooling, batchnorm in training and "
+        "evaluation mode, add, activations, dense, dropout, the loss) and the whole network "
+        "(batchnorm in training mode) against central finite differences in float64; exit 1 "
+        "if any check fails.",
         formatter_class=HelpFormatter,
     )
     gradcheck.add_argument(
@@ -64,6 +66,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     gradcheck.add_argument(
         "--samples", type=int, default=20, help="entries checked per tensor of the network"
+    )
+    gradcheck.add_argument(
+        "--spec",
+        type=Path,
+        action="append",
+        help="a YAML/JSON spec file whose network is checked (repeatable; default: the seed model)",
     )
     for command in commands.choices.values():
         command.epilog = EXIT_STATUSES
@@ -94,7 +102,10 @@ def _main(argv: list[str] | None) -> int:
 
         if args.samples < 1:
             raise UserError(f"--samples must be at least 1, got {args.samples}", "use --samples 1+")
-        checks = gradcheck.run_checks(args.seed, args.samples)
+        from cnn_common.spec_files import load_spec
+
+        specs = {path.stem: load_spec(path)[0] for path in args.spec or ()}
+        checks = gradcheck.run_checks(args.seed, args.samples, specs or None)
         print(*gradcheck.report(checks), sep="\n")
         return 0 if all(check.ok for check in checks) else 1
     return run_train_command(args, FRAMEWORK)

@@ -30,7 +30,7 @@ import numpy as np
 from cnn_common.numeric import numeric_gradient
 from cnn_common.spec import Layer, ModelSpec, layers, same_padding
 from cnn_common.weights import init_weights
-from numpy_cnn import fused, ops, pooling
+from numpy_cnn import fused, grouped, norm, ops, pooling
 from numpy_cnn.network import (
     CNN,
     ConvLayerCache,
@@ -119,6 +119,16 @@ def _conv_pool_grads(dout: np.ndarray, cache: fused.ConvPoolCache) -> dict[str, 
     return {"x": dx, "w": dw, "b": db}
 
 
+def _grouped_grads(dout: np.ndarray, cache: grouped.GroupedConvCache) -> dict[str, np.ndarray]:
+    dx, dw, db = grouped.grouped_conv_backward(dout, cache)
+    return {"x": dx, "w": dw, "b": db}
+
+
+def _batchnorm_grads(dout: np.ndarray, cache: norm.BatchNormCache) -> dict[str, np.ndarray]:
+    dx, dgamma, dbeta = norm.batchnorm_backward(dout, cache)
+    return {"x": dx, "gamma": dgamma, "beta": dbeta}
+
+
 def _dense_grads(dout: np.ndarray, cache: ops.DenseCache) -> dict[str, np.ndarray]:
     dx, dw, db = ops.dense_backward(dout, cache)
     return {"x": dx, "w": dw, "b": db}
@@ -133,7 +143,8 @@ def layer_checks(seed: int = 0) -> list[Check]:
     """Every layer type's backward pass against its own forward pass, on small random float64
     inputs: conv (both im2col paths, stride 1 and 2, TensorFlow's asymmetric 'same' pads),
     conv fused with the pooling after it, max-pooling (tiling and overlapping windows), relu,
-    tanh, sigmoid, dense, dropout with a fixed mask, and the softmax cross-entropy."""
+    tanh, sigmoid, dense, dropout with a fixed mask, the softmax cross-entropy, and the
+    layer list's kinds (``new_kind_checks``)."""
     rng = np.random.default_rng(seed)
     checks: list[Check] = []
     for n, size, c, k, f, stride, pad in (
@@ -208,6 +219,75 @@ def layer_checks(seed: int = 0) -> list[Check]:
     checks.append(
         Check("softmax cross-entropy", "logits", logits.size, relative_error(dlogits, numeric))
     )
+    return checks + new_kind_checks(rng)
+
+
+def new_kind_checks(rng: np.random.Generator) -> list[Check]:
+    """The kinds of the layer-list form: grouped and depthwise convolution (with and without
+    bias), batchnorm in training mode (the batch's statistics, which depend on ``x``) and in
+    evaluation mode (running statistics), average pooling (tiling and overlapping windows),
+    global average pooling and add."""
+    checks: list[Check] = []
+    for case, (c, f, groups, stride, bias) in {
+        "grouped conv 3x3, 4 channels, 2 groups, 6 filters, 'same' pads": (4, 6, 2, 1, True),
+        "depthwise conv 3x3, 3 channels, stride 2, 'same' pads, no bias": (3, 3, 3, 2, False),
+    }.items():
+        x = rng.normal(size=(2, 6, 6, c))
+        w = rng.normal(size=(3, 3, c // groups, f))
+        b = rng.normal(size=f) if bias else None
+        pad = (same_padding(6, 3, stride), same_padding(6, 3, stride))
+        inputs = {"x": x, "w": w, **({"b": b} if b is not None else {})}
+        checks += _check_layer(
+            case,
+            lambda x=x, w=w, b=b, stride=stride, pad=pad, groups=groups: (
+                grouped.grouped_conv_forward(x, w, b, stride, pad, groups)
+            ),
+            _grouped_grads,
+            inputs,
+            rng,
+        )
+    x = rng.normal(1.0, 2.0, size=(2, 3, 4, 3))
+    gamma, beta = rng.normal(1.0, 0.2, size=3), rng.normal(size=3)
+    running = (rng.normal(size=3), rng.uniform(0.5, 2.0, size=3))
+    for case, stats in {
+        "batchnorm, training mode (the batch's statistics)": None,
+        "batchnorm, evaluation mode (running statistics)": running,
+    }.items():
+        checks += _check_layer(
+            case,
+            lambda stats=stats: norm.batchnorm_forward(x, gamma, beta, 1e-5, stats),
+            _batchnorm_grads,
+            {"x": x, "gamma": gamma, "beta": beta},
+            rng,
+        )
+    for case, (size, window, stride) in {
+        "avgpool 2x2, stride 2 (7x7: the last row and column unread)": (7, 2, 2),
+        "avgpool 3x3, stride 2 (overlapping windows)": (7, 3, 2),
+    }.items():
+        x = rng.normal(size=(2, size, size, 3))
+        checks += _check_layer(
+            case,
+            lambda x=x, window=window, stride=stride: pooling.avgpool_forward(x, window, stride),
+            lambda dout, cache: {"x": pooling.avgpool_backward(dout, cache)},
+            {"x": x},
+            rng,
+        )
+    x = rng.normal(size=(2, 3, 4, 5))
+    checks += _check_layer(
+        "global avgpool",
+        lambda: pooling.global_avgpool_forward(x),
+        lambda dout, cache: {"x": pooling.global_avgpool_backward(dout, cache)},
+        {"x": x},
+        rng,
+    )
+    a, b = rng.normal(size=(2, 3, 3, 4)), rng.normal(size=(2, 3, 3, 4))
+    checks += _check_layer(
+        "add",
+        lambda: (ops.add_forward(a, b), None),
+        lambda dout, _: dict(zip(("a", "b"), ops.add_backward(dout), strict=True)),
+        {"a": a, "b": b},
+        rng,
+    )
     return checks
 
 
@@ -216,6 +296,8 @@ def _pieces(caches: list[tuple[Layer, LayerCache]]) -> list[np.ndarray]:
     window's winner, from the forward pass's caches."""
     found: list[np.ndarray] = []
     for _, cache in caches:
+        if isinstance(cache, ops.ActivationCache) and cache.kind == "relu":
+            found.append(cache.out > 0)  # an activation layer of its own
         if isinstance(cache, ConvLayerCache) and isinstance(cache.conv, fused.ConvPoolCache):
             found.append(fused.conv_pool_winners(cache.conv))  # pooled by the convolution
         if isinstance(cache, PoolLayerCache) and cache.pool is not None:
@@ -238,22 +320,30 @@ def _sample(shape: tuple[int, ...], count: int, rng: np.random.Generator) -> lis
 
 
 def network_checks(
-    spec: ModelSpec | None = None, seed: int = 0, samples: int = 20, images: int = 2
+    spec: ModelSpec | None = None,
+    seed: int = 0,
+    samples: int = 20,
+    images: int = 2,
+    label: str = "",
 ) -> list[Check]:
-    """The whole network of ``spec`` (default the seed model) in float64: the gradient of the
-    mean cross-entropy with respect to every weight tensor and the image, ``samples`` entries
-    of each, at the canonical initial kernels of ``seed`` with random biases (zero biases put
-    every blank pixel's ReLU input exactly on the kink) on random images."""
+    """The whole network of ``spec`` (default the seed model) in float64, batchnorm in
+    training mode (the batch's statistics, as ``loss_and_grads``): the gradient of the mean
+    cross-entropy with respect to every trainable tensor and the image, ``samples`` entries of
+    each, at the canonical initial kernels of ``seed`` with random biases (zero biases put
+    every blank pixel's ReLU input exactly on the kink) and random batchnorm scales and
+    shifts, on random images. ``label`` names the spec in the report."""
     spec = spec or ModelSpec()
     rng = np.random.default_rng(seed)
     weights = init_weights(spec, seed, "float64")
     for name, value in weights.items():
-        if name.endswith(".bias"):
+        if name.endswith((".bias", ".beta")):
             weights[name] = rng.normal(0.0, 0.1, size=value.shape)
+        elif name.endswith(".gamma"):
+            weights[name] = rng.normal(1.0, 0.1, size=value.shape)
     model: CNN = make_network(spec, weights, "float64")
     x = rng.uniform(0.0, 1.0, size=(images, *spec.input_shape))  # (N, H, W, C)
     y = rng.integers(0, spec.num_classes, size=images)
-    logits, caches = forward(model, x)
+    logits, caches = forward(model, x, batch_stats=True)
     _, dlogits = ops.softmax_cross_entropy(logits, y)
     inputs: dict[str, np.ndarray] = {}
     analytic = backward(model, dlogits, caches, inputs)
@@ -262,13 +352,14 @@ def network_checks(
 
     def loss() -> float:
         """The loss, or NaN where the perturbation moved the network to another piece."""
-        out, now = forward(model, x)
+        out, now = forward(model, x, batch_stats=True)
         same = all(np.array_equal(a, b) for a, b in zip(base, _pieces(now), strict=True))
         return ops.softmax_cross_entropy(out, y)[0] if same else math.nan
 
-    case = f"network ({'seed spec' if spec == ModelSpec() else 'spec'}, {images} images)"
+    label = label or ("seed spec" if spec == ModelSpec() else "spec")
+    case = f"network ({label}, {images} images)"
     checks = []
-    for name, array in {**model.weights, "image": x}.items():
+    for name, array in {**model.trainable_weights(), "image": x}.items():
         indices = _sample(array.shape, samples, rng)
         numeric = numeric_gradient(loss, array, indices, STEP)
         picked = np.array([analytic[name][index] for index in indices])
@@ -278,9 +369,16 @@ def network_checks(
     return checks
 
 
-def run_checks(seed: int = 0, samples: int = 20) -> list[Check]:
-    """Every layer type, then the whole seed network."""
-    return layer_checks(seed) + network_checks(seed=seed, samples=samples)
+def run_checks(
+    seed: int = 0, samples: int = 20, specs: dict[str, ModelSpec] | None = None
+) -> list[Check]:
+    """Every layer type, then the whole network of each of ``specs`` (by label; default the
+    seed model)."""
+    networks = specs or {"seed spec": ModelSpec()}
+    checks = layer_checks(seed)
+    for label, spec in networks.items():
+        checks += network_checks(spec, seed=seed, samples=samples, label=label)
+    return checks
 
 
 def report(checks: list[Check]) -> list[str]:
@@ -289,12 +387,12 @@ def report(checks: list[Check]) -> list[str]:
         f"Backprop against central differences (h = {STEP:g}), float64; an entry's error is "
         f"|a - n| / max(|a|, |n|, {FLOOR:g}); tolerance {TOLERANCE:g}",
         "",
-        f"{'layer':<62} {'gradient of':<14} {'entries':>18} {'max rel. error':>15}  result",
+        f"{'layer':<62} {'gradient of':<22} {'entries':>18} {'max rel. error':>15}  result",
     ]
     for check in checks:
         entries = f"{check.checked}" + (f" (+{check.skipped} on a kink)" if check.skipped else "")
         lines.append(
-            f"{check.case:<62} {check.tensor:<14} {entries:>18} {check.error:>15.2e}  "
+            f"{check.case:<62} {check.tensor:<22} {entries:>18} {check.error:>15.2e}  "
             + ("PASS" if check.ok else "FAIL")
         )
     failed = [c for c in checks if not c.ok]
