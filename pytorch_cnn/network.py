@@ -135,17 +135,20 @@ class SpecBatchNorm(nn.Module):
             return F.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
             )
-        if self.update_running:
-            self.update_running_statistics(x.detach())
-        # No running tensors given: the batch's mean and biased variance, nothing updated.
-        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        if not self.update_running:  # no running tensors given: nothing is updated
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        # With momentum 1, PyTorch's own update leaves exactly the batch's mean and its
+        # unbiased variance in the tensors it is given: the statistics of the same pass.
+        mean, unbiased = torch.zeros_like(self.running_mean), torch.ones_like(self.running_var)
+        y = F.batch_norm(x, mean, unbiased, self.weight, self.bias, True, 1.0, self.eps)
+        self.update_running_statistics(mean, unbiased, x.numel() // x.shape[1])
+        return y
 
     @torch.no_grad()
-    def update_running_statistics(self, x: torch.Tensor) -> None:
-        """Fold the statistics of the batch ``x: (N, C, H, W)`` into the running ones."""
-        var_b, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)  # (C,) each
-        n = x.numel() // x.shape[1]
-        batch_var = var_b * n / (n - 1) if self.variance == "unbiased" else var_b
+    def update_running_statistics(self, mean: torch.Tensor, unbiased: torch.Tensor, n: int) -> None:
+        """Fold a batch's statistics into the running ones: its ``mean`` and ``unbiased``
+        variance ``(C,)`` over ``n`` values a channel (biased: ``unbiased * (n - 1) / n``)."""
+        batch_var = unbiased if self.variance == "unbiased" else unbiased * (n - 1) / n
         m = self.momentum
         for running, batch in ((self.running_mean, mean), (self.running_var, batch_var)):
             if self.momentum_convention == "torch":
