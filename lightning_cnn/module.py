@@ -71,6 +71,12 @@ class LitCNN(L.LightningModule):
     step): the same counts as updating them every step, without the metric bookkeeping on
     every step.
 
+    The Trainer switches the network's modes: training steps in training mode (batchnorm
+    normalises with the batch's statistics and updates its running ones), validation, test and
+    prediction in evaluation mode (the running statistics, dropout off), as the contract's
+    ``evaluate`` computes them. Under DDP each process normalises with its share of the batch,
+    and the running statistics are the first process's (DDP broadcasts its buffers).
+
     Input shape: ``(N, C, H, W)``. Output shape: ``(N, K)`` logits.
     """
 
