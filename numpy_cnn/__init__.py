@@ -8,9 +8,11 @@ D, U a dense layer's inputs and units, K classes. Images are NHWC, conv kernels
 Modules, as in every framework package: ``network`` (the CNN: forward with caches, backward in
 reverse), ``model`` (the contract), ``optim`` (Adam in both epsilon conventions, SGD with
 momentum), ``training`` (the training loop, checkpoints, resume), ``framework`` (the declaration),
-``__main__`` (the command line). Beside them: ``ops`` and ``pooling`` (the layers as
-forward/backward pairs with their plain-loop twins), ``fused`` (a convolution and its pooling
-as one operation), ``parallel`` (the batch spread over the cores) and ``demo``
+``__main__`` (the command line). Beside them: ``ops``, ``pooling``, ``grouped`` and ``norm``
+(the layers as forward/backward pairs with their plain-loop twins: convolution, activations,
+dense, dropout, add; max-, average and global average pooling; grouped convolution;
+batchnorm), ``fused`` (a convolution and its pooling as one operation), ``step`` (the training
+step: pieces of a batch), ``parallel`` (the batch spread over the cores) and ``demo``
 (walk-throughs).
 """
 

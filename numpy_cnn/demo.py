@@ -1,10 +1,11 @@
 """Walk-throughs that print what they compute and draw it: ``numpy-cnn demo forward|conv``.
 
-``forward_demo`` walks the spec's real CNN on one real test image, one ``numpy_cnn.ops`` call
-per step (the same functions training runs), printing each layer's output shape and a few of
-its values, then the class probabilities and the loss; ``conv_demo`` convolves an MNIST digit
-with a 5x5 edge filter without and with zero padding, at stride 1 and 2, and max-pools the
-results with the naive (loop) operations, so that what is drawn is the formula itself.
+``forward_demo`` walks the spec's real CNN on one real test image, one call of the ops modules
+per step (the same functions training runs; batchnorm in evaluation mode), printing each
+layer's output shape and a few of its values, then the class probabilities and the loss;
+``conv_demo`` convolves an MNIST digit with a 5x5 edge filter without and with zero padding,
+at stride 1 and 2, and max-pools the results with the naive (loop) operations, so that what
+is drawn is the formula itself.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import numpy as np
 
 from cnn_common.data import check_images, load_dataset, scale_images
 from cnn_common.errors import UserError
-from cnn_common.spec import ModelSpec, layers, same_padding
+from cnn_common.spec import IMAGE, Layer, ModelSpec, layers, same_padding
 from cnn_common.weights import Weights, init_weights, load_weights
-from numpy_cnn import ops, parallel, pooling
+from numpy_cnn import grouped, norm, ops, parallel, pooling
 
 # A 5x5 vertical-edge filter: positive on the left, negative on the right (a widened Sobel).
 EDGE_FILTER = (
@@ -54,30 +55,47 @@ class Step:
     call that computed it and its output (batch axis first)."""
 
     name: str
-    kind: str  # conv | activation | pool | flatten | dense | dropout
+    kind: str  # a layer kind of cnn_common.spec (logits: dense), or activation
     call: str
     output: np.ndarray
 
 
 def walk(spec: ModelSpec, weights: Weights, x: np.ndarray) -> list[Step]:
-    """The forward pass of ``spec`` on images ``x (N, H, W, C)``, one ``numpy_cnn.ops`` call a
-    step, each activation where the spec puts it (before pooling; ``numpy_cnn.network`` pools
-    first, which gives the same numbers for these non-decreasing activations). The last
-    step's output is the logits ``(N, K)``."""
+    """The forward pass of ``spec`` on images ``x (N, H, W, C)`` in evaluation mode (batchnorm
+    with its running statistics), one call of the ops modules a step, following the layer
+    graph (each layer reads ``Layer.inputs``), each activation where the spec puts it (before
+    pooling; ``numpy_cnn.network`` pools first, which gives the same numbers for these
+    non-decreasing activations). The last step's output is the logits ``(N, K)``."""
     steps: list[Step] = []
-    out = x
+    outputs = {IMAGE: x}  # every layer's output by name, for the layers that read it
     for layer in layers(spec):
         name = layer.name
+        out = outputs[layer.inputs[0]]
         if layer.kind == "conv":
-            kernel, bias = weights[f"{name}.kernel"], weights[f"{name}.bias"]
-            out, _ = ops.conv2d_forward(out, kernel, bias, layer.stride, layer.pad)
-            call = (
-                f"ops.conv2d_forward(x, {name}.kernel {kernel.shape}, {name}.bias {bias.shape}, "
-                f"stride={layer.stride}, pad={layer.pad})"
-            )
+            out, call = _conv(layer, weights, out)
         elif layer.kind == "pool":
             out, _ = pooling.maxpool_forward(out, layer.kernel_size, layer.stride)
             call = f"pooling.maxpool_forward(x, size={layer.kernel_size}, stride={layer.stride})"
+        elif layer.kind == "avgpool":
+            out, _ = pooling.avgpool_forward(out, layer.kernel_size, layer.stride)
+            call = f"pooling.avgpool_forward(x, size={layer.kernel_size}, stride={layer.stride})"
+        elif layer.kind == "global_avgpool":
+            out, _ = pooling.global_avgpool_forward(out)
+            call = "pooling.global_avgpool_forward(x)  (the mean of each channel)"
+        elif layer.kind == "batchnorm":
+            running = (weights[f"{name}.moving_mean"], weights[f"{name}.moving_variance"])
+            gamma, beta = weights[f"{name}.gamma"], weights[f"{name}.beta"]
+            out, _ = norm.batchnorm_forward(out, gamma, beta, layer.epsilon, running)
+            call = (
+                f"norm.batchnorm_forward(x, {name}.gamma, {name}.beta, eps={layer.epsilon:g}, "
+                f"running=({name}.moving_mean, {name}.moving_variance))  (evaluation mode)"
+            )
+        elif layer.kind == "activation":
+            out, _ = ops.activation_forward(out, layer.activation)
+            call = f"ops.activation_forward(x, {layer.activation!r})"
+        elif layer.kind == "add":
+            out = ops.add_forward(out, outputs[layer.inputs[1]])
+            call = f"ops.add_forward({layer.inputs[0]}, {layer.inputs[1]})"
         elif layer.kind == "flatten":
             out = out.reshape(len(out), -1)  # (N, H*W*C), H, W, C order
             call = "x.reshape(N, -1)  (H, W, C order)"
@@ -89,11 +107,35 @@ def walk(spec: ModelSpec, weights: Weights, x: np.ndarray) -> list[Step]:
             out, _ = ops.dropout_forward(out, layer.rate, None)
             call = f"ops.dropout_forward(x, rate={layer.rate}, rng=None)  (identity at inference)"
         steps.append(Step(name, "dense" if layer.kind == "logits" else layer.kind, call, out))
-        if layer.activation != "linear":
+        if layer.activation != "linear" and layer.kind != "activation":
             out, _ = ops.activation_forward(out, layer.activation)
             call = f"ops.activation_forward(x, {layer.activation!r})"
             steps.append(Step(f"{name}/{layer.activation}", "activation", call, out))
+        outputs[name] = out
     return steps
+
+
+def _conv(layer: Layer, weights: Weights, x: np.ndarray) -> tuple[np.ndarray, str]:
+    """A conv layer's output before its activation, and the call that computed it: a grouped
+    convolution for ``groups`` > 1, a zero bias where the layer has none."""
+    name, kernel = layer.name, weights[f"{layer.name}.kernel"]
+    bias = weights.get(f"{name}.bias")
+    where = f"stride={layer.stride}, pad={layer.pad}"
+    if layer.groups > 1:
+        out, _ = grouped.grouped_conv_forward(
+            x, kernel, bias, layer.stride, layer.pad, layer.groups
+        )
+        named = f"{name}.bias {bias.shape}" if bias is not None else "None"
+        call = (
+            f"grouped.grouped_conv_forward(x, {name}.kernel {kernel.shape}, {named}, {where}, "
+            f"groups={layer.groups})"
+        )
+        return out, call
+    named = f"{name}.bias {bias.shape}" if bias is not None else "zeros (no bias)"
+    if bias is None:
+        bias = np.zeros(kernel.shape[3], dtype=kernel.dtype)
+    out, _ = ops.conv2d_forward(x, kernel, bias, layer.stride, layer.pad)
+    return out, f"ops.conv2d_forward(x, {name}.kernel {kernel.shape}, {named}, {where})"
 
 
 def _values(value: np.ndarray) -> list[str]:
@@ -202,7 +244,7 @@ def _draw_forward(
     maps = [("input", x)]
     for i, step in enumerate(steps):
         following = steps[i + 1] if i + 1 < len(steps) else None
-        activated = following is not None and following.kind == "activation"
+        activated = following is not None and following.name.startswith(f"{step.name}/")
         if step.output.ndim == 4 and not activated:
             maps.append((step.name, step.output))
     plt = _pyplot()
