@@ -8,6 +8,7 @@ family against the float64 reference is the contract suite's: tests/contract/tes
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import pytorch_cnn  # noqa: E402
+from cnn_common.data import Data  # noqa: E402
 from cnn_common.errors import SpecError  # noqa: E402
+from cnn_common.results import WEIGHTS_FILE  # noqa: E402
 from cnn_common.spec import (  # noqa: E402
     IMAGE,
     LayerSpec,
@@ -31,7 +34,7 @@ from cnn_common.spec import (  # noqa: E402
     weight_shapes,
 )
 from cnn_common.spec_files import load_spec  # noqa: E402
-from cnn_common.weights import init_weights, weights_digest  # noqa: E402
+from cnn_common.weights import init_weights, load_weights, weights_digest  # noqa: E402
 from pytorch_cnn.network import SpecBatchNorm  # noqa: E402
 from tests.reference import reference_running_statistics  # noqa: E402
 
@@ -214,3 +217,31 @@ def test_a_layer_named_like_a_module_attribute_is_refused() -> None:
     )
     with pytest.raises(SpecError, match="forward"):
         pytorch_cnn.build(spec)
+
+
+def test_a_resumed_run_continues_with_the_running_statistics(tmp_path: Path) -> None:
+    """One epoch, then resumed to two from its checkpoint: the same weights and running
+    statistics as two epochs in one go."""
+    spec = ModelSpec(
+        input_shape=(8, 8, 1),
+        num_classes=3,
+        layers=(
+            LayerSpec("conv", filters=4, kernel_size=3, bias=False),
+            LayerSpec("batchnorm", momentum=0.8, momentum_convention="keras", variance="biased"),
+            LayerSpec("residual", filters=6, stride=2),
+            LayerSpec("global_avgpool"),
+        ),
+    )
+    rng = np.random.default_rng(0)
+    x, y = rng.random((48, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, 48)
+    data = Data("random", x, y, x[:16], y[:16], x[16:32], y[16:32], ("a", "b", "c"))
+    two = TrainSpec(batch_size=16, epochs=2, learning_rate=0.01)
+    kwargs = {"init_weights": init_weights(spec), "progress": False, "device": "cpu"}
+    pytorch_cnn.train(spec, two, data, tmp_path / "whole", **kwargs)
+    pytorch_cnn.train(spec, dataclasses.replace(two, epochs=1), data, tmp_path / "cut", **kwargs)
+    resumed = pytorch_cnn.train(spec, two, data, tmp_path / "cut", resume=True, **kwargs)
+    assert resumed.extra["resumed_from_epoch"] == 1
+    whole = load_weights(tmp_path / "whole" / WEIGHTS_FILE)[0]
+    for tensor, value in load_weights(tmp_path / "cut" / WEIGHTS_FILE)[0].items():
+        np.testing.assert_array_equal(value, whole[tensor], err_msg=tensor)
+    assert not np.allclose(whole["bn1.moving_mean"], 0.0)
