@@ -3,7 +3,10 @@
 Every function takes the plain ``CNN`` or a module that holds one as ``.model`` (Lightning's
 ``LitCNN`` reuses them all). Images cross the contract as NHWC NumPy arrays and become NCHW
 tensors here; weights cross in the canonical layout and are converted by
-``cnn_common.weights.to_torch_layout`` / ``from_torch_layout``, the one place that converts.
+``cnn_common.weights.to_torch_layout`` / ``from_torch_layout``, the one place that converts;
+batchnorm's running statistics travel with them. ``predict``, ``evaluate``, ``feature_maps``
+and ``layer_trace`` run the network in evaluation mode, ``loss_and_grads`` and
+``train_steps`` in training mode (``docs/design.md``: the contract in the two modes).
 """
 
 from __future__ import annotations
@@ -222,7 +225,9 @@ def layer_trace(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict[str, np.
 def train_steps(
     model: nn.Module, train_spec: TrainSpec, batches: list[tuple[np.ndarray, np.ndarray]]
 ) -> list[float]:
-    """One optimiser step per ``(x: (B, H, W, C), y: (B,))`` batch from a fresh optimiser.
+    """One optimiser step per ``(x: (B, H, W, C), y: (B,))`` batch from a fresh optimiser,
+    in training mode: batchnorm normalises with each batch's statistics and folds them into
+    its running ones, dropout is on.
 
     The weights are updated in place; returns the loss of each step (before its update).
     """
