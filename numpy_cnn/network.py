@@ -167,6 +167,7 @@ def forward(
     keep: dict[str, np.ndarray] | None = None,
     every_layer: bool = False,
     scratch: bool = False,
+    combine: norm.Combine | None = None,
 ) -> tuple[np.ndarray, list[tuple[Layer, LayerCache]]]:
     """Logits ``(N, K)`` for images ``x (N, H, W, C)``, and the caches for ``backward``.
 
@@ -181,7 +182,9 @@ def forward(
     frameworks'). ``scratch=True`` uses the workspaces without training (inference): the
     logits and kept maps live in them until the next forward of this model, so the caller
     copies what it keeps. Without ``keep``, a convolution followed by pooling windows that
-    tile its output runs as one ``numpy_cnn.fused.conv_pool_forward``.
+    tile its output runs as one ``numpy_cnn.fused.conv_pool_forward``. ``combine`` (training):
+    ``x`` is a shard of the batch, and batchnorm takes the whole batch's statistics through it
+    (``numpy_cnn.norm``).
     """
     w = model.weights
     caches: list[tuple[Layer, LayerCache]] = []
@@ -246,8 +249,9 @@ def forward(
             running = (
                 None if statistics else (w[f"{name}.moving_mean"], w[f"{name}.moving_variance"])
             )
+            gamma, beta = w[f"{name}.gamma"], w[f"{name}.beta"]
             out, cache = norm.batchnorm_forward(
-                out, w[f"{name}.gamma"], w[f"{name}.beta"], layer.epsilon, running, ws
+                out, gamma, beta, layer.epsilon, running, ws, combine
             )
         elif layer.kind == "activation":
             out, cache = ops.activation_forward(out, layer.activation, ws)

@@ -16,15 +16,24 @@ stored ``unbiased`` (``var * M / (M - 1)``) or ``biased``, the average ``torch``
 
 The fast functions make their ``(M, C)`` arrays in ``Workspace`` buffers: a training step
 allocates only per-channel vectors.
+
+A batch may be split into shards run side by side (``numpy_cnn.step``): ``combine`` then sums
+a per-channel vector over the shards of the batch, so that each shard normalises with the
+statistics of the WHOLE batch (its mean first, then the squared deviations from that mean:
+two passes) and its backward pass uses the whole batch's sums too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from numpy_cnn.ops import Workspace, _empty
+
+# Sums a per-channel vector over the shards of a batch (every shard gets the same total).
+Combine = Callable[[np.ndarray], np.ndarray]
 
 
 class BatchNormCache(NamedTuple):
@@ -36,6 +45,8 @@ class BatchNormCache(NamedTuple):
     batch: bool  # normalised with the batch's statistics (training mode)
     mean: np.ndarray  # (C,): the statistics used (the batch's, or the running ones)
     var: np.ndarray  # (C,): the batch's biased variance, or the running variance
+    count: int  # the values per channel of the whole batch (N*H*W over every shard)
+    combine: Combine | None  # sums over the batch's shards, or None: one shard
 
 
 def batchnorm_forward(
@@ -45,20 +56,29 @@ def batchnorm_forward(
     eps: float,
     running: tuple[np.ndarray, np.ndarray] | None = None,
     ws: Workspace | None = None,
+    combine: Combine | None = None,
 ) -> tuple[np.ndarray, BatchNormCache]:
     """Normalise every channel of ``x (N, H, W, C)``: with the batch's mean and biased
     variance (training mode, ``running=None``) or with ``running = (moving_mean,
     moving_variance)`` (evaluation mode); then scale by ``gamma (C,)`` and shift by
     ``beta (C,)``. Output shape ``(N, H, W, C)``; the cache keeps the statistics used
-    (``running_update`` reads the batch's from it)."""
+    (``running_update`` reads the batch's from it). ``x`` is one shard of the batch where
+    ``combine`` is given (see the module's docstring)."""
     c = x.shape[-1]
     x2 = x.reshape(-1, c)  # (M, C)
-    m = x2.shape[0]
+    count = x2.shape[0]
     xhat = _empty(ws, "bn_xhat", x2.shape, x.dtype)
     if running is None:
-        mean = x2.sum(axis=0) / x.dtype.type(m)
+        sums = x2.sum(axis=0)
+        if combine is not None:  # this shard's sums and values, added over the shards
+            both = combine(np.append(sums, x.dtype.type(count)))
+            sums, count = both[:c], round(float(both[c]))
+        mean = sums / x.dtype.type(count)
         np.subtract(x2, mean, out=xhat)  # centred
-        var = np.einsum("ij,ij->j", xhat, xhat) / x.dtype.type(m)  # biased
+        squares = np.einsum("ij,ij->j", xhat, xhat)
+        if combine is not None:
+            squares = combine(squares)
+        var = squares / x.dtype.type(count)  # biased
     else:
         mean, var = running
         np.subtract(x2, mean, out=xhat)
@@ -66,7 +86,9 @@ def batchnorm_forward(
     xhat *= inv_std
     out = np.multiply(xhat, gamma, out=_empty(ws, "bn_out", x2.shape, x.dtype))
     out += beta
-    return out.reshape(x.shape), BatchNormCache(xhat, gamma, inv_std, running is None, mean, var)
+    batch = running is None
+    cache = BatchNormCache(xhat, gamma, inv_std, batch, mean, var, count, combine)
+    return out.reshape(x.shape), cache
 
 
 def batchnorm_backward(
@@ -78,18 +100,25 @@ def batchnorm_backward(
     ``dbeta = sum(dout)``, ``dgamma = sum(dout * xhat)`` over the ``M`` values of a channel.
     Training mode (the statistics depend on ``x``):
     ``dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M)``;
-    evaluation mode (fixed statistics): ``dx = gamma * inv_std * dout``.
+    evaluation mode (fixed statistics): ``dx = gamma * inv_std * dout``. For a shard of a
+    batch, ``dx`` takes the whole batch's sums (``M``, ``dbeta``, ``dgamma``), while the
+    returned ``dgamma`` and ``dbeta`` are the shard's (the shards' gradients are added later).
     """
     xhat = cache.xhat
+    c = xhat.shape[1]
     d2 = dout.reshape(xhat.shape)  # (M, C)
-    m = xhat.shape[0]
     dbeta = d2.sum(axis=0)
     dgamma = np.einsum("ij,ij->j", d2, xhat)
     dx = _empty(ws, "bn_dx", xhat.shape, dout.dtype)
     scale = cache.gamma * cache.inv_std
     if cache.batch:
-        np.multiply(xhat, dgamma / dout.dtype.type(m), out=dx)
-        dx += dbeta / dout.dtype.type(m)
+        total_beta, total_gamma = dbeta, dgamma
+        if cache.combine is not None:
+            both = cache.combine(np.concatenate([dbeta, dgamma]))
+            total_beta, total_gamma = both[:c], both[c:]
+        m = dout.dtype.type(cache.count)
+        np.multiply(xhat, total_gamma / m, out=dx)
+        dx += total_beta / m
         np.subtract(d2, dx, out=dx)
         dx *= scale
     else:
@@ -115,7 +144,7 @@ def running_update(
     """
     if not cache.batch:
         raise ValueError("running statistics are updated from a training-mode forward")
-    count = cache.xhat.shape[0]
+    count = cache.count
     batch_var = cache.var
     if variance == "unbiased":
         if count < 2:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,15 @@ from numpy_cnn import (
     load,
     loss_and_grads,
     ops,
+    parallel,
     predict_logits,
     save,
     set_weights,
+    step,
     train_steps,
 )
-from numpy_cnn.network import forward
+from numpy_cnn.network import forward, update_running
+from numpy_cnn.optim import Optimizer
 from tests.reference import numeric_gradient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -149,6 +153,40 @@ def test_train_steps_move_the_running_statistics() -> None:
     np.testing.assert_allclose(
         after["stem_bn.moving_variance"], 0.9 + 0.1 * values.var(axis=0, ddof=1), rtol=1e-10
     )
+
+
+def test_a_step_in_shards_is_the_whole_batch_step() -> None:
+    """train_steps runs one shard of the batch per thread, the shards adding their batchnorm
+    sums: the loss, the updated weights and the running statistics are those of the whole
+    batch at once (loss_and_grads, one Adam step, the running update of its forward)."""
+    spec = small("mobilenet_small")
+    sharded, whole = randomised(spec, "float64"), randomised(spec, "float64")
+    x, y = images(spec, 7, 6, "float64")  # 7 images: shards of unequal size
+    loss, grads = loss_and_grads(whole, x, y)
+    _, caches = forward(whole, x, batch_stats=True)
+    update_running(whole, caches)
+    Optimizer(TrainSpec(), whole.trainable_weights()).step(whole.trainable_weights(), grads)
+    assert train_steps(sharded, TrainSpec(), [(x, y)])[0] == pytest.approx(loss, rel=1e-12)
+    for name, value in get_weights(sharded).items():
+        np.testing.assert_allclose(value, whole.weights[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.skipif(parallel.workers() < 2, reason="one thread: the batch is one shard")
+def test_a_failing_shard_does_not_leave_the_others_waiting(monkeypatch) -> None:
+    spec = small("vgg_small")
+    model = build(spec, "float64")
+    x, y = images(spec, 6, 7, "float64")
+    backward = step.backward
+
+    def fails_in_shard_one(model, dlogits, caches, inputs=None):
+        if model is not model_itself:
+            raise RuntimeError("shard failed")
+        return backward(model, dlogits, caches, inputs)
+
+    model_itself = model
+    monkeypatch.setattr(step, "backward", fails_in_shard_one)
+    with pytest.raises((RuntimeError, threading.BrokenBarrierError)):
+        train_steps(model, TrainSpec(), [(x, y)])
 
 
 def test_feature_maps_and_layer_trace_of_a_residual_graph() -> None:
