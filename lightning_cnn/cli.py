@@ -27,7 +27,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from cnn_common.errors import UserError
 from cnn_common.files import CHECKPOINT_DIR
-from cnn_common.spec import ConvBlock, DenseLayer, TrainSpec
+from cnn_common.spec import COMMON_FIELDS, KIND_FIELDS, ConvBlock, DenseLayer, LayerSpec, TrainSpec
 from lightning_cnn.callbacks import PredictionWriter, make_loggers
 from lightning_cnn.datamodule import ImageDataModule
 from lightning_cnn.module import LitCNN
@@ -52,6 +52,37 @@ def _register_spec_blocks() -> None:
             serializer=dataclasses.asdict,
             deserializer=lambda value, cls=cls: value if isinstance(value, cls) else cls(**value),
         )
+
+
+def _layer_fields(layer: LayerSpec) -> dict[str, Any]:
+    """A layer-list item as a mapping of the fields its kind takes (and its name and input
+    where set), as a spec file writes it."""
+    fields = (*COMMON_FIELDS, *KIND_FIELDS[layer.kind])
+    return {f: getattr(layer, f) for f in fields if getattr(layer, f) != "" or f == "kind"}
+
+
+def _register_layer_list() -> None:
+    """Let jsonargparse print and read a layer list (``model.model_spec.layers``)."""
+    register_type(
+        LayerSpec,
+        serializer=_layer_fields,
+        deserializer=lambda value: value if isinstance(value, LayerSpec) else LayerSpec(**value),
+    )
+
+
+class SpecArgumentParser(LightningArgumentParser):
+    """Writes the model spec in its one form, as spec files and
+    ``cnn_common.spec.spec_to_dict`` write it (``--print_config`` and the saved config): the
+    blocks without an empty layer list, or the layer list without the blocks."""
+
+    def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
+        spec = "model.model_spec"
+        if f"{spec}.layers" in cfg:
+            cfg = cfg.clone()
+            unused = ("conv", "dense") if cfg[f"{spec}.layers"] else ("layers",)
+            for field in unused:
+                del cfg[f"{spec}.{field}"]
+        return super().dump(cfg, *args, **kwargs)
 
 
 def checkpoint_dir(root: str | None) -> str:
@@ -113,9 +144,11 @@ def check_checkpoint_argument(args: list[str]) -> None:
 def cli_main(args: list[str] | None = None) -> CNNLightningCLI:
     """Run the LightningCLI on ``args`` (None: the command line)."""
     _register_spec_blocks()
+    _register_layer_list()
     return CNNLightningCLI(
         LitCNN,
         ImageDataModule,
+        parser_class=SpecArgumentParser,
         seed_everything_default=TrainSpec().seed,
         trainer_defaults={
             "default_root_dir": DEFAULT_ROOT,

@@ -1,6 +1,7 @@
 """lightning_cnn on a layer list with batchnorm and a residual block: the Trainer's training
 steps update the running statistics exactly as the plain PyTorch loop does, validation runs in
-evaluation mode and leaves them, and they travel through Lightning checkpoints and resume."""
+evaluation mode and leaves them, they travel through Lightning checkpoints and resume, and the
+command line prints, reads and fits a layer list."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 torch = pytest.importorskip("torch")
 L = pytest.importorskip("lightning")
@@ -17,8 +19,9 @@ import lightning_cnn as lc  # noqa: E402
 import pytorch_cnn  # noqa: E402
 from cnn_common.data import Data  # noqa: E402
 from cnn_common.results import WEIGHTS_FILE  # noqa: E402
-from cnn_common.spec import LayerSpec, ModelSpec, TrainSpec  # noqa: E402
+from cnn_common.spec import LayerSpec, ModelSpec, TrainSpec, spec_from_dict, spec_to_dict  # noqa: E402
 from cnn_common.weights import init_weights, load_weights  # noqa: E402
+from lightning_cnn.cli import cli_main  # noqa: E402
 
 # A conv, a Keras-convention batchnorm storing the biased variance, a residual block (torch
 # convention, unbiased) and global average pooling, on 8x8 images.
@@ -104,3 +107,28 @@ def test_a_lightning_checkpoint_keeps_the_running_statistics(tmp_path: Path, hel
     loaded = lc.load(path)
     assert_weights_equal(lc.get_weights(loaded), expected)
     np.testing.assert_array_equal(lc.predict_logits(loaded, x), lc.predict_logits(model, x))
+
+
+LAYERS = "[{kind: conv, filters: 4, bias: false}, {kind: batchnorm, momentum: 0.99, momentum_convention: keras}, {kind: residual, filters: 8, stride: 2}, {kind: global_avgpool}]"  # noqa: E501
+
+
+def test_the_cli_prints_reads_and_fits_a_layer_list(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, data_dir: Path
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--print_config", f"--model.model_spec.layers={LAYERS}"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)["model"]["model_spec"]
+    spec = spec_from_dict({"model": printed})[0]
+    assert printed == spec_to_dict(spec)["model"]  # the layer list alone, as a spec file
+    kinds = ["conv", "batchnorm", "residual", "global_avgpool"]
+    assert [layer.kind for layer in spec.layers] == kinds
+    cli = cli_main(
+        ["fit", f"--model.model_spec.layers={LAYERS}", "--trainer.max_steps", "2",
+         "--data.subset", "64", "--model.train_spec.batch_size", "32", "--data.data_dir", str(data_dir),
+         "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu",
+         "--trainer.limit_val_batches", "1"]
+    )  # fmt: skip
+    assert cli.model.model_spec == spec
+    assert not np.allclose(running(cli.model)["bn1.moving_mean"], 0.0)
