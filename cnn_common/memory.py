@@ -101,22 +101,27 @@ def estimate(
 
     ``images``: how many images it loads (training, validation and test); ``activation_images``:
     images whose activations one thread keeps at once (None: the whole batch, as autograd
-    does), ``threads`` such threads at once; ``keeps_im2col``: each convolution keeps its
-    im2col rows (``KH * KW * C + 1`` values for each output pixel) for its backward pass.
+    does, and as every framework does for a model with batchnorm), ``threads`` such threads at
+    once; ``keeps_im2col``: each convolution keeps its im2col rows (``KH * KW * C + 1`` values
+    for each output pixel, a grouped one twice) for its backward pass.
     """
     size = BYTES[train_spec.dtype]
     params = param_count(spec) * size
     state = state_count(spec) * size  # batchnorm's running statistics: no gradient, no moments
     moments = {"adam": 2, "sgd": 1 if train_spec.momentum > 0 else 0}[train_spec.optimizer]
     at_once = train_spec.batch_size
-    if activation_images is not None:
+    # Batchnorm normalises over the whole batch, so its activations are held all at once.
+    whole_batch = any(layer.kind == "batchnorm" for layer in layers(spec))
+    if activation_images is not None and not whole_batch:
         at_once = min(train_spec.batch_size, activation_images * threads)
     per_image = 0  # values kept for the backward pass, one image
     for layer in layers(spec):
         per_image += math.prod(layer.output_shape)
         if keeps_im2col and layer.kind == "conv":
-            k, c_in = layer.kernel_size, layer.input_shape[2] // layer.groups
-            per_image += math.prod(layer.output_shape[:2]) * (k * k * c_in + 1)
+            # A grouped convolution's rows are cut from all channels, then regrouped (a copy).
+            k, c_in = layer.kernel_size, layer.input_shape[2]
+            copies = 2 if layer.groups > 1 else 1
+            per_image += math.prod(layer.output_shape[:2]) * (copies * k * k * c_in + 1)
     kept = per_image * at_once * size
     h, w, c = spec.input_shape
     return MemoryEstimate(
