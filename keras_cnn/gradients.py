@@ -162,6 +162,8 @@ def _jax(model, x, y, loss_fn, batch_statistics, tensors_too):  # noqa: ANN001, 
     else:
         (loss, outputs), grad_values = jax.value_and_grad(run, has_aux=True)(values, None)
         tensor_grads = {}
+    # jax hands dicts back sorted by key: the spec's order again
+    outputs = {name: outputs[name] for name in (IMAGE, *(layer.name for layer, _ in walked))}
     by_id = {
         id(v): g
         for (layer, _), gs in zip(walked, grad_values, strict=True)
