@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn_common.spec import ModelSpec, TrainSpec, trainable_shapes
+from cnn_common.spec import ModelSpec, TrainSpec, layers, trainable_shapes
 from cnn_common.spec_files import load_spec
 from cnn_common.weights import init_weights
 from tests.reference import (
@@ -54,7 +54,8 @@ def reference_gaps(spec: ModelSpec, n: int = 4) -> dict[str, float]:
     in float64: evaluation-mode logits, ``loss_and_grads`` (training mode), ``layer_trace``
     (evaluation mode: outputs, total input gradients, weight gradients), the running
     statistics after one ``train_steps`` step; ``unchanged``: 1.0 where a query moved the
-    running statistics (0.0 where none did)."""
+    running statistics, ``grad_names`` and ``trace_order``: 1.0 where the gradients' or the
+    trace's keys are not in the spec's order (0.0 where all is well)."""
     import keras_cnn
 
     weights = varied_weights(spec)
@@ -73,6 +74,9 @@ def reference_gaps(spec: ModelSpec, n: int = 4) -> dict[str, float]:
     trace = keras_cnn.layer_trace(model, x, y)
     eval_loss, eval_grads, input_grads = reference_gradients(spec, weights, x, y, training=False)
     outputs = reference_forward(spec, weights, x)
+    names = [layer.name for layer in layers(spec)]
+    keys = ["loss", *(f"forward/{k}" for k in names), *(f"grad_input/{k}" for k in names)]
+    gaps["trace_order"] = float(list(trace) != [*keys, *(f"grad/{k}" for k in grads)])
     gaps["trace_loss"] = abs(float(trace["loss"]) - eval_loss) / eval_loss
     gaps["trace_forward"] = max(gap(trace[f"forward/{k}"], outputs[k]) for k in input_grads)
     gaps["trace_grad_input"] = max(gap(trace[f"grad_input/{k}"], g) for k, g in input_grads.items())

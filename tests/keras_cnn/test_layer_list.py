@@ -91,6 +91,7 @@ def test_an_example_matches_the_reference_in_float64(name: str, km: ModuleType) 
     gaps = reference_gaps(example(name))
     assert gaps.pop("unchanged") == 0.0  # no query moved the running statistics
     assert gaps.pop("grad_names") == 0.0  # trainable tensors only, in the spec's order
+    assert gaps.pop("trace_order") == 0.0
     assert max(gaps.values()) < 1e-12, gaps
 
 
@@ -122,7 +123,7 @@ def test_another_backend_matches_the_reference(backend: str) -> None:
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["backend"] == backend
     for name, gaps in report["gaps"].items():
-        assert gaps.pop("unchanged") == 0.0 and gaps.pop("grad_names") == 0.0, name
+        assert gaps.pop("unchanged") == gaps.pop("grad_names") == gaps.pop("trace_order") == 0.0
         assert max(gaps.values()) < 1e-4, (name, gaps)
 
 
