@@ -9,6 +9,10 @@ one small function of its package; the project's source is untouched:
   Its trace still reports the flatten output in the canonical H, W, C order.
 - ``padding``: ``build`` places the odd pixel of 'same' padding before instead of after.
 - ``epsilon``: ``train_steps`` uses Adam's epsilon times 1000.
+- on ``examples/resnet_small.yaml``, in ``build``: ``momentum``, the stem's batchnorm keeps its
+  running average in the other convention (``new = m * old + (1 - m) * batch``); ``variance``,
+  it stores the batch's biased variance instead of the unbiased one; ``residual``, the first
+  residual block's ``add`` joins its first batchnorm instead of the block's input.
 
 ``cnn-compare parity --frameworks numpy,faulty`` must name, as the first departure, the place
 the fault is made; with no fault, the two agree exactly, in float64 too.
@@ -70,7 +74,7 @@ FAULTY_MODEL = '''\
                 else layer
                 for layer in model.layers
             ]
-        return model
+        return replaced(model, planted)
 
 
     def set_weights(model, weights):
@@ -82,6 +86,25 @@ FAULTY_MODEL = '''\
             kernel = model.weights[f"{first.name}.kernel"]
             units = kernel.shape[1]
             kernel[...] = kernel.reshape(c, h, w, units).transpose(1, 2, 0, 3).reshape(-1, units)
+
+
+    def replaced(model, change):
+        """``model`` with ``change`` applied to each of its layers."""
+        from numpy_cnn.network import CNN, new_workspaces
+
+        changed = [change(layer) for layer in model.layers]
+        return CNN(model.spec, model.dtype, changed, model.weights, new_workspaces(changed))
+
+
+    def planted(layer):
+        if fault() == "momentum" and layer.name == "stem_bn":
+            other = {"torch": "keras", "keras": "torch"}[layer.momentum_convention]
+            return dataclasses.replace(layer, momentum_convention=other)
+        if fault() == "variance" and layer.name == "stem_bn":
+            return dataclasses.replace(layer, variance="biased")
+        if fault() == "residual" and layer.name == "stage1_add":
+            return dataclasses.replace(layer, inputs=(layer.inputs[0], "stage1_bn1"))
+        return layer
 
 
     def train_steps(model, train_spec, batches):
@@ -101,6 +124,7 @@ PADDING_SPEC = [
     "conv.1.pool_size=0",
 ]
 SMALL = ["--steps", "2", "--batch-size", "32"]
+RESNET = ["--spec", str(Path(__file__).resolve().parents[2] / "examples" / "resnet_small.yaml")]
 
 
 @pytest.fixture(scope="module")
@@ -187,17 +211,58 @@ def test_another_adam_epsilon_departs_at_the_first_update(
     assert departure["value"] > 10 * departure["tolerance"]
 
 
-@pytest.mark.parametrize("spec", ["seed", "padding"])
+def test_the_other_running_average_convention_departs_at_that_batchnorms_statistics(
+    plugin: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    status, record = locate(plugin, tmp_path, data_dir, "momentum", *RESNET)
+    where = "step 0, running-statistics update of stem_bn (stem_bn.moving_mean)"
+    departure = check_located(status, record, where, "statistics")
+    step0 = [r for r in record["rows"] if r["pair"] == PAIR and r["step"] == 0]
+    assert all(r["ok"] for r in step0 if r["phase"] != "statistics")  # the batch is the same
+    assert departure["value"] > 0.1  # (1 - m) for m: a real error, not rounding
+
+
+def test_a_biased_stored_variance_departs_at_the_statistics_then_the_evaluation_forward(
+    plugin: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    # The variance differs by the factor n / (n - 1), n = 32 * 14 * 14 values: a relative
+    # 1.6e-4 of the batch's share m = 0.1 of the average, under float32's rounding tolerance,
+    # so float64 is where it can be seen.
+    status, record = locate(plugin, tmp_path, data_dir, "variance", *RESNET, "--dtype=float64")
+    where = "step 0, running-statistics update of stem_bn (stem_bn.moving_variance)"
+    check_located(status, record, where, "statistics")
+    rows = {(r["step"], r["quantity"], r["name"]): r for r in record["rows"] if r["pair"] == PAIR}
+    assert rows[(0, "statistics", "stem_bn.moving_mean")]["ok"]  # only the variance is stored
+    # the first forward pass in evaluation mode that reads it: step 1's
+    assert rows[(0, "forward", "stem_bn")]["ok"] and not rows[(1, "forward", "stem_bn")]["ok"]
+
+
+def test_a_residual_joined_to_the_wrong_layer_departs_at_that_add(
+    plugin: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    status, record = locate(plugin, tmp_path, data_dir, "residual", *RESNET)
+    check_located(status, record, "step 0, forward of stage1_add", "forward")
+    rows = [r for r in record["rows"] if r["pair"] == PAIR and r["step"] == 0]
+    before = rows[: [r["name"] for r in rows].index("stage1_add")]
+    assert before and all(r["ok"] for r in before)
+
+
+@pytest.mark.parametrize("spec", ["seed", "padding", "resnet_small"])
 def test_without_a_fault_the_variant_agrees_in_float64(
     plugin: Path, tmp_path: Path, data_dir: Path, spec: str
 ) -> None:
     args = ["--dtype", "float64"]
     if spec == "padding":
         args += [f"--set={item}" for item in PADDING_SPEC]
+    if spec == "resnet_small":
+        args += RESNET
     status, record = locate(plugin, tmp_path, data_dir, "none", *args)
     assert status == 0
     assert record["dtype"] == "float64" and record["departures"] == {PAIR: None}
     rows = record["rows"]
-    assert {r["phase"] for r in rows} == {"forward", "backward", "update"}
+    stages = {"forward", "backward", "update"} | (
+        {"statistics"} if spec == "resnet_small" else set()
+    )
+    assert {r["phase"] for r in rows} == stages
     # the same code: equal up to the order a multithreaded BLAS sums in (about 1e-16)
     assert max(r["value"] for r in rows) < 1e-13
