@@ -95,7 +95,9 @@ def test_an_example_matches_the_reference_in_float64(name: str, km: ModuleType) 
     assert max(gaps.values()) < 1e-12, gaps
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
+# jax compiles every train and predict function anew (a minute and more on a busy 2-core
+# machine): slow, and the contract suite's families run on keras-jax as well.
+@pytest.mark.parametrize("backend", ["torch", pytest.param("jax", marks=pytest.mark.slow)])
 def test_another_backend_matches_the_reference(backend: str) -> None:
     """Keras 3 computes float64 models in float32 on torch and jax (keras_cnn.framework): the
     gaps are float32's. resnet_small and mobilenet_small hold every kind vgg_small has but
