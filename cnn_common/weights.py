@@ -122,14 +122,14 @@ def _flattened_inputs(spec: ModelSpec) -> dict[str, tuple[int, int, int]]:
     flatten read (their kernels' rows follow the flatten order)."""
     all_layers = layers(spec)
     flat = {layer.name: layer.input_shape for layer in all_layers if layer.kind == "flatten"}
-    through = {}  # a layer that passes a flattened vector on unchanged (dropout)
+    through = {}  # a layer that passes a flattened vector on in its order (dropout, activation)
     found: dict[str, tuple[int, int, int]] = {}
     for layer in all_layers:
         source = layer.inputs[0] if layer.inputs else ""
         shape = flat.get(source) or through.get(source)
         if shape is None:
             continue
-        if layer.kind == "dropout":
+        if layer.kind in ("dropout", "activation"):
             through[layer.name] = shape
         elif layer.kind in ("dense", "logits"):
             found[layer.name] = shape  # type: ignore[assignment]

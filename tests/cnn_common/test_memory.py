@@ -16,10 +16,13 @@ from cnn_common import memory
 from cnn_common.errors import UserError
 from cnn_common.machine import usable_cores
 from cnn_common.memory import available_memory, check_fits, estimate, framework_estimate, human
-from cnn_common.spec import ConvBlock, ModelSpec, TrainSpec
+from cnn_common.spec import ConvBlock, ModelSpec, TrainSpec, param_count, state_count
+from cnn_common.spec_files import load_spec
 from cnn_common.trainer import TrainCall, contract_train
 from compare.engine import registry
 from compare.run.command import RunOptions, memory_needs
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 BIN = Path(sys.executable).parent
 SEED_PARAMS = 46_730
@@ -180,3 +183,12 @@ def test_every_train_refuses_before_its_loop_runs(
     assert entered == []
     train(ModelSpec(), TrainSpec(), None, tmp_path, progress=False)
     assert len(entered) == 1
+
+
+def test_a_model_with_batchnorm_holds_the_whole_batch_and_counts_its_statistics() -> None:
+    model, train = load_spec(EXAMPLES / "resnet_small.yaml")
+    pieces = estimate(model, train, 100, activation_images=32, threads=1)
+    whole = estimate(model, train, 100)
+    assert pieces.activations == whole.activations  # statistics over the whole batch
+    assert whole.parameters == (param_count(model) + state_count(model)) * 4
+    assert whole.gradients == param_count(model) * 4  # the statistics have no gradient

@@ -351,3 +351,28 @@ def test_unreadable_weight_files(tmp_path) -> None:
     save_file(init_weights(ModelSpec()), str(bare))
     with pytest.raises(DataError, match="no spec in its metadata"):
         load_weights(bare)
+
+
+def test_a_dense_layer_after_flatten_and_an_activation_is_reordered_for_pytorch() -> None:
+    spec = ModelSpec(
+        input_shape=(4, 4, 2),
+        layers=[
+            {"kind": "conv", "filters": 3, "kernel_size": 3},
+            {"kind": "flatten"},
+            {"kind": "activation", "activation": "relu"},
+            {"kind": "dropout", "rate": 0.5},
+            {"kind": "dense", "units": 5},
+        ],
+        num_classes=2,
+    )
+    weights = init_weights(spec, seed=1)
+    torch_kernel = to_torch_layout(weights, spec)["dense1.kernel"]  # (out, C*H*W)
+    canonical = weights["dense1.kernel"]  # (H*W*C, out): row (h*W + w)*C + c
+    h, w, c = 2, 2, 3
+    for hh, ww, cc in [(0, 0, 0), (1, 0, 2), (1, 1, 1)]:
+        np.testing.assert_array_equal(
+            torch_kernel[:, (cc * h + hh) * w + ww], canonical[(hh * w + ww) * c + cc]
+        )
+    back = from_torch_layout(to_torch_layout(weights, spec), spec)
+    for name, value in weights.items():
+        np.testing.assert_array_equal(back[name], value)
