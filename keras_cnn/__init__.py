@@ -1,7 +1,9 @@
 """The cnn-rosetta CNN in Keras 3 (TensorFlow backend by default; torch and jax too).
 
-Modules, as in every framework package: ``network`` (the ``keras.Sequential`` of the spec, its
-loss and step metric), ``model`` (the contract), ``optim`` (the spec's optimisers in both Adam
+Modules, as in every framework package: ``network`` (the ``keras.Sequential`` of a block-form
+spec or the functional ``Network`` of a layer list, batchnorm as the spec states it, the loss
+and step metric), ``model`` (the contract), ``gradients`` (the layer graph differentiated one
+layer at a time on each backend), ``optim`` (the spec's optimisers in both Adam
 epsilon conventions), ``training`` (``fit`` on the shared batch order, checkpoints, resume),
 ``framework`` (the declarations: keras, keras-torch, keras-jax), ``__main__`` (the command
 line).

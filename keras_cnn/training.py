@@ -8,8 +8,9 @@
 - ``RecorderCallback`` (a ``keras.callbacks.Callback``) feeds the run recorder the loss of
   every step (from the ``StepLoss`` metric: Keras's own ``loss`` log is the running mean over
   the epoch) and writes a checkpoint after every epoch.
-- A checkpoint, ``checkpoints/epoch-NNNN.npz``, holds every model variable (weights and the
-  dropout seed states, which a ``.keras`` file leaves out), every optimiser variable (step
+- A checkpoint, ``checkpoints/epoch-NNNN.npz``, holds every model variable (weights,
+  batchnorm's running statistics and the dropout seed states, which a ``.keras`` file leaves
+  out), every optimiser variable (step
   count, moments) and the recorder's state. ``resume=True`` rebuilds the model from the spec,
   restores them from the newest readable file and fits on from there. (A ``.keras`` file would
   serve too, but Keras's serialiser imports TensorFlow whenever it is installed, even on the
