@@ -88,6 +88,8 @@ def test_ctrl_c_stops_the_workers_keeps_what_finished_and_says_how_to_resume(
     command = [str(BIN / "cnn-compare"), "run", "--frameworks", "numpy,pytorch", *SMALL[:-1]]
     # A new session, as a terminal's: Ctrl-C reaches the run and its worker alike. The second
     # framework holds at its first training step, so the run cannot end before the Ctrl-C.
+    # SIGINT as a terminal leaves it: a suite started in the background of a shell without job
+    # control (`pytest &`) hands its children SIGINT ignored, and a Ctrl-C would reach nothing.
     proc = subprocess.Popen(
         [*command, "--epochs", "4", "--out", str(out)],
         stdout=subprocess.PIPE,
@@ -95,10 +97,16 @@ def test_ctrl_c_stops_the_workers_keeps_what_finished_and_says_how_to_resume(
         text=True,
         env=hold_env(env(), hold, "step:1", framework="pytorch"),
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_held(hold, "the second framework (pytorch) to start training", proc)
     os.killpg(proc.pid, signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=scaled(60))
+    try:
+        stdout, stderr = proc.communicate(timeout=scaled(60))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its workers: nothing left behind
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"the run went on after Ctrl-C:\n{stdout}{stderr}")
     assert proc.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr
     assert f"cnn-compare run --resume --out {out}" in stderr
