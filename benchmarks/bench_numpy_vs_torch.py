@@ -1,9 +1,10 @@
 """numpy_cnn against the plain PyTorch loop: training epoch and inference, side by side.
 
-Both frameworks train the default spec (or ``--spec``'s) from the same initial weights on the same shared
-batches with the same threads, each epoch in a fresh process after a warm-up epoch, the two
-taking turns (``compare.bench``, the code ``cnn-compare bench`` runs). Prints the ratios of
-the median epoch and of inference, the peak memory of each, and where a step's time goes.
+Both frameworks train the default spec (or ``--spec``'s) from the same initial weights on the
+same shared batches with the same threads, each epoch in a fresh process after a warm-up
+epoch, the two taking turns (``compare.bench``, the code ``cnn-compare bench`` runs). Prints
+the ratios of the median epoch and of inference, the peak memory of each, and where a step's
+time goes.
 
     python benchmarks/bench_numpy_vs_torch.py            # 55,000 images, 3 processes each
     python benchmarks/bench_numpy_vs_torch.py --train-images 12800 --processes 5

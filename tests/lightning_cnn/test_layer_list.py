@@ -125,7 +125,8 @@ def test_the_cli_prints_reads_and_fits_a_layer_list(
     assert [layer.kind for layer in spec.layers] == kinds
     cli = cli_main(
         ["fit", f"--model.model_spec.layers={LAYERS}", "--trainer.max_steps", "2",
-         "--data.subset", "64", "--model.train_spec.batch_size", "32", "--data.data_dir", str(data_dir),
+         "--data.subset", "64", "--model.train_spec.batch_size", "32",
+         "--data.data_dir", str(data_dir),
          "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
          "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu",
          "--trainer.limit_val_batches", "1"]
