@@ -67,11 +67,12 @@ def expected_keys(spec: ModelSpec, steps: int) -> set[tuple[int, str, str]]:
         for layer in layers(spec):
             keys |= {(step, "forward", layer.name), (step, "grad_input", layer.name)}
             keys |= {(step, "grad", tensor) for tensor in layer.params}
+            keys |= {(step, "statistics", tensor) for tensor in layer.state}
             keys |= {(step + 1, "update", tensor) for tensor in layer.params}
     return keys
 
 
-def check_float64_agreement(record: dict[str, Any], spec: ModelSpec) -> None:
+def check_float64_agreement(record: dict[str, Any], spec: ModelSpec, steps: int = 3) -> None:
     """Float64 leaves only the order of summation: every activation, weight gradient and
     update agrees within 1e-9 in every pair, NumPy with Keras and Lightning with PyTorch
     agree everywhere. The only rows that may part are input gradients below a max-pooling
@@ -82,7 +83,7 @@ def check_float64_agreement(record: dict[str, Any], spec: ModelSpec) -> None:
     assert list(record["departures"]) == pairs
     for pair in pairs:
         rows = [r for r in record["rows"] if r["pair"] == pair]
-        assert {(r["step"], r["quantity"], r["name"]) for r in rows} == expected_keys(spec, 3)
+        assert {(r["step"], r["quantity"], r["name"]) for r in rows} == expected_keys(spec, steps)
         for row in rows:
             assert row["tolerance"] == TOLERANCES["float64"][row["phase"]]
             if row["quantity"] != "grad_input":
@@ -152,6 +153,22 @@ def test_float64_wide_same_spec_agrees(tmp_path: Path, data_dir: Path) -> None:
     spec, _ = load_spec(spec_file)
     assert any(layer.kind == "dropout" for layer in layers(spec))
     check_float64_agreement(record, without_dropout(spec))  # parity leaves dropout out
+
+
+@pytest.mark.parametrize("name", ["resnet_small", "vgg_small", "mobilenet_small"])
+def test_float64_every_example_spec_agrees(tmp_path: Path, data_dir: Path, name: str) -> None:
+    """Batchnorm (its forward in evaluation mode, its backward, its running statistics after
+    every step), residual joins and depthwise convolutions agree as the seed's layers do."""
+    from cnn_common.spec_files import load_spec
+
+    spec_file = REPO / "examples" / f"{name}.yaml"
+    args = ["--spec", str(spec_file), "--dtype", "float64", "--steps", "2", "--batch-size", "16"]
+    result, record = parity(tmp_path, data_dir, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    spec, _ = load_spec(spec_file)
+    check_float64_agreement(record, spec, steps=2)
+    phases = {r["phase"] for r in record["rows"]}
+    assert phases == {"forward", "backward", "statistics", "update"}
 
 
 # ----------------------------------------------------------------------------- the locator
