@@ -2,7 +2,7 @@
 the hand-written backward pass of every layer (the other frameworks derive theirs), and the
 optimisers' update rules. ``"module:qualname"`` strings, so nothing is imported to list them;
 the page reads each object's source with ``inspect.getsource``. The keys are the layer kinds
-of ``cnn_common.spec.Layer`` (grouped convolution under ``conv``)."""
+of ``cnn_common.spec.Layer``, and ``grouped_conv`` for a convolution with groups."""
 
 SOURCES: dict[str, list[str]] = {
     "conv": [
@@ -11,8 +11,11 @@ SOURCES: dict[str, list[str]] = {
         "numpy_cnn.ops:conv2d_backward",
         "numpy_cnn.ops:col2im",
         "numpy_cnn.ops:conv2d_naive",
+    ],
+    "grouped_conv": [
         "numpy_cnn.grouped:grouped_conv_forward",
         "numpy_cnn.grouped:grouped_conv_backward",
+        "numpy_cnn.grouped:grouped_conv_naive",
     ],
     "batchnorm": [
         "numpy_cnn.norm:batchnorm_forward",

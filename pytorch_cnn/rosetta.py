@@ -8,6 +8,7 @@ SOURCES: dict[str, list[str]] = {
         "torch.nn:Conv2d.forward",
         "torch.nn:Conv2d._conv_forward",
     ],
+    "grouped_conv": ["pytorch_cnn.network:SpecConv2d.__init__", "torch.nn:Conv2d._conv_forward"],
     "batchnorm": [
         "pytorch_cnn.network:SpecBatchNorm.forward",
         "pytorch_cnn.network:SpecBatchNorm.update_running_statistics",
