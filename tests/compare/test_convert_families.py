@@ -54,8 +54,13 @@ def test_resnet_weights_with_running_statistics_convert_to_numpy_pytorch_and_onn
     assert (tmp_path / "w-converted" / CONVERT_FILE).is_file()
 
 
+# Every family through every framework's file: resnet_small in CI, the others with -m grid.
 @pytest.mark.slow
-@pytest.mark.parametrize("spec_name", FAMILIES)
+@pytest.mark.parametrize(
+    "spec_name",
+    [name if name == "resnet_small" else pytest.param(name, marks=pytest.mark.grid)
+     for name in FAMILIES],
+)  # fmt: skip
 def test_every_family_converts_to_every_framework_and_onnx(
     spec_name: str, tmp_path: Path, data_dir: Path
 ) -> None:

@@ -155,7 +155,10 @@ def test_float64_wide_same_spec_agrees(tmp_path: Path, data_dir: Path) -> None:
     check_float64_agreement(record, without_dropout(spec))  # parity leaves dropout out
 
 
-@pytest.mark.parametrize("name", ["resnet_small", "vgg_small", "mobilenet_small"])
+@pytest.mark.parametrize(
+    "name",
+    ["resnet_small", "mobilenet_small", pytest.param("vgg_small", marks=pytest.mark.grid)],
+)  # vgg_small's kinds are resnet_small's and the seed's: with -m grid
 def test_float64_every_example_spec_agrees(tmp_path: Path, data_dir: Path, name: str) -> None:
     """Batchnorm (its forward in evaluation mode, its backward, its running statistics after
     every step), residual joins and depthwise convolutions agree as the seed's layers do."""

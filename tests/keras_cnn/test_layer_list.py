@@ -96,8 +96,10 @@ def test_an_example_matches_the_reference_in_float64(name: str, km: ModuleType) 
 
 
 # jax compiles every train and predict function anew (a minute and more on a busy 2-core
-# machine): slow, and the contract suite's families run on keras-jax as well.
-@pytest.mark.parametrize("backend", ["torch", pytest.param("jax", marks=pytest.mark.slow)])
+# machine): with -m grid only; the contract suite's families run on keras-jax in CI.
+@pytest.mark.parametrize(
+    "backend", ["torch", pytest.param("jax", marks=[pytest.mark.slow, pytest.mark.grid])]
+)
 def test_another_backend_matches_the_reference(backend: str) -> None:
     """Keras 3 computes float64 models in float32 on torch and jax (keras_cnn.framework): the
     gaps are float32's. resnet_small and mobilenet_small hold every kind vgg_small has but
