@@ -111,11 +111,12 @@ def estimate(
     moments = {"adam": 2, "sgd": 1 if train_spec.momentum > 0 else 0}[train_spec.optimizer]
     at_once = train_spec.batch_size
     # Batchnorm normalises over the whole batch, so its activations are held all at once.
-    whole_batch = any(layer.kind == "batchnorm" for layer in layers(spec))
+    unrolled = layers(spec)
+    whole_batch = any(layer.kind == "batchnorm" for layer in unrolled)
     if activation_images is not None and not whole_batch:
         at_once = min(train_spec.batch_size, activation_images * threads)
     per_image = 0  # values kept for the backward pass, one image
-    for layer in layers(spec):
+    for layer in unrolled:
         per_image += math.prod(layer.output_shape)
         if keeps_im2col and layer.kind == "conv":
             # A grouped convolution's rows are cut from all channels, then regrouped (a copy).
