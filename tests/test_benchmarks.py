@@ -58,6 +58,7 @@ def test_keras_fit(tmp_path: Path, data_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.idle
 def test_under_load(tmp_path: Path, data_dir: Path) -> None:
     if (other_cores_busy(1.0) or 0.0) > BUSY_SHARE * usable_cores():
         pytest.skip("other processes keep the machine busy: the idle half needs an idle machine")

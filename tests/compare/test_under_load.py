@@ -34,6 +34,7 @@ def train_lightning(out: Path, data_dir: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.idle
 def test_a_run_beside_a_cpu_hog_is_flagged_busy(tmp_path: Path, data_dir: Path) -> None:
     pytest.importorskip("lightning")
     if (other_cores_busy(1.0) or 0.0) > BUSY_SHARE * usable_cores():
