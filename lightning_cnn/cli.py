@@ -27,9 +27,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from cnn_common.errors import UserError
 from cnn_common.files import CHECKPOINT_DIR
+from cnn_common.memory import check_training, human
 from cnn_common.spec import COMMON_FIELDS, KIND_FIELDS, ConvBlock, DenseLayer, LayerSpec, TrainSpec
 from lightning_cnn.callbacks import PredictionWriter, make_loggers
 from lightning_cnn.datamodule import ImageDataModule
+from lightning_cnn.framework import FRAMEWORK
 from lightning_cnn.module import LitCNN
 
 PROG = "lightning-cnn"
@@ -117,6 +119,16 @@ class CNNLightningCLI(LightningCLI):
         if config.get("logger") in (None, True):
             kwargs["logger"] = make_loggers(config.get("default_root_dir") or ".")
         return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """Refuse (``UserError``) a fit whose spec would not fit in the memory available now,
+        on as many processes as the Trainer starts here, before the data are read or a batch
+        allocates; show the estimate (``cnn_common.memory``, as ``lightning-cnn train`` does)."""
+        model, devices = self.model, self.trainer.num_devices
+        need, free = check_training(FRAMEWORK, model.model_spec, model.train_spec, devices)
+        if self.trainer.is_global_zero:
+            room = f"; {human(free)} available" if free is not None else ""
+            print(f"{PROG}: memory (estimate) {need.describe()}{room}", flush=True)
 
 
 def check_checkpoint_argument(args: list[str]) -> None:

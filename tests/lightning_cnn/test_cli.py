@@ -20,6 +20,7 @@ yaml = pytest.importorskip("yaml")
 
 import lightning_cnn as lc  # noqa: E402
 import pytorch_cnn  # noqa: E402
+from cnn_common import memory  # noqa: E402
 from cnn_common.batches import epoch_batches, shard_batches  # noqa: E402
 from cnn_common.data import prepare_data, subset  # noqa: E402
 from cnn_common.results import WEIGHTS_FILE  # noqa: E402
@@ -147,6 +148,30 @@ def test_user_errors_exit_2_with_the_fix_and_no_traceback(
     err = capsys.readouterr().err
     assert "lightning-cnn: error: " in err and message in err and "fix:" in err
     assert "Traceback" not in err
+
+
+def test_fit_refuses_a_spec_that_cannot_fit_before_it_reads_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "available_memory", lambda *_: 8 * 1024**3)
+    huge = "--model.model_spec.conv=[{filters: 200000}, {filters: 64}]"
+    root = tmp_path / "run"
+    args = ["fit", huge, "--data.data_dir", str(tmp_path / "no-data"), "--trainer.accelerator"]
+    assert main([*args, "cpu", "--trainer.default_root_dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "lightning-cnn: error: lightning training needs about " in err
+    assert "activations" in err and "more than the 8.0 GiB" in err and "fix: " in err
+    assert "Traceback" not in err and not (root / "checkpoints").exists()
+
+
+def test_fit_shows_its_memory_estimate(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layers = "[{kind: conv, filters: 4, kernel_size: 3}, {kind: batchnorm}, {kind: flatten}]"
+    args = quick_args(tmp_path / "run", data_dir, "--trainer.max_steps", "1")
+    cli_main(["fit", *args, f"--model.model_spec.layers={layers}", "--trainer.limit_val_batches=1"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if "memory (estimate)" in x)
+    assert line.startswith("lightning-cnn: memory (estimate) ") and "available" in line
 
 
 def test_an_unknown_dataset_for_train_is_refused_by_its_choices(
