@@ -93,3 +93,18 @@ def test_run_overhead(tmp_path: Path, data_dir: Path) -> None:
         wall, training, outside = map(float, line.groups())
         assert training > 0 and abs(wall - training - outside) < 0.2
     assert re.search(r"this / against, turn by turn: \[\S+\]", result.stdout)
+
+
+def test_numpy_step_profile() -> None:
+    pytest.importorskip("torch")
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_numpy_step_profile.py")]
+    command += ["--steps", "2", "--top", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert re.search(r"resnet_small, 128 images a step, one thread: numpy \S+ ms vs pytorch", out)
+    assert re.search(r"= \S+x \(median of 2 steps\)", out)
+    numpy_rows = out.split("numpy, by own time (cProfile):\n")[1].split("pytorch, by own")[0]
+    assert len(numpy_rows.splitlines()) == 3 and "ops.py:" in numpy_rows
+    assert "aten::" in out.split("pytorch, by own time (torch.profiler):\n")[1]
