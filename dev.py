@@ -43,9 +43,10 @@ def _bin(name: str) -> Path:
     return VENV / ("Scripts" if os.name == "nt" else "bin") / name
 
 
-def _call(*command: str | Path) -> None:
+def _call(*command: str | Path, check: bool = True) -> int:
+    """Show ``command``, run it in the repository; its exit status (raises if ``check``)."""
     print("+", shlex.join(str(c) for c in command), flush=True)
-    subprocess.run([str(c) for c in command], cwd=ROOT, check=True)
+    return subprocess.run([str(c) for c in command], cwd=ROOT, check=check).returncode
 
 
 def ensure_environment() -> None:
@@ -81,7 +82,7 @@ def run_tests(rest: list[str]) -> int:
     """The tests in parallel, then the ``idle`` ones alone; the worse exit status of the two."""
     pytest = (_bin("python"), "-m", "pytest")
     if any(a.startswith(("-n", "--numprocesses")) for a in rest):
-        return subprocess.run([str(c) for c in (*pytest, *rest)], cwd=ROOT).returncode
+        return _call(*pytest, *rest, check=False)
     marks, rest = _marks(rest)
     if "--random-order" in rest and not any(a.startswith("--random-order-seed") for a in rest):
         # every worker must collect the same order, so they share one seed
@@ -92,8 +93,7 @@ def run_tests(rest: list[str]) -> int:
     ]
     codes = []
     for args in passes:
-        print("+", shlex.join(str(c) for c in (*pytest, *args)), flush=True)
-        codes.append(subprocess.run([str(c) for c in (*pytest, *args)], cwd=ROOT).returncode)
+        codes.append(_call(*pytest, *args, check=False))
         if codes[-1] not in (0, 1, 5):
             return codes[-1]  # interrupted, or pytest refused its arguments: no second pass
     if all(code == 5 for code in codes):

@@ -26,7 +26,7 @@ def record(monkeypatch, dev: ModuleType, codes: list[int]) -> list[list[str]]:
     """Replace the pytest processes by ones that exit with ``codes`` in turn."""
     calls: list[list[str]] = []
 
-    def run(command, cwd=None):
+    def run(command, cwd=None, check=False):
         calls.append(command[3:])  # after `python -m pytest`
         return subprocess.CompletedProcess(command, codes[len(calls) - 1])
 
