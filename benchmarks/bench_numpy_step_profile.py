@@ -82,16 +82,12 @@ def main() -> None:
         (rng.random((BATCH, *model_spec.input_shape), dtype=np.float32), rng.integers(0, 10, BATCH))
         for _ in range(args.steps)
     ]
-    frameworks = {
-        "numpy": (numpy_cnn, numpy_cnn.build(model_spec, seed=train_spec.seed)),
-        "pytorch": (pytorch_cnn, pytorch_cnn.build(model_spec, seed=train_spec.seed)),
-    }
-    frameworks["pytorch"][0].set_weights(
-        frameworks["pytorch"][1], numpy_cnn.get_weights(frameworks["numpy"][1])
-    )
+    numpy_model = numpy_cnn.build(model_spec, seed=train_spec.seed)
+    torch_model = pytorch_cnn.build(model_spec, seed=train_spec.seed)
+    pytorch_cnn.set_weights(torch_model, numpy_cnn.get_weights(numpy_model))
     trains = {
-        name: (lambda b, package=package, model=model: package.train_steps(model, train_spec, b))
-        for name, (package, model) in frameworks.items()
+        "numpy": lambda b: numpy_cnn.train_steps(numpy_model, train_spec, b),
+        "pytorch": lambda b: pytorch_cnn.train_steps(torch_model, train_spec, b),
     }
     medians = {
         name: statistics.median(step_times(t, batches, args.steps)) for name, t in trains.items()
