@@ -23,6 +23,19 @@ if os.environ.get("CNN_DATA_DIR"):
     os.environ["CNN_DATA_DIR"] = str(Path(os.environ["CNN_DATA_DIR"]).resolve())
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With pytest-xdist workers, each computes with one thread unless told otherwise: the
+    workers already fill the cores, and two trainings of several threads each on the same
+    cores spend their time waiting on each other's threads. Set here in the controller, before
+    the workers start, so every framework reads it when it loads."""
+    workers = getattr(config.option, "numprocesses", None)
+    if workers and not os.environ.get("PYTEST_XDIST_WORKER"):
+        from compare.engine.launch import THREAD_VARIABLES
+
+        for variable in THREAD_VARIABLES:
+            os.environ.setdefault(variable, "1")
+
+
 def _data_or_skip(name: str) -> Data:
     try:
         return prepare_data(name, download=False)

@@ -4,6 +4,7 @@ marker expression, seed and exit status carried through."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,25 @@ def test_the_idle_marker_is_declared() -> None:
         [sys.executable, "-m", "pytest", "--markers"], cwd=REPO, capture_output=True, text=True
     )
     assert "@pytest.mark.idle:" in done.stdout
+
+
+@pytest.mark.parametrize(("workers", "expected"), [("2", "1"), ("0", "unset")])
+def test_xdist_workers_compute_with_one_thread_each(tmp_path, workers, expected) -> None:
+    probe = tmp_path / "test_probe.py"
+    probe.write_text(
+        "import os\n"
+        "def test_threads():\n"
+        f"    assert os.environ.get('OMP_NUM_THREADS', 'unset') == {expected!r}\n"
+        f"    assert os.environ.get('TF_NUM_INTRAOP_THREADS', 'unset') == {expected!r}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_THREADS")}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", workers, "-p", "tests.conftest", str(probe)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
