@@ -38,7 +38,7 @@ from cnn_common.batches import steps_per_epoch
 from cnn_common.cli import add_data_arguments, add_spec_arguments, specs_from_args
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
-from cnn_common.machine import matmul_gflops, usable_cores
+from cnn_common.machine import matmul_gflops, thread_setting
 from cnn_common.spec import TrainSpec, flops, spec_to_dict
 from compare.ablate.arms import FACTORS, Arm, check_factors, plan_arms
 from compare.ablate.effects import summarize
@@ -89,7 +89,7 @@ class AblateOptions(SweepOptions):
             "seeds": self.seeds,
             "subset": self.subset,
             "eval_subset": self.eval_subset,
-            "threads": self.threads or usable_cores(),
+            "threads": self.threads or thread_setting(),
             **spec_to_dict(self.model_spec, self.train_spec),
         }
 
@@ -157,7 +157,7 @@ def _run_ablation(options: AblateOptions, log: Callable[[str], None]) -> int:
         options.factors,
         options.model_spec,
         options.train_spec,
-        options.threads or usable_cores(),
+        options.threads or thread_setting(),
     )
     seeds = options.seed_list()
     todo = [
@@ -198,7 +198,7 @@ def _run_ablation(options: AblateOptions, log: Callable[[str], None]) -> int:
         if options.executor == "ray":
             work += [(labels[key], job, threads) for job in jobs]
             continue
-        suffix = f"{threads or options.threads or usable_cores()}t"
+        suffix = f"{threads or options.threads or thread_setting()}t"
         out = options.folder / BATCHES_DIR / f"{framework}-{suffix}"
         batch = options.job(BatchJob, framework, out, jobs=jobs)
         work.append((labels[key], batch, threads))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from cnn_common.errors import FrameworkMissingError, UserError
 from cnn_common.events import Event
-from cnn_common.machine import usable_cores
+from cnn_common.machine import thread_setting
 from compare.engine.features import job_from_json
 from compare.engine.jobs import Job
 from compare.engine.launch import EventTail, launch, run_in_process
@@ -81,8 +81,8 @@ class RayExecutor:
 
     def __init__(self, threads: int | None = None, address: str | None = None) -> None:
         # Ray sets OMP_NUM_THREADS=1 in its workers; a job's thread count is always explicit
-        # here (by default every core of this machine, as the local executor gives it).
-        threads = threads or usable_cores()
+        # here (by default what the local executor gives: OMP_NUM_THREADS, else every core).
+        threads = threads or thread_setting()
         try:
             import ray
         except ImportError:

@@ -24,7 +24,7 @@ from cnn_common.cli import add_device_arguments, specs_from_args
 from cnn_common.data import split_sizes
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_json
-from cnn_common.machine import usable_cores
+from cnn_common.machine import thread_setting
 from cnn_common.memory import available_memory, check_fits, framework_estimate, human
 from cnn_common.spec import spec_from_dict, spec_to_dict
 from compare.crosseval.evaluate import run_crosseval
@@ -121,7 +121,7 @@ def memory_needs(options: RunOptions) -> str:
     sizes = split_sizes(
         options.dataset, options.train_spec, options.data_dir, options.subset, options.eval_subset
     )
-    images, threads = sum(sizes), options.threads or usable_cores()
+    images, threads = sum(sizes), options.threads or thread_setting()
     parts, free = [], available_memory()  # read once for every framework
     for name in options.frameworks:
         info = registry.get(name)
