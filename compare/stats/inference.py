@@ -1,4 +1,5 @@
-"""Is a difference real? Means with 95% intervals, and pairwise differences with a stated test.
+"""Is a difference real, absent, or not yet known? Means with 95% intervals, and pairwise
+differences with stated tests and one of three verdicts.
 
 - A framework's mean over seeds: Student's t interval (``scipy.stats.ttest_1samp``).
 - A difference between two frameworks (or an ablation arm and its baseline): when both were
@@ -7,26 +8,44 @@
   init) the starting weights, so pairing removes what the two runs had in common. Otherwise
   Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``). The interval is the test's own
   95% confidence interval of the mean difference.
-- The verdict: "real difference" when p < 0.05 (the interval excludes 0), else "within
-  run-to-run noise". Identical samples have no spread and no p-value: they are reported as a
-  difference of exactly 0, within noise. Samples that differ by the same amount on every seed
-  have no spread either: the difference is exact, and real.
+- Equivalence against a margin ``M`` (in the metric's own unit): two one-sided tests (TOST,
+  Schuirmann 1987), the same t-test against ``-M`` (is the difference above it?) and ``+M``
+  (below it?); their larger p-value is the equivalence test's. ``p < alpha`` there is the same
+  as the ``1 - 2 alpha`` (90%) interval lying inside ``(-M, +M)``.
+- The verdict, at the level ``alpha`` (5%, or less where a family or repeated looks share it):
+  **real difference** when the t-test rejects "no difference"; else **equivalent** (within
+  ``±M``) when TOST rejects "a difference of M or more"; else **inconclusive**, with the seeds
+  it would take (``seeds_needed``). A real difference may also lie within the margin: it is
+  reported as real, and ``within_margin`` says so.
+- Many pairs at once (15 for six frameworks, on two metrics): ``adjust`` controls the false
+  discovery rate over the family with Benjamini-Hochberg (``scipy.stats.
+  false_discovery_control``), on the difference tests and, as a family of their own, on the
+  equivalence tests; the verdicts then read the adjusted p-values.
+- Exact cases: identical samples have no spread: a difference of exactly 0, equivalent within
+  any margin. Samples that differ by the same amount on every seed have no spread either: the
+  difference is exact, and real.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-CONFIDENCE = 0.95
-ALPHA = 1 - CONFIDENCE
+ALPHA = 0.05
+CONFIDENCE = 0.95  # of the intervals shown: 1 - ALPHA
+POWER = 0.8  # the chance a planned number of seeds resolves a pair (seeds_needed)
 MIN_SEEDS = 3  # fewer seeds give intervals too wide to say anything
+MAX_SEEDS_PLANNED = 10_000  # seeds_needed says "more than this" beyond it
 REAL = "real difference"
-NOISE = "within run-to-run noise"
+EQUIVALENT = "equivalent"
+INCONCLUSIVE = "inconclusive"
+CORRECTION = "Benjamini-Hochberg"
+PAIRED, WELCH = "paired t-test", "Welch's t-test"
 
 
 @dataclass(frozen=True)
@@ -41,19 +60,39 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Comparison:
-    """``a - b``: the mean difference, its 95% interval, the test, its p-value, the verdict."""
+    """``a - b``: the mean difference, its 95% interval, both tests and the verdict.
+
+    ``p_value`` is the two-sided test of "no difference", ``p_equivalence`` TOST's against
+    ``±margin``; ``p_adjusted`` and ``p_equivalence_adjusted`` are the same after a family
+    correction (``adjust``; equal to the raw ones until then). ``sd`` is the spread the
+    tests saw: of the per-seed differences (paired), or ``sqrt(sd_a² + sd_b²)`` (Welch).
+    ``seeds_needed`` is set for an inconclusive pair (``seeds_needed``), None otherwise.
+    """
 
     difference: float
     low: float
     high: float
     p_value: float
-    test: str  # "paired t-test" | "Welch's t-test"
+    test: str  # PAIRED | WELCH
     n: int  # pairs (paired) or the smaller sample (Welch)
     verdict: str
+    margin: float = 0.0
+    p_equivalence: float = math.nan
+    sd: float = math.nan
+    alpha: float = ALPHA
+    p_adjusted: float = math.nan
+    p_equivalence_adjusted: float = math.nan
+    seeds_needed: int | None = None
 
     @property
     def real(self) -> bool:
         return self.verdict == REAL
+
+    @property
+    def within_margin(self) -> bool:
+        """The equivalence test passed (whatever the verdict: a real difference can be small)."""
+        p = self.p_equivalence_adjusted
+        return math.isfinite(p) and p < self.alpha
 
 
 def _scipy_stats():  # noqa: ANN202 - the scipy.stats module
@@ -84,41 +123,165 @@ def mean_interval(values: list[float] | np.ndarray) -> Estimate:
     return Estimate(mean, float(interval.low), float(interval.high), int(arr.size))
 
 
-def verdict(p_value: float) -> str:
-    return REAL if p_value < ALPHA else NOISE
+def verdict(p_value: float, p_equivalence: float = math.nan, alpha: float = ALPHA) -> str:
+    """Real when the difference test rejects; else equivalent when TOST does; else
+    inconclusive (a NaN p-value rejects nothing)."""
+    if math.isfinite(p_value) and p_value < alpha:
+        return REAL
+    if math.isfinite(p_equivalence) and p_equivalence < alpha:
+        return EQUIVALENT
+    return INCONCLUSIVE
 
 
-def compare_samples(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
+def tost_power(n: int, sd: float, margin: float, paired: bool, alpha: float = ALPHA) -> float:
+    """The chance that TOST at level ``alpha`` shows equivalence within ``±margin`` with ``n``
+    seeds when the true difference is 0 and the per-seed spread is ``sd``: both one-sided
+    t statistics follow a noncentral t (``scipy.stats.nct``) with noncentrality
+    ``margin / (sd / sqrt(n))``; both must pass, ``P = 2 P(T > t_crit) - 1`` (Owen 1965's
+    exact form at zero difference, clipped at 0). Welch's degrees of freedom are taken as
+    ``2n - 2`` (equal spreads)."""
+    if n < 2:
+        return 0.0
+    if sd == 0:
+        return 1.0 if margin > 0 else 0.0
+    stats = _scipy_stats()
+    df = n - 1 if paired else 2 * n - 2
+    critical = stats.t.ppf(1 - alpha, df)
+    shift = margin / (sd / math.sqrt(n))
+    return max(0.0, 2 * float(stats.nct.sf(critical, df, shift)) - 1)
+
+
+def seeds_needed(
+    sd: float, margin: float, paired: bool, alpha: float = ALPHA, power: float = POWER
+) -> int | None:
+    """The fewest seeds with which TOST has ``power`` to show equivalence within ``±margin``
+    if the frameworks do not differ, the spread being ``sd`` (the observed one). With that
+    many seeds a true difference of ``margin`` or more is also found real with about the same
+    power: so it is the count that resolves the pair either way, unless the true difference
+    lies close to the margin. None when no count up to ``MAX_SEEDS_PLANNED`` does (or the
+    margin is 0)."""
+    if not margin > 0 or not math.isfinite(sd):
+        return None
+    low, high = 2, 2
+    while tost_power(high, sd, margin, paired, alpha) < power:
+        if high >= MAX_SEEDS_PLANNED:
+            return None
+        low, high = high, min(2 * high, MAX_SEEDS_PLANNED)
+    while low < high:  # the power grows with n: bisect for the first n that reaches it
+        mid = (low + high) // 2
+        if tost_power(mid, sd, margin, paired, alpha) >= power:
+            high = mid
+        else:
+            low = mid + 1
+    return high
+
+
+def _decide(result: Comparison) -> Comparison:
+    """The verdict from the adjusted p-values, and the seeds an inconclusive pair needs."""
+    decided = verdict(result.p_adjusted, result.p_equivalence_adjusted, result.alpha)
+    needed = None
+    if decided == INCONCLUSIVE:
+        needed = seeds_needed(result.sd, result.margin, result.test == PAIRED, result.alpha)
+    return dataclasses.replace(result, verdict=decided, seeds_needed=needed)
+
+
+def _exact(difference: float, margin: float, test: str, n: int, alpha: float) -> Comparison:
+    """No spread: the difference is exact; real unless 0, within the margin when smaller."""
+    p = 1.0 if difference == 0 else 0.0
+    p_eq = 0.0 if abs(difference) < margin or difference == 0 else 1.0
+    return _decide(
+        Comparison(difference, difference, difference, p, test, n, "", margin, p_eq, 0.0,
+                   alpha, p, p_eq)
+    )  # fmt: skip
+
+
+def _tost(test, a, b, margin: float, **kwargs) -> float:  # noqa: ANN001
+    """TOST's p-value: the larger of "a - b > -margin" and "a - b < +margin"; ``test`` is
+    ``ttest_rel`` or ``ttest_ind`` (the margin shifts ``a``)."""
+    if not margin > 0:
+        return math.nan
+    a = np.asarray(a, dtype=np.float64)
+    above = _quiet_ttest(test, a + margin, b, alternative="greater", **kwargs).pvalue
+    below = _quiet_ttest(test, a - margin, b, alternative="less", **kwargs).pvalue
+    return float(max(above, below))
+
+
+def compare_samples(
+    a: Mapping[int, float], b: Mapping[int, float], margin: float = 0.0, alpha: float = ALPHA
+) -> Comparison:
     """Compare two samples keyed by seed: paired where they share at least two seeds and
-    every seed of each is in the other, Welch's t-test otherwise."""
+    every seed of each is in the other, Welch's t-test otherwise; TOST against ``±margin``
+    (same unit as the values; 0: no equivalence test). One comparison on its own: the
+    adjusted p-values are the raw ones until ``adjust`` corrects a family."""
+    stats = _scipy_stats()
     shared = sorted(set(a) & set(b))
     if len(shared) >= 2 and set(a) == set(b):
         diffs = np.array([a[s] - b[s] for s in shared], dtype=np.float64)
         mean = float(diffs.mean())
-        if np.all(diffs == diffs[0]):  # no spread: the difference is exact
-            return Comparison(
-                mean, mean, mean, 1.0 if mean == 0 else 0.0, "paired t-test", len(diffs),
-                NOISE if mean == 0 else REAL,
-            )  # fmt: skip
-        paired = [a[s] for s in shared], [b[s] for s in shared]
-        result = _quiet_ttest(_scipy_stats().ttest_rel, *paired)
+        if np.all(diffs == diffs[0]):
+            return _exact(mean, margin, PAIRED, len(diffs), alpha)
+        xa = np.array([a[s] for s in shared], dtype=np.float64)
+        xb = np.array([b[s] for s in shared], dtype=np.float64)
+        result = _quiet_ttest(stats.ttest_rel, xa, xb)
         interval = result.confidence_interval(CONFIDENCE)
-        p = float(result.pvalue)
-        return Comparison(
-            mean, float(interval.low), float(interval.high), p, "paired t-test", len(diffs),
-            verdict(p),
+        p, p_eq = float(result.pvalue), _tost(stats.ttest_rel, xa, xb, margin)
+        return _decide(
+            Comparison(mean, float(interval.low), float(interval.high), p, PAIRED, len(diffs),
+                       "", margin, p_eq, float(diffs.std(ddof=1)), alpha, p, p_eq)
         )  # fmt: skip
     xa, xb = np.asarray(list(a.values()), float), np.asarray(list(b.values()), float)
     mean = float(xa.mean() - xb.mean()) if xa.size and xb.size else math.nan
-    if min(xa.size, xb.size) < 2:
-        return Comparison(mean, math.nan, math.nan, math.nan, "Welch's t-test", 0, NOISE)
+    n = min(xa.size, xb.size)
+    if n < 2:
+        nan = math.nan
+        return _decide(Comparison(mean, nan, nan, nan, WELCH, 0, "", margin, alpha=alpha))
     if np.all(xa == xa[0]) and np.all(xb == xb[0]):
-        p = 1.0 if mean == 0 else 0.0
-        return Comparison(mean, mean, mean, p, "Welch's t-test", min(xa.size, xb.size), verdict(p))
-    result = _quiet_ttest(_scipy_stats().ttest_ind, xa, xb, equal_var=False)
+        return _exact(mean, margin, WELCH, n, alpha)
+    result = _quiet_ttest(stats.ttest_ind, xa, xb, equal_var=False)
     interval = result.confidence_interval(CONFIDENCE)
-    p = float(result.pvalue)
-    return Comparison(
-        mean, float(interval.low), float(interval.high), p, "Welch's t-test",
-        min(xa.size, xb.size), verdict(p),
+    p, p_eq = float(result.pvalue), _tost(stats.ttest_ind, xa, xb, margin, equal_var=False)
+    sd = math.hypot(float(xa.std(ddof=1)), float(xb.std(ddof=1)))
+    return _decide(
+        Comparison(mean, float(interval.low), float(interval.high), p, WELCH, n, "", margin,
+                   p_eq, sd, alpha, p, p_eq)
     )  # fmt: skip
+
+
+def adjust(results: Sequence[Comparison]) -> list[Comparison]:
+    """The comparisons of one family with Benjamini-Hochberg adjusted p-values (difference
+    tests and equivalence tests each a family of their own; NaN p-values stay out) and the
+    verdicts they give."""
+    stats = _scipy_stats()
+
+    def adjusted(values: list[float]) -> list[float]:
+        finite = [i for i, v in enumerate(values) if math.isfinite(v)]
+        out = [math.nan] * len(values)
+        if finite:
+            fixed = stats.false_discovery_control([values[i] for i in finite], method="bh")
+            for i, v in zip(finite, np.atleast_1d(fixed), strict=True):
+                out[i] = float(v)
+        return out
+
+    p = adjusted([r.p_value for r in results])
+    p_eq = adjusted([r.p_equivalence for r in results])
+    return [
+        _decide(dataclasses.replace(r, p_adjusted=pa, p_equivalence_adjusted=pe))
+        for r, pa, pe in zip(results, p, p_eq, strict=True)
+    ]
+
+
+def look_schedule(first: int, most: int) -> list[int]:
+    """The seed counts at which ``--seeds auto:MAX`` looks at the verdicts: from ``first``,
+    growing by at least half each round, ``most`` last. Fixed before the first look, so
+    that its length bounds the looks and the level can be split among them."""
+    counts = [min(first, most)]
+    while counts[-1] < most:
+        counts.append(min(most, max(counts[-1] + 1, math.ceil(counts[-1] * 1.5))))
+    return counts
+
+
+def look_alpha(looks: int) -> float:
+    """The level of each of ``looks`` looks at the same pairs: Bonferroni over the looks
+    (``ALPHA / looks``), so that looking again after every round keeps the chance of any
+    false verdict at ``ALPHA``."""
+    return ALPHA / max(1, looks)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from compare.stats.inference import NOISE, REAL, compare_samples, mean_interval
+from compare.stats.inference import EQUIVALENT, INCONCLUSIVE, REAL, compare_samples, mean_interval
 
 PAIRED, WELCH = "paired t-test", "Welch's t-test"
 
@@ -95,12 +95,12 @@ def test_identical_samples_differ_by_exactly_zero() -> None:
     paired = compare_samples(values, dict(values))
     assert paired.test == PAIRED
     assert (paired.difference, paired.low, paired.high, paired.p_value) == (0.0, 0.0, 0.0, 1.0)
-    assert paired.verdict == NOISE and not paired.real
+    assert paired.verdict == EQUIVALENT and not paired.real  # exactly, within any margin
     welch = compare_samples(values, {s + 10: v for s, v in values.items()})
     assert welch.test == WELCH
     assert welch.difference == 0.0 and welch.p_value == pytest.approx(1.0)
     assert welch.low < 0 < welch.high
-    assert welch.verdict == NOISE
+    assert welch.verdict == INCONCLUSIVE  # no margin given: nothing to be equivalent within
 
 
 def test_a_constant_offset_on_every_seed_is_exact_and_real() -> None:
@@ -122,7 +122,7 @@ def test_samples_of_one_distribution_are_within_noise(rng_seed: int) -> None:
     rng = np.random.default_rng(rng_seed)
     a, b = rng.normal(0.98, 0.002, 5), rng.normal(0.98, 0.002, 5)
     for got in (compare_samples(keyed(a), keyed(b)), compare_samples(keyed(a), keyed(b, 5))):
-        assert got.verdict == NOISE, (got.test, got.p_value)
+        assert got.verdict == INCONCLUSIVE, (got.test, got.p_value)
         assert got.low < 0 < got.high
         assert 0.05 <= got.p_value <= 1
 
@@ -145,7 +145,7 @@ def test_fewer_than_two_values_give_a_nan_interval() -> None:
     assert got.test == WELCH and got.n == 0
     assert got.difference == pytest.approx(0.1)
     assert math.isnan(got.low) and math.isnan(got.high) and math.isnan(got.p_value)
-    assert got.verdict == NOISE
+    assert got.verdict == INCONCLUSIVE and got.seeds_needed is None
     one_side = compare_samples({0: 0.9, 1: 0.8, 2: 0.85}, {0: 0.8})
     assert math.isnan(one_side.low) and one_side.test == WELCH
 
