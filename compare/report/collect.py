@@ -38,6 +38,7 @@ class Collected:
     """Everything found in a results folder; ``runs[i]`` was read from ``run_dirs[i]``."""
 
     config: dict[str, Any]
+    out: Path = Path(".")  # the folder it was read from
     frameworks: list[str] = field(default_factory=list)  # of the run, in report order
     runs: list[RunResult] = field(default_factory=list)
     run_dirs: list[Path] = field(default_factory=list)
@@ -97,6 +98,7 @@ def collect(out: Path) -> Collected:
         )
     found = Collected(
         config=config or {},
+        out=out,
         wall=_read_json(out / WALL_FILE),
         rosetta=_read_json(out / ROSETTA_FILE),  # shown beside results, not one on its own
         **extras,

@@ -1,25 +1,114 @@
 """The report's answer to "is the difference real?": each framework's mean over seeds with its
-95% interval, and each pair's difference with its interval, p-value and verdict
-(``compare.stats.inference``)."""
+95% interval; each pair's difference with its interval, raw and adjusted p-values and one of
+three verdicts (``compare.stats.inference``) against the stated margins; a forest plot of
+every pair against the margin band; the command that would resolve what is inconclusive."""
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from compare.report.collect import Collected
-from compare.report.render import Section
+from compare.report.figures import save_figure
+from compare.report.render import FigureFile, Section
 from compare.report.tables import interval_text
-from compare.stats.inference import MIN_SEEDS, compare_samples, mean_interval
+from compare.stats.inference import (
+    CORRECTION,
+    EQUIVALENT,
+    INCONCLUSIVE,
+    MIN_SEEDS,
+    REAL,
+    mean_interval,
+)
+from compare.stats.margins import Margins
+from compare.stats.pairs import METRICS, Pair, level, pairwise, resolve_command, verdict_text
+
+FOREST_FILE = "forest.png"
+COLOURS = {REAL: "#d62728", EQUIVALENT: "#2ca02c", INCONCLUSIVE: "#7f7f7f"}
+SCALE = {"accuracy": (100, "+.3f", "points"), "loss": (1, "+.4f", "nats")}
 
 
-def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
-    """Means and pairwise differences over seeds; a note when there are fewer than three."""
+def runs_by_framework(found: Collected) -> dict[str, dict[int, Any]]:
+    """framework -> seed -> run record, in the report's framework order."""
     by_framework: dict[str, dict[int, Any]] = defaultdict(dict)
     for run in found.runs:
         by_framework[run.framework][int(run.train_spec["seed"])] = run
+    return dict(by_framework)
+
+
+def rule_text(margins: Margins, alpha: float, config: dict[str, Any], tests: int) -> str:
+    """How the verdicts were reached, in one paragraph."""
+    looks = (config.get("sequential") or {}).get("looks", 1)
+    split = (
+        f" The seeds ran in rounds with a look at the verdicts after each: the 5% level is "
+        f"split over the {looks} looks planned (Bonferroni), {alpha:.4g} each."
+        if looks > 1
+        else ""
+    )
+    return (
+        "Differences between two frameworks: paired t-test on the per-seed differences when "
+        "both ran the same seeds (each seed fixes the batch order, split and, with shared "
+        "init, the starting weights), Welch's t-test otherwise; [95% interval of the mean "
+        "difference]. **Real difference**: the test rejects no difference. **Equivalent**: "
+        f"two one-sided tests (TOST) show the difference within the margin, "
+        f"{margins.text('accuracy')} of accuracy and {margins.text('loss')} of loss (the "
+        "defaults are the spread a reseed of one framework causes; `--margin` changes them). "
+        "**Inconclusive**: neither, with the seeds that would give TOST 80% power from the "
+        f"observed spread. The {tests} tests of the table form one family: p-values are "
+        f"adjusted by {CORRECTION} (false discovery rate at 5%), the difference tests and "
+        f"the equivalence tests each; the verdicts read the adjusted ones (p adj.).{split}"
+    )
+
+
+def forest_plot(pairs: list[Pair], margins: Margins, path: Path) -> Path:
+    """Each pair's difference with its 95% interval (thin) and 90% interval (thick, the one
+    TOST reads) against the shaded margin band, one panel per metric, coloured by verdict."""
+    fig = Figure(figsize=(10, 0.45 * len(pairs) + 1.6))
+    axes = fig.subplots(1, len(METRICS), sharey=True)
+    rows = list(range(len(pairs)))[::-1]
+    for ax, metric in zip(axes, METRICS, strict=True):
+        scale, _, unit = SCALE[metric]
+        band = margins.of(metric) * scale
+        ax.axvspan(-band, band, color="#2ca02c", alpha=0.12)
+        ax.axvline(0, color="black", lw=0.8)
+        for y, pair in zip(rows, pairs, strict=True):
+            r = pair.results[metric]
+            colour = COLOURS[r.verdict]
+            ax.plot([scale * r.low, scale * r.high], [y, y], color=colour, lw=1.2)
+            half = (r.high - r.low) / 2 * _ninety_over_ninety_five(r.n, r.test)
+            ax.plot([scale * (r.difference - half), scale * (r.difference + half)], [y, y],
+                    color=colour, lw=4, solid_capstyle="butt")  # fmt: skip
+            ax.plot([scale * r.difference], [y], "o", color=colour, ms=5)
+        ax.set_title(
+            f"test {metric} ({unit})\nshaded: the margin, {margins.text(metric)}", fontsize=10
+        )
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_ylim(-0.6, len(pairs) - 0.4)
+    axes[0].set_yticks(rows, [p.name for p in pairs])
+    handles = [axes[0].plot([], [], color=c, lw=4)[0] for c in COLOURS.values()]
+    labels = [*COLOURS, "thin: 95% interval, thick: 90% (TOST's)"]
+    handles.append(axes[0].plot([], [], color="black", lw=0)[0])
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.02))  # fmt: skip
+    fig.subplots_adjust(bottom=0.75 / fig.get_figheight(), wspace=0.08)
+    return save_figure(fig, path)
+
+
+def _ninety_over_ninety_five(n: int, test: str) -> float:
+    """The 90% interval's half-width over the 95% one's: the ratio of their t quantiles
+    (Welch's degrees of freedom taken as 2n - 2; the plot is a picture of the table)."""
+    from scipy import stats
+
+    df = max(1, n - 1 if test == "paired t-test" else 2 * n - 2)
+    return float(stats.t.ppf(0.95, df) / stats.t.ppf(0.975, df))
+
+
+def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
+    """Means and pairwise verdicts over seeds; a note when there are fewer than three."""
+    by_framework = runs_by_framework(found)
     if not by_framework:
         return []
     fewest = min(len(runs) for runs in by_framework.values())
@@ -27,8 +116,8 @@ def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
     if fewest < MIN_SEEDS:
         text = (
             f"Statistics need at least {MIN_SEEDS} seeds per framework (this folder has "
-            f"{fewest}): run with --seeds {MIN_SEEDS} or more for 95% intervals and a verdict "
-            "on each pair."
+            f"{fewest}): run with --seeds {MIN_SEEDS} or more (or --seeds auto:MAX) for 95% "
+            "intervals and a verdict on each pair."
         )
         return [Section(title, text)]
     means = []
@@ -43,29 +132,36 @@ def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
                 interval_text(loss.mean, loss.low, loss.high, 1, ".4f"),
             ]
         )
-    pairs = []
-    for a, b in itertools.combinations(by_framework, 2):
-        cells = [f"{a} − {b}"]
-        verdicts = []
-        for field, scale, fmt in (("test_accuracy", 100, "+.3f"), ("test_loss", 1, "+.4f")):
-            result = compare_samples(
-                {s: getattr(r, field) for s, r in by_framework[a].items()},
-                {s: getattr(r, field) for s, r in by_framework[b].items()},
-            )
+    margins, alpha = Margins.from_config(found.config), level(found.config)
+    pairs = pairwise(by_framework, margins, alpha)
+    rows = []
+    for pair in pairs:
+        cells = [pair.name, pair.results["accuracy"].test]
+        for metric in METRICS:
+            r = pair.results[metric]
+            scale, fmt, _ = SCALE[metric]
             cells += [
-                interval_text(result.difference, result.low, result.high, scale, fmt),
-                f"{result.p_value:.3g}",
+                interval_text(r.difference, r.low, r.high, scale, fmt),
+                f"{r.p_value:.3g}",
+                f"{r.p_adjusted:.3g}",
+                verdict_text(r, margins, metric),
             ]
-            verdicts.append(result.verdict)
-            test = result.test
-        cells += [test, *verdicts]
-        pairs.append(cells)
-    text = (
-        "Mean over seeds with its 95% Student's t interval. Differences between two "
-        "frameworks: paired t-test on the per-seed differences when both ran the same seeds "
-        "(each seed fixes the batch order, split and, with shared init, the starting "
-        "weights), Welch's t-test otherwise; a real difference has p < 0.05."
-    )
+        rows.append(cells)
+    text = "Mean over seeds with its 95% Student's t interval."
+    pair_text = rule_text(margins, alpha, found.config, 2 * len(pairs))
+    command = resolve_command(found.out, pairs, fewest)
+    if command:
+        pair_text += (
+            f"\n\nTo resolve the inconclusive pairs, run the seeds they need in rounds that "
+            f"keep the level: `{command}`."
+        )
+    elif any(p.inconclusive for p in pairs):
+        pair_text += (
+            "\n\nSome inconclusive pairs cannot be resolved by seeds alone at this margin "
+            "(no spread to plan from, or more than 10,000 seeds): widen --margin, or read "
+            "the intervals."
+        )
+    figure = forest_plot(pairs, margins, figures_dir / FOREST_FILE)
     return [
         Section(
             title,
@@ -75,17 +171,28 @@ def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
         ),
         Section(
             "Pairwise differences",
-            "Accuracy in points, loss in nats; [95% interval of the mean difference].",
+            pair_text,
             [
                 "pair",
-                "Δ accuracy",
-                "p",
-                "Δ loss",
-                "p",
                 "test",
+                "Δ accuracy (points)",
+                "p",
+                "p adj.",
                 "verdict (accuracy)",
+                "Δ loss (nats)",
+                "p",
+                "p adj.",
                 "verdict (loss)",
             ],
-            pairs,
+            rows,
+            figures=[
+                FigureFile(
+                    "forest",
+                    "Every pair's difference against the margin band: inside it and "
+                    "narrow enough is equivalent, clear of zero is real, the rest is "
+                    "inconclusive.",
+                    figure,
+                )
+            ],
         ),
     ]
