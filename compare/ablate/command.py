@@ -46,7 +46,13 @@ from compare.engine import registry
 from compare.engine.executors import make_executor
 from compare.engine.jobs import BatchJob, Job
 from compare.engine.launch import read_failure
-from compare.engine.layout import ABLATION_DIR, ABLATION_FILE, BATCHES_DIR, RUNS_DIR
+from compare.engine.layout import (
+    ABLATION_DIR,
+    ABLATION_FILE,
+    BATCHES_DIR,
+    CONFIG_FILE,
+    RUNS_DIR,
+)
 from compare.engine.lock import FolderLock
 from compare.engine.options import (
     SweepOptions,
@@ -56,6 +62,9 @@ from compare.engine.options import (
     folder_arguments,
     frameworks_argument,
     from_args,
+    margin_argument,
+    margin_from,
+    read_config,
     sweep_fields,
 )
 from compare.engine.progress import RunDisplay
@@ -90,6 +99,7 @@ class AblateOptions(SweepOptions):
             "subset": self.subset,
             "eval_subset": self.eval_subset,
             "threads": self.threads or thread_setting(),
+            "margin": self.margin.to_dict(),
             **spec_to_dict(self.model_spec, self.train_spec),
         }
 
@@ -219,7 +229,7 @@ def _run_ablation(options: AblateOptions, log: Callable[[str], None]) -> int:
             if not completed(job.path):
                 failure = read_failure(job.path, 1)
                 worst = max(worst, 2 if failure["kind"] == "user" else 1)
-    summary = summarize(options.folder, arms, seeds)
+    summary = summarize(options.folder, arms, seeds, options.margin)
     atomic_write_json(options.out / ABLATION_FILE, summary)
     for line in summary_lines(summary):
         log(line)
@@ -266,6 +276,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_spec_arguments(parser, TrainSpec(epochs=1))
     add_data_arguments(parser, default_subset=20000)
     parser.add_argument("--seeds", type=int, default=5, help="seeds per arm (at least 3)")
+    margin_argument(parser)
     folder_arguments(
         parser,
         Path("runs/ablate"),
@@ -292,4 +303,7 @@ def main(args: argparse.Namespace) -> int:
         train = dataclasses.replace(train, epochs=1)
     factors = check_factors(args.factors.split(","))
     fields = sweep_fields(args, names, model, train)
+    saved_path = args.out / ABLATION_DIR / CONFIG_FILE
+    saved = read_config(saved_path) if args.resume and saved_path.is_file() else None
+    fields["margin"] = margin_from(args, saved)  # on --resume, the folder's unless given
     return run_ablation(from_args(AblateOptions, args, **fields, factors=factors))

@@ -4,9 +4,13 @@ For each framework, factor and metric (test accuracy, test loss) the effect is t
 ``arm - baseline`` over the seeds, with the paired t-test's 95% interval and p-value
 (``compare.stats.inference``). The two noise floors (``threads``, ``ulp``) change no default at all;
 how far they move a run is how far a run moves by chance. Their noise band is the largest
-bound of their intervals, ``max |low|, |high|``. A factor's effect is a **real difference**
-when its paired test is significant (p < 0.05) *and* its mean lies beyond that band;
-otherwise it is **within noise**.
+bound of their intervals, ``max |low|, |high|``.
+
+The factors' tests (every framework's, both metrics) form one family, corrected by
+Benjamini-Hochberg (``inference.adjust``). A factor's effect is a **real difference** when its
+adjusted paired test rejects no effect *and* its mean lies beyond the noise band;
+**equivalent** when TOST shows it within the margin (``compare.stats.margins``); otherwise
+**inconclusive**, with the seeds that would settle it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,18 @@ from typing import Any
 from cnn_common.results import RunResult
 from compare.ablate.arms import BASELINE, NOISE_FLOORS, Arm
 from compare.engine.layout import RESULT_FILE, RUNS_DIR
-from compare.stats.inference import compare_samples
-
-METRICS = {"accuracy": "test_accuracy", "loss": "test_loss"}
-REAL = "real difference"
-WITHIN = "within noise"
+from compare.stats.inference import (
+    ALPHA,
+    CORRECTION,
+    EQUIVALENT,
+    INCONCLUSIVE,
+    REAL,
+    Comparison,
+    adjust,
+    compare_samples,
+)
+from compare.stats.margins import Margins
+from compare.stats.pairs import METRICS
 
 
 def _outcomes(folder: Path, framework: str, factor: str, seeds: list[int]) -> dict[str, dict]:
@@ -37,30 +48,43 @@ def _outcomes(folder: Path, framework: str, factor: str, seeds: list[int]) -> di
     return found
 
 
-def _effect(arm: dict[int, float], base: dict[int, float]) -> dict[str, Any]:
+def _comparison(arm: dict[int, float], base: dict[int, float], margin: float) -> Comparison:
     common = sorted(set(arm) & set(base))
-    if len(common) < 2:
-        return {"difference": math.nan, "low": math.nan, "high": math.nan, "p_value": math.nan,
-                "test": "", "n": len(common)}  # fmt: skip
-    result = compare_samples({s: arm[s] for s in common}, {s: base[s] for s in common})
+    if len(common) < 2:  # nothing to compare yet
+        nan = math.nan
+        return Comparison(nan, nan, nan, nan, "", len(common), INCONCLUSIVE, margin)
+    return compare_samples({s: arm[s] for s in common}, {s: base[s] for s in common}, margin)
+
+
+def _effect(result: Comparison) -> dict[str, Any]:
+    """A comparison as the JSON the ablation keeps."""
     return {
         "difference": result.difference,
         "low": result.low,
         "high": result.high,
         "p_value": result.p_value,
-        "test": result.test,
+        "p_adjusted": result.p_adjusted,
+        "p_equivalence": result.p_equivalence,
+        "p_equivalence_adjusted": result.p_equivalence_adjusted,
+        "within_margin": result.within_margin,
+        "seeds_needed": result.seeds_needed,
+        "test": result.test if result.n >= 2 else "",
         "n": result.n,
     }
 
 
-def summarize(folder: Path, arms: list[Arm], seeds: list[int]) -> dict[str, Any]:
+def summarize(
+    folder: Path, arms: list[Arm], seeds: list[int], margins: Margins | None = None
+) -> dict[str, Any]:
     """Every arm's effect on each metric, the noise bands and the verdicts (JSON-safe)."""
+    margins = margins or Margins()
     baselines = {
         arm.framework: _outcomes(folder, arm.framework, BASELINE, seeds)
         for arm in arms
         if arm.factor == BASELINE
     }
     rows: list[dict[str, Any]] = []
+    family: list[tuple[dict[str, Any], str, Comparison]] = []  # the factors' tests
     for arm in arms:
         if arm.factor == BASELINE:
             continue
@@ -74,8 +98,13 @@ def summarize(folder: Path, arms: list[Arm], seeds: list[int]) -> dict[str, Any]
             outcome = _outcomes(folder, arm.framework, arm.factor, seeds)
             base = baselines[arm.framework]
             for metric in METRICS:
-                row[metric] = _effect(outcome[metric], base[metric])
+                result = _comparison(outcome[metric], base[metric], margins.of(metric))
+                row[metric] = _effect(result)
+                if arm.factor not in NOISE_FLOORS:
+                    family.append((row, metric, result))
         rows.append(row)
+    for (row, metric, _), result in zip(family, adjust([r for *_, r in family]), strict=True):
+        row[metric] = _effect(result)
     bands = noise_bands(rows)
     for row in rows:
         row["noise_band"] = bands.get(row["framework"], {})
@@ -83,8 +112,12 @@ def summarize(folder: Path, arms: list[Arm], seeds: list[int]) -> dict[str, Any]
         row["verdict"] = _overall(row)
     return {
         "seeds": seeds,
-        "rule": "real difference: paired t-test p < 0.05 and |mean effect| beyond the noise "
-        "band (the largest interval bound of the threads and ulp noise floors)",
+        "margin": margins.to_dict(),
+        "rule": f"real difference: paired t-test p < {ALPHA:g} after the {CORRECTION} "
+        "correction over every factor's tests, and |mean effect| beyond the noise band (the "
+        "largest interval bound of the threads and ulp noise floors); equivalent: TOST shows "
+        f"the effect within {margins.text('accuracy')} of accuracy and "
+        f"{margins.text('loss')} of loss; inconclusive: neither (with the seeds it would take)",
         "effects": rows,
     }
 
@@ -114,19 +147,25 @@ def _verdicts(row: dict[str, Any], band: dict[str, float]) -> dict[str, str]:
             verdicts[metric] = "too few seeds"
         elif row["factor"] in NOISE_FLOORS:
             verdicts[metric] = "noise floor"
-        elif effect["p_value"] < 0.05 and abs(effect["difference"]) > band.get(metric, 0.0):
+        elif effect["p_adjusted"] < ALPHA and abs(effect["difference"]) > band.get(metric, 0.0):
             verdicts[metric] = REAL
+        elif effect["within_margin"]:
+            verdicts[metric] = EQUIVALENT
+        elif effect["seeds_needed"]:
+            verdicts[metric] = f"{INCONCLUSIVE} ({effect['seeds_needed']} seeds)"
         else:
-            verdicts[metric] = WITHIN
+            verdicts[metric] = INCONCLUSIVE
     return verdicts
 
 
 def _overall(row: dict[str, Any]) -> str:
-    """One word for the row: real when either metric is, else what the metrics agree on."""
+    """One phrase for the row: real when either metric is, else what the metrics agree on."""
     if not row["runs"]:
         return "not run"
     values = list(row["verdicts"].values())
     if REAL in values:
         which = [metric for metric, verdict in row["verdicts"].items() if verdict == REAL]
         return f"{REAL} ({' and '.join(which)})"
-    return values[0] if len(set(values)) == 1 else ", ".join(values)
+    if len(set(values)) == 1:
+        return values[0]
+    return ", ".join(f"{metric}: {verdict}" for metric, verdict in row["verdicts"].items())

@@ -19,7 +19,7 @@ def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
     rows = []
     for row in ablation["effects"]:
         if not row["runs"]:
-            rows.append([row["framework"], row["factor"], "-", "-", "-", "-", row["why"]])
+            rows.append([row["framework"], row["factor"], "-", "-", "-", "-", "-", "-", row["why"]])
             continue
         acc, loss = row["accuracy"], row["loss"]
         rows.append(
@@ -28,8 +28,10 @@ def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
                 row["factor"],
                 interval_text(acc["difference"], acc["low"], acc["high"], 100, "+.3f"),
                 f"{acc['p_value']:.3g}",
+                f"{acc.get('p_adjusted', acc['p_value']):.3g}",
                 interval_text(loss["difference"], loss["low"], loss["high"], 1, "+.4f"),
                 f"{loss['p_value']:.3g}",
+                f"{loss.get('p_adjusted', loss['p_value']):.3g}",
                 row["verdict"],
             ]
         )
@@ -54,7 +56,17 @@ def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
         Section(
             "What causes it: the ablation",
             text,
-            ["framework", "factor", "Δ accuracy (points)", "p", "Δ loss", "p", "verdict"],
+            [
+                "framework",
+                "factor",
+                "Δ accuracy (points)",
+                "p",
+                "p adj.",
+                "Δ loss",
+                "p",
+                "p adj.",
+                "verdict",
+            ],
             rows,
             figures,
         )

@@ -35,8 +35,9 @@ class Feature:
     ``command`` is None for a feature that has no command of its own (the statistics, the
     cross-evaluation that ``run`` starts). ``jobs`` maps each job type to its handler,
     ``(job, on_event) -> None``. ``sections`` pairs a place in the report (lower first) with a
-    function ``(found: Collected, figures_dir: Path) -> list[Section]``; ``order`` places the
-    command in ``cnn-compare --help``.
+    function ``(found: Collected, figures_dir: Path) -> list[Section]``; ``summary`` names a
+    function ``(found: Collected) -> list[str]`` whose lines the terminal prints after the
+    report is written; ``order`` places the command in ``cnn-compare --help``.
     """
 
     name: str  # the command: cnn-compare <name>
@@ -44,6 +45,7 @@ class Feature:
     command: str | None = None  # module with configure(parser), main(args) -> int, DESCRIPTION
     jobs: Mapping[type[Job], str] = field(default_factory=dict)  # job type -> handler
     sections: tuple[tuple[int, str], ...] = ()  # (place, "module:function")
+    summary: str | None = None  # "module:function": the terminal's lines about the folder
     order: int = 100
 
     @classmethod
@@ -110,6 +112,11 @@ def handler(kind: str) -> Callable[..., None]:
             if cls.kind == kind:
                 return resolve(target)
     raise KeyError(f"no feature registers the job kind {kind!r}")
+
+
+def report_summaries() -> list[Callable[..., list[str]]]:
+    """Every feature's terminal summary, in the order of the features."""
+    return [resolve(f.summary) for f in features().values() if f.summary]
 
 
 def report_sections() -> list[Callable[..., list[Any]]]:

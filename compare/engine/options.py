@@ -24,6 +24,7 @@ from compare.engine import registry
 from compare.engine.executors import EXECUTORS
 from compare.engine.jobs import Job
 from compare.engine.layout import CONFIG_FILE, RESULT_FILE, RUNS_DIR
+from compare.stats.margins import Margins, parse_margin
 
 PROG = "cnn-compare"
 
@@ -68,9 +69,14 @@ class SweepOptions(Options):
     progress: bool = True  # the live display
     executor: str = "local"  # local | ray
     ray_address: str | None = None
+    margin: Margins = Margins()  # how close two frameworks must be to count as equivalent
 
     def seed_list(self) -> list[int]:
         return [self.train_spec.seed + i for i in range(self.seeds)]
+
+
+# Saved with a folder's configuration, but deciding no result: --resume may change them.
+ANALYSIS_KEYS = ("margin",)
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -95,18 +101,22 @@ def check_out(
     overwrite: bool,
     different: str = "results of a different configuration",
     existing: str = "results",
+    may_change: tuple[str, ...] = (),
 ) -> None:
     """Refuse to mix results of different configurations in ``folder``; save ``config``.
 
-    With ``resume`` the saved configuration must be ``config``; without it the folder must
-    hold no finished run (``different`` and ``existing`` name what it holds in the message);
-    ``overwrite`` skips both checks.
+    With ``resume`` the saved configuration must be ``config`` but for ``ANALYSIS_KEYS`` and
+    ``may_change`` (a run whose seeds grow); without it the folder must hold no finished run
+    (``different`` and ``existing`` name what it holds in the message); ``overwrite`` skips
+    both checks.
     """
     path = folder / CONFIG_FILE
     if path.exists() and not overwrite:
         if resume:
-            old = read_config(path)
-            new = json.loads(json.dumps(config))
+            old, new = read_config(path), json.loads(json.dumps(config))
+            for key in (*ANALYSIS_KEYS, *may_change):
+                old.pop(key, None)
+                new.pop(key, None)
             if old != new:
                 changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
                 raise UserError(
@@ -150,6 +160,23 @@ def folder_arguments(
     if resume:
         parser.add_argument("--resume", action="store_true", help=resume)
     parser.add_argument("--overwrite", action="store_true", help=overwrite)
+
+
+def margin_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--margin",
+        metavar="accuracy=POINTS,loss=NATS",
+        help="how close two frameworks must be to count as equivalent (default "
+        f"accuracy={Margins().accuracy:g},loss={Margins().loss:g}; either part alone keeps "
+        "the other; with --resume, the folder's own)",
+    )
+
+
+def margin_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Margins:
+    """The margins given (``--margin``, over the folder's saved ones), else the saved ones,
+    else the defaults."""
+    base = Margins.from_config(saved)
+    return parse_margin(args.margin, base) if getattr(args, "margin", None) else base
 
 
 def frameworks_argument(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cnn_common.files import atomic_write_json
+from compare.engine.layout import CONFIG_FILE
+from compare.engine.options import margin_argument, margin_from, read_config
 from compare.report.outputs import write_outputs
 
 DESCRIPTION = (
@@ -16,10 +19,17 @@ DESCRIPTION = (
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare report``."""
     parser.add_argument("dir", type=Path, help="the results folder")
+    margin_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Write the folder's report; print one line per framework and the report's path."""
+    """Write the folder's report (with ``--margin``: the folder keeps the new margins);
+    print one line per framework, the pairs' verdicts and the report's path."""
+    config_path = args.dir / CONFIG_FILE
+    if args.margin and config_path.is_file():
+        config = read_config(config_path)
+        config["margin"] = margin_from(args, config).to_dict()
+        atomic_write_json(config_path, config)
     for line in write_outputs(args.dir):
         print(line)
     return 0

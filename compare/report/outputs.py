@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from cnn_common.files import atomic_write_json
-from compare.engine.features import report_sections
+from compare.engine.features import report_sections, report_summaries
 from compare.engine.layout import FIGURES_DIR, HISTORY_FILE, REPORT_HTML, REPORT_MD, RESULTS_FILE
 from compare.report import tables
 from compare.report.collect import Collected, collect
@@ -31,7 +31,8 @@ def sections(found: Collected, out: Path) -> list[Section]:
 
 def write_outputs(out: Path) -> list[str]:
     """Write results.json, history.csv, figures, report.md and report.html; return one
-    summary line per framework and per failure, then the report's path."""
+    summary line per framework and per failure, the features' summaries (the pairs'
+    verdicts), then the report's path."""
     out = Path(out)
     found = collect(out)
     rows = tables.summary_rows(found)
@@ -59,5 +60,7 @@ def write_outputs(out: Path) -> list[str]:
     for failure in found.failures:
         why = failure["error"].partition("\n")[0]
         lines.append(f"{failure['framework']:<12} FAILED ({failure['kind']}): {why}")
+    for summary in report_summaries():
+        lines += summary(found)
     lines.append(f"report: {out / REPORT_HTML}")
     return lines

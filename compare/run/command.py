@@ -3,6 +3,13 @@
 Each run lands in ``OUT/runs/<framework>-seed<S>/`` (``compare.engine.layout``) as soon as it
 finishes, so a crash, a kill or a framework that is not installed loses nothing else;
 ``--resume`` runs only what is missing, with the configuration saved in ``OUT/config.json``.
+
+``--seeds auto:MAX`` trains in rounds (``compare.stats.inference.look_schedule``: 3 seeds,
+then at least half as many again each round, MAX at most) and looks at every pair's verdict
+after each; it stops when no pair is inconclusive. Every look is judged at the 5% level split
+over the looks planned (``look_alpha``), so looking again does not make a false verdict more
+likely. ``--resume --seeds auto:MAX`` turns a folder of fixed seeds into such a run, its
+seeds so far the first round.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cnn_common.cli import add_device_arguments, specs_from_args
 from cnn_common.data import split_sizes
@@ -41,15 +48,19 @@ from compare.engine.options import (
     executor_arguments,
     folder_arguments,
     from_args,
+    margin_argument,
+    margin_from,
     read_config,
     sweep_fields,
 )
 from compare.engine.pool import WorkerPool
 from compare.engine.progress import RunDisplay
 from compare.engine.worker import write_failure
-from compare.report.collect import completed
+from compare.report.collect import collect, completed
 from compare.report.outputs import write_outputs
 from compare.run.job import TrainJob
+from compare.stats.inference import MIN_SEEDS, look_alpha, look_schedule
+from compare.stats.pairs import pairwise, planned_seeds, runs_by_framework
 
 DESCRIPTION = (
     "Train every framework (and seed) in a process of its own; write results.json, "
@@ -67,9 +78,21 @@ class RunOptions(SweepOptions):
     in_process: bool = False
     warm_workers: bool = True  # one long-lived worker per framework (compare.engine.pool)
     devices: int = 1  # DDP processes (or GPUs) for the frameworks that can
+    first_seeds: int = 0  # with --seeds auto:MAX (seeds = MAX): the first round's seeds, else 0
+
+    @property
+    def rounds(self) -> list[int]:
+        """The seed counts after which the verdicts are looked at: one, all the seeds, unless
+        the seeds run in rounds (``--seeds auto:MAX``)."""
+        if not self.first_seeds:
+            return [self.seeds]
+        return look_schedule(self.first_seeds, self.seeds)
 
     def config(self) -> dict[str, Any]:
-        """The part of the options that decides the results (``--resume`` reads it back)."""
+        """The part of the options that decides the results (``--resume`` reads it back),
+        with the margins the folder is analysed with and, for rounds of seeds, their plan."""
+        plan = {"first": self.first_seeds, "max": self.seeds, "looks": len(self.rounds)}
+        rounds = {"sequential": plan} if self.first_seeds else {}
         return {
             "frameworks": list(self.frameworks),
             "dataset": self.dataset,
@@ -79,8 +102,34 @@ class RunOptions(SweepOptions):
             "eval_subset": self.eval_subset,
             "seeds": self.seeds,
             "devices": self.devices,
+            **rounds,
+            "margin": self.margin.to_dict(),
             **spec_to_dict(self.model_spec, self.train_spec),
         }
+
+
+class Seeds(NamedTuple):
+    """``--seeds``: ``count`` seeds, or rounds up to ``count`` (``auto:MAX``)."""
+
+    count: int
+    auto: bool = False
+
+
+def seeds_argument(text: str) -> Seeds:
+    """``"5"`` -> Seeds(5); ``"auto:20"`` -> Seeds(20, auto=True)."""
+    name, sep, most = text.strip().partition(":")
+    if sep and name == "auto":
+        if not most.isdigit() or int(most) < MIN_SEEDS:
+            raise argparse.ArgumentTypeError(
+                f"auto:MAX needs MAX of at least {MIN_SEEDS} (the first round), got {text!r}"
+            )
+        return Seeds(int(most), auto=True)
+    try:
+        return Seeds(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seeds or auto:MAX, got {text!r}"
+        ) from None
 
 
 def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
@@ -151,13 +200,87 @@ def record_wall(out: Path, started: float, seconds: float, resumed: bool) -> Non
 
 
 def _run(options: RunOptions, log: Callable[[str], None]) -> int:
-    check_out(options.out, options.config(), resume=options.resume, overwrite=options.overwrite)
+    # rounds of seeds may grow a folder's seeds: the rest of its configuration must match
+    growing = ("seeds", "sequential") if options.first_seeds else ()
+    check_out(
+        options.out,
+        options.config(),
+        resume=options.resume,
+        overwrite=options.overwrite,
+        may_change=growing,
+    )
     started, clock = time.time(), time.monotonic()  # the report's total wall time
     executor = make_executor(
         options.executor, options.threads, options.in_process, options.ray_address
     )
-    runs = [(fw, seed) for seed in options.seed_list() for fw in options.frameworks]
-    labels = [fw if options.seeds == 1 else f"{fw} seed {seed}" for fw, seed in runs]
+    seeds, rounds = options.seed_list(), options.rounds
+    count, worst = rounds[0], 0
+    training = {
+        fw for seed in seeds[:count] for fw in options.frameworks if not _kept(options, fw, seed)
+    } | (set(options.frameworks) if len(rounds) > 1 else set())
+    with warm_workers(executor, options, training) as pool:
+        done_before = 0
+        while True:
+            worst = max(worst, _train(options, executor, seeds[done_before:count]))
+            if worst or count >= rounds[-1]:
+                break
+            following = _next_round(options, count, log)
+            if following is None:
+                break
+            done_before, count = count, following
+        if len(options.frameworks) > 1:
+            log("cross-evaluating the trained weights")
+            run_crosseval(
+                options.out,
+                list(options.frameworks),
+                options.seed_list()[0],
+                crosseval_fields(options),
+                options.in_process,
+                options.threads,
+                log,
+                pool,
+            )
+    record_wall(options.out, started, time.monotonic() - clock, options.resume)
+    for line in write_outputs(options.out):
+        log(line)
+    return worst
+
+
+def _next_round(options: RunOptions, count: int, log: Callable[[str], None]) -> int | None:
+    """After a round of ``count`` seeds: the verdicts at this look's level; the seeds the
+    next round runs to (the first planned count that covers what the inconclusive pairs
+    need), or None when no pair is inconclusive."""
+    rounds, alpha = options.rounds, look_alpha(len(options.rounds))
+    by_framework = runs_by_framework(collect(options.out).runs)
+    if len(by_framework) < 2:
+        return None
+    pairs = pairwise(by_framework, options.margin, alpha)
+    open_ = [p.name for p in pairs if p.inconclusive]
+    look = f"look after {count} seeds (level {alpha:.3g}, {len(rounds)} looks planned)"
+    if not open_:
+        log(f"{look}: every pair resolved")
+        return None
+    need = planned_seeds(pairs, count, alpha) or rounds[-1]
+    following = next(c for c in rounds if c >= min(rounds[-1], max(count + 1, need)))
+    log(f"{look}: inconclusive {', '.join(open_)}; next round up to {following} seeds")
+    return following
+
+
+def _label(options: RunOptions, framework: str, seed: int) -> str:
+    return framework if options.seeds == 1 else f"{framework} seed {seed}"
+
+
+def _kept(options: RunOptions, framework: str, seed: int) -> bool:
+    """A finished run that --resume keeps."""
+    return options.resume and completed(run_dir(options.out, framework, seed))
+
+
+def _train(options: RunOptions, executor: LocalExecutor | RayExecutor, seeds: list[int]) -> int:
+    """Train every framework on ``seeds`` (what --resume finds finished is kept; another
+    folder of these seeds starts afresh) under one live display; the worst exit status:
+    0, 2 for a user error (e.g. a framework not installed), 1 for a crash."""
+    runs = [(fw, seed) for seed in seeds for fw in options.frameworks]
+    labels = [_label(options, fw, seed) for fw, seed in runs]
     display = RunDisplay(labels, options.progress)
     worst = 0
 
@@ -173,7 +296,7 @@ def _run(options: RunOptions, log: Callable[[str], None]) -> int:
     try:
         for (fw, seed), label in zip(runs, labels, strict=True):
             path = run_dir(options.out, fw, seed)
-            if options.resume and completed(path):
+            if _kept(options, fw, seed):
                 display.note(label, "kept (finished earlier)")
                 display.finish(label)
                 continue
@@ -187,25 +310,9 @@ def _run(options: RunOptions, log: Callable[[str], None]) -> int:
                 worst = max(worst, EXIT_USER_ERROR)
                 continue
             jobs[label] = train_job(options, fw, seed)
-        with warm_workers(executor, options, {job.framework for job in jobs.values()}) as pool:
-            executor.run([(label, job, None) for label, job in jobs.items()], display.event, done)
-            if len(options.frameworks) > 1:
-                display.note(labels[-1], "cross-evaluating the trained weights")
-                run_crosseval(
-                    options.out,
-                    list(options.frameworks),
-                    options.seed_list()[0],
-                    crosseval_fields(options),
-                    options.in_process,
-                    options.threads,
-                    log,
-                    pool,
-                )
+        executor.run([(label, job, None) for label, job in jobs.items()], display.event, done)
     finally:
         display.close()
-    record_wall(options.out, started, time.monotonic() - clock, options.resume)
-    for line in write_outputs(options.out):
-        log(line)
     return worst
 
 
@@ -255,7 +362,15 @@ def crosseval_fields(options: RunOptions) -> dict[str, Any]:
 def configure(parser: argparse.ArgumentParser) -> None:
     """The options of ``cnn-compare run``."""
     add_arguments(parser)
-    parser.add_argument("--seeds", type=int, default=1, help="train each framework on N seeds")
+    parser.add_argument(
+        "--seeds",
+        type=seeds_argument,
+        default="1",  # argparse passes a string default through seeds_argument
+        metavar="N|auto:MAX",
+        help="train each framework on N seeds; auto:MAX: in rounds from 3 seeds until every "
+        "pair of frameworks is a real difference or equivalent, MAX seeds at most",
+    )
+    margin_argument(parser)
     parser.add_argument(
         "--init",
         choices=["shared", "native"],
@@ -308,7 +423,8 @@ RESUMED = (
 
 def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
     """With ``--resume``, the configuration saved in ``--out``; flags that decide the results
-    must not be given again (only how to run — threads, progress — may change)."""
+    must not be given again (only how to run — threads, progress — may change, the margins,
+    and ``--seeds auto:MAX``, which continues the folder's seeds in rounds)."""
     path = args.out / CONFIG_FILE
     if not args.resume or not path.is_file():
         return {}
@@ -320,6 +436,7 @@ def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
         name
         for name in (*RESUMED, "spec", "overrides", "epochs", "batch_size", "seed", "dtype")
         if getattr(args, name) != getattr(defaults, name)
+        and not (name == "seeds" and args.seeds.auto)  # rounds may grow the seeds
     ]
     if given:
         flags = {"overrides": "--set"}
@@ -331,6 +448,32 @@ def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
     return saved
 
 
+def seed_plan(args: argparse.Namespace, saved: dict[str, Any]) -> tuple[int, int]:
+    """(seeds, first round's seeds; 0: one round) from ``--seeds`` and, with --resume, the
+    folder's own: a folder of fixed seeds given ``--seeds auto:MAX`` continues in rounds,
+    its seeds so far the first; one already in rounds keeps its plan."""
+    asked: Seeds = args.seeds
+    if not saved:
+        return asked.count, (MIN_SEEDS if asked.auto else 0)
+    had, plan = int(saved.get("seeds", 1)), saved.get("sequential")
+    if plan:
+        if asked.auto and asked.count != plan["max"]:
+            raise UserError(
+                f"{args.out} already runs its seeds in rounds up to {plan['max']}: changing "
+                "the plan after looking at the verdicts would spoil their level",
+                f"run `{PROG} run --resume --out {args.out}` without --seeds",
+            )
+        return int(plan["max"]), int(plan["first"])
+    if not asked.auto:
+        return had, 0
+    if asked.count <= had:
+        raise UserError(
+            f"{args.out} already has {had} seeds; auto:{asked.count} would add none",
+            f"give --seeds auto:MAX with MAX above {had}",
+        )
+    return asked.count, max(had, MIN_SEEDS)
+
+
 def main(args: argparse.Namespace) -> int:
     """``cnn-compare run``: check the options, train, report; 2 when a framework failed."""
     names = registry.parse_frameworks(args.frameworks)
@@ -340,15 +483,19 @@ def main(args: argparse.Namespace) -> int:
         names = saved["frameworks"]
         model, train = spec_from_dict({"model": saved["model"], "train": saved["train"]})
         for name in RESUMED[1:]:  # an older folder may lack a newer option: its default
-            setattr(args, name, saved.get(name, getattr(args, name)))
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {args.seeds}", "use --seeds 1 or more")
+            if name != "seeds":
+                setattr(args, name, saved.get(name, getattr(args, name)))
+    seeds, first = seed_plan(args, saved)
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}", "use --seeds 1 or more")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}", "use --threads 1+")
     if args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}", "use --devices 1+")
     make_executor(args.executor, args.threads, args.in_process, args.ray_address)  # checks
-    options = from_args(RunOptions, args, **sweep_fields(args, names, model, train))
+    fields = sweep_fields(args, names, model, train)
+    fields.update(seeds=seeds, first_seeds=first, margin=margin_from(args, saved))
+    options = from_args(RunOptions, args, **fields)
     status = run(options)
     if status == 2:
         print(f"{PROG}: error: some frameworks could not run; see the report", file=sys.stderr)

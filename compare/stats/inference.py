@@ -182,6 +182,8 @@ def _decide(result: Comparison) -> Comparison:
     needed = None
     if decided == INCONCLUSIVE:
         needed = seeds_needed(result.sd, result.margin, result.test == PAIRED, result.alpha)
+        if needed is not None:  # never fewer than one more than it has: these did not do
+            needed = max(needed, result.n + 1)
     return dataclasses.replace(result, verdict=decided, seeds_needed=needed)
 
 

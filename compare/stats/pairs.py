@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from compare.stats.inference import (
     ALPHA,
     INCONCLUSIVE,
     MAX_SEEDS_PLANNED,
+    MIN_SEEDS,
     PAIRED,
     Comparison,
     adjust,
@@ -56,6 +57,14 @@ class Pair:
         return None if not needs or None in needs else max(n for n in needs if n is not None)
 
 
+def runs_by_framework(runs: Iterable[Any]) -> dict[str, dict[int, Any]]:
+    """framework -> seed -> run record (``RunResult``), frameworks in the order met."""
+    found: dict[str, dict[int, Any]] = {}
+    for run in runs:
+        found.setdefault(run.framework, {})[int(run.train_spec["seed"])] = run
+    return found
+
+
 def level(config: Mapping[str, Any] | None) -> float:
     """Each verdict's level: 5%, split over the looks of a folder that ran in rounds."""
     sequential = (config or {}).get("sequential") or {}
@@ -85,33 +94,35 @@ def pairwise(
     return [Pair(a, b, results) for (a, b), results in pairs.items()]
 
 
-def verdict_text(result: Comparison, margins: Margins, metric: str) -> str:
+def verdict_text(result: Comparison, margins: Margins, metric: str, margin: bool = True) -> str:
     """``real difference`` (``, within ±M`` when TOST also passed), ``equivalent within ±M``,
-    or ``inconclusive`` with the seeds it would take."""
+    or ``inconclusive`` with the seeds it would take; ``margin=False`` leaves ``±M`` out
+    (where it is stated once for every row)."""
     if result.verdict == INCONCLUSIVE:
         if result.seeds_needed is None:
             if not math.isfinite(result.p_value):
                 return "inconclusive (too few seeds)"
             return f"inconclusive (over {MAX_SEEDS_PLANNED:,} seeds)"
         return f"inconclusive ({result.seeds_needed} seeds)"
+    within = f" within {margins.text(metric)}" if margin else ""
     if result.verdict == "equivalent":
-        return f"equivalent within {margins.text(metric)}"
-    return result.verdict + (f", within {margins.text(metric)}" if result.within_margin else "")
+        return f"equivalent{within}"
+    return result.verdict + (f",{within or ' within the margin'}" if result.within_margin else "")
 
 
-def planned_seeds(pairs: list[Pair], done: int) -> int | None:
-    """The seeds every inconclusive result needs at the level it will be judged at: run in
-    rounds from ``done`` seeds, each look at ``look_alpha`` of the rounds' count, which
-    itself grows with the seeds (so the count is found by iterating). None when nothing is
-    inconclusive, or when a result has no spread to plan from or needs more than
-    ``MAX_SEEDS_PLANNED``."""
+def planned_seeds(pairs: list[Pair], done: int, alpha: float | None = None) -> int | None:
+    """The seeds every inconclusive result needs at the level it will be judged at: ``alpha``
+    when given (the rounds of a run already under way), else run in rounds from ``done``
+    seeds, each look at ``look_alpha`` of the rounds' count, which itself grows with the
+    seeds (so the count is found by iterating). None when nothing is inconclusive, or when a
+    result has no spread to plan from or needs more than ``MAX_SEEDS_PLANNED``."""
     open_ = [r for p in pairs for r in p.results.values() if r.verdict == INCONCLUSIVE]
     if not open_:
         return None
     most = done + 1
     for _ in range(20):
-        alpha = look_alpha(len(look_schedule(done, most)))
-        needs = [seeds_needed(r.sd, r.margin, r.test == PAIRED, alpha) for r in open_]
+        at = alpha if alpha is not None else look_alpha(len(look_schedule(done, most)))
+        needs = [seeds_needed(r.sd, r.margin, r.test == PAIRED, at) for r in open_]
         if None in needs:
             return None
         need = max(max(n for n in needs if n is not None), done + 1)
@@ -121,11 +132,29 @@ def planned_seeds(pairs: list[Pair], done: int) -> int | None:
     return most
 
 
-def resolve_command(out: Path, pairs: list[Pair], done: int) -> str | None:
-    """The command that runs the seeds the inconclusive pairs need, in rounds that keep the
-    level (``--seeds auto:N``, ``planned_seeds``); None when nothing is inconclusive or no
-    count would do."""
-    most = planned_seeds(pairs, done)
-    if most is None:
+def resolve_text(out: Path, pairs: list[Pair], done: int, config: Mapping[str, Any]) -> str | None:
+    """What would resolve the inconclusive pairs, in a sentence: the seeds they need in rounds
+    that keep the level (``--resume --seeds auto:N``, ``planned_seeds``); once a folder's
+    planned rounds are spent, a new run on fresh seeds; None when nothing is inconclusive."""
+    if not any(p.inconclusive for p in pairs):
         return None
-    return f"cnn-compare run --resume --out {shlex.quote(str(out))} --seeds auto:{most}"
+    plan = config.get("sequential")
+    most = planned_seeds(pairs, MIN_SEEDS if plan else done)
+    if most is None:
+        return (
+            "Some inconclusive pairs cannot be resolved by seeds alone at this margin (no "
+            f"spread to plan from, or more than {MAX_SEEDS_PLANNED:,} seeds): widen --margin, "
+            "or read the intervals."
+        )
+    if plan:
+        fresh = int((config.get("train") or {}).get("seed", 0)) + int(plan["max"])
+        return (
+            f"The {plan['max']} seeds planned did not resolve every pair; a new run on fresh "
+            f"seeds would: the same options with `--seed {fresh} --seeds auto:{most}` and a "
+            "new --out."
+        )
+    command = f"cnn-compare run --resume --out {shlex.quote(str(out))} --seeds auto:{most}"
+    return (
+        "To resolve the inconclusive pairs, run the seeds they need in rounds that keep the "
+        f"level: `{command}`."
+    )

@@ -5,7 +5,6 @@ every pair against the margin band; the command that would resolve what is incon
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +23,19 @@ from compare.stats.inference import (
     mean_interval,
 )
 from compare.stats.margins import Margins
-from compare.stats.pairs import METRICS, Pair, level, pairwise, resolve_command, verdict_text
+from compare.stats.pairs import (
+    METRICS,
+    Pair,
+    level,
+    pairwise,
+    resolve_text,
+    runs_by_framework,
+    verdict_text,
+)
 
 FOREST_FILE = "forest.png"
 COLOURS = {REAL: "#d62728", EQUIVALENT: "#2ca02c", INCONCLUSIVE: "#7f7f7f"}
 SCALE = {"accuracy": (100, "+.3f", "points"), "loss": (1, "+.4f", "nats")}
-
-
-def runs_by_framework(found: Collected) -> dict[str, dict[int, Any]]:
-    """framework -> seed -> run record, in the report's framework order."""
-    by_framework: dict[str, dict[int, Any]] = defaultdict(dict)
-    for run in found.runs:
-        by_framework[run.framework][int(run.train_spec["seed"])] = run
-    return dict(by_framework)
 
 
 def rule_text(margins: Margins, alpha: float, config: dict[str, Any], tests: int) -> str:
@@ -108,7 +107,7 @@ def _ninety_over_ninety_five(n: int, test: str) -> float:
 
 def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
     """Means and pairwise verdicts over seeds; a note when there are fewer than three."""
-    by_framework = runs_by_framework(found)
+    by_framework = runs_by_framework(found.runs)
     if not by_framework:
         return []
     fewest = min(len(runs) for runs in by_framework.values())
@@ -149,18 +148,9 @@ def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
         rows.append(cells)
     text = "Mean over seeds with its 95% Student's t interval."
     pair_text = rule_text(margins, alpha, found.config, 2 * len(pairs))
-    command = resolve_command(found.out, pairs, fewest)
-    if command:
-        pair_text += (
-            f"\n\nTo resolve the inconclusive pairs, run the seeds they need in rounds that "
-            f"keep the level: `{command}`."
-        )
-    elif any(p.inconclusive for p in pairs):
-        pair_text += (
-            "\n\nSome inconclusive pairs cannot be resolved by seeds alone at this margin "
-            "(no spread to plan from, or more than 10,000 seeds): widen --margin, or read "
-            "the intervals."
-        )
+    resolve = resolve_text(found.out, pairs, fewest, found.config)
+    if resolve:
+        pair_text += f"\n\n{resolve}"
     figure = forest_plot(pairs, margins, figures_dir / FOREST_FILE)
     return [
         Section(
@@ -196,3 +186,31 @@ def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
             ],
         ),
     ]
+
+
+def summary_lines(found: Collected) -> list[str]:
+    """The pairs' verdicts for the terminal, as the report's table and forest plot give them;
+    nothing below three seeds a framework."""
+    by_framework = runs_by_framework(found.runs)
+    if len(by_framework) < 2 or min(len(r) for r in by_framework.values()) < MIN_SEEDS:
+        return []
+    margins, alpha = Margins.from_config(found.config), level(found.config)
+    pairs = pairwise(by_framework, margins, alpha)
+    lines = [
+        f"pairs ({alpha:.3g} level, {CORRECTION}-adjusted; equivalent within "
+        f"{margins.text('accuracy')}, {margins.text('loss')}):"
+    ]
+    width = max(len(p.name) for p in pairs)
+    for pair in pairs:
+        parts = []
+        for metric in METRICS:
+            r = pair.results[metric]
+            scale, fmt, unit = SCALE[metric]
+            said = verdict_text(r, margins, metric, margin=False)
+            parts.append(f"{metric} {scale * r.difference:{fmt}} {unit}: {said}")
+        lines.append(f"  {pair.name:<{width}}  " + "; ".join(parts))
+    fewest = min(len(r) for r in by_framework.values())
+    resolve = resolve_text(found.out, pairs, fewest, found.config)
+    if resolve:
+        lines.append(f"  {resolve}".replace("`", ""))
+    return lines
