@@ -62,8 +62,6 @@ from compare.engine.options import (
     folder_arguments,
     frameworks_argument,
     from_args,
-    margin_argument,
-    margin_from,
     read_config,
     sweep_fields,
 )
@@ -71,6 +69,7 @@ from compare.engine.progress import RunDisplay
 from compare.report.collect import completed
 from compare.report.outputs import write_outputs
 from compare.run.job import TrainJob
+from compare.stats.margins import Margins, margin_argument, margin_from
 
 # Assumed share of the machine's matrix-multiply speed a framework reaches when training this
 # small CNN, for the estimate printed before the runs start (bench measures the real share).
@@ -87,6 +86,7 @@ class AblateOptions(SweepOptions):
     seeds: int = 5
     out: Path = Path("runs/ablate")
     subset: int | None = 20000
+    margin: Margins = Margins()  # how close to the baseline counts as equivalent
     # executor: local runs a worker per framework and thread count; ray a task per run
 
     def config(self) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from compare.engine import registry
 from compare.engine.executors import EXECUTORS
 from compare.engine.jobs import Job
 from compare.engine.layout import CONFIG_FILE, RESULT_FILE, RUNS_DIR
-from compare.stats.margins import Margins, parse_margin
 
 PROG = "cnn-compare"
 
@@ -69,13 +68,13 @@ class SweepOptions(Options):
     progress: bool = True  # the live display
     executor: str = "local"  # local | ray
     ray_address: str | None = None
-    margin: Margins = Margins()  # how close two frameworks must be to count as equivalent
 
     def seed_list(self) -> list[int]:
         return [self.train_spec.seed + i for i in range(self.seeds)]
 
 
-# Saved with a folder's configuration, but deciding no result: --resume may change them.
+# Saved with a folder's configuration, but deciding no result: --resume may change them (the
+# equivalence margins, compare.stats.margins).
 ANALYSIS_KEYS = ("margin",)
 
 
@@ -160,23 +159,6 @@ def folder_arguments(
     if resume:
         parser.add_argument("--resume", action="store_true", help=resume)
     parser.add_argument("--overwrite", action="store_true", help=overwrite)
-
-
-def margin_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--margin",
-        metavar="accuracy=POINTS,loss=NATS",
-        help="how close two frameworks must be to count as equivalent (default "
-        f"accuracy={Margins().accuracy:g},loss={Margins().loss:g}; either part alone keeps "
-        "the other; with --resume, the folder's own)",
-    )
-
-
-def margin_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Margins:
-    """The margins given (``--margin``, over the folder's saved ones), else the saved ones,
-    else the defaults."""
-    base = Margins.from_config(saved)
-    return parse_margin(args.margin, base) if getattr(args, "margin", None) else base
 
 
 def frameworks_argument(parser: argparse.ArgumentParser) -> None:

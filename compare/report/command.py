@@ -7,8 +7,9 @@ from pathlib import Path
 
 from cnn_common.files import atomic_write_json
 from compare.engine.layout import CONFIG_FILE
-from compare.engine.options import margin_argument, margin_from, read_config
+from compare.engine.options import read_config
 from compare.report.outputs import write_outputs
+from compare.stats.margins import margin_argument, margin_from
 
 DESCRIPTION = (
     "Read a results folder (the --out of `cnn-compare run`) and write its results.json, "

@@ -4,12 +4,8 @@ Each run lands in ``OUT/runs/<framework>-seed<S>/`` (``compare.engine.layout``) 
 finishes, so a crash, a kill or a framework that is not installed loses nothing else;
 ``--resume`` runs only what is missing, with the configuration saved in ``OUT/config.json``.
 
-``--seeds auto:MAX`` trains in rounds (``compare.stats.inference.look_schedule``: 3 seeds,
-then at least half as many again each round, MAX at most) and looks at every pair's verdict
-after each; it stops when no pair is inconclusive. Every look is judged at the 5% level split
-over the looks planned (``look_alpha``), so looking again does not make a false verdict more
-likely. ``--resume --seeds auto:MAX`` turns a folder of fixed seeds into such a run, its
-seeds so far the first round.
+``--seeds auto:MAX`` trains in rounds until every pair of frameworks is resolved
+(``compare.run.rounds``).
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from cnn_common.cli import add_device_arguments, specs_from_args
 from cnn_common.data import split_sizes
@@ -48,19 +44,18 @@ from compare.engine.options import (
     executor_arguments,
     folder_arguments,
     from_args,
-    margin_argument,
-    margin_from,
     read_config,
     sweep_fields,
 )
 from compare.engine.pool import WorkerPool
 from compare.engine.progress import RunDisplay
 from compare.engine.worker import write_failure
-from compare.report.collect import collect, completed
+from compare.report.collect import completed
 from compare.report.outputs import write_outputs
 from compare.run.job import TrainJob
-from compare.stats.inference import MIN_SEEDS, look_alpha, look_schedule
-from compare.stats.pairs import pairwise, planned_seeds, runs_by_framework
+from compare.run.rounds import next_round, seed_plan, seeds_argument
+from compare.stats.inference import look_schedule
+from compare.stats.margins import Margins, margin_argument, margin_from
 
 DESCRIPTION = (
     "Train every framework (and seed) in a process of its own; write results.json, "
@@ -79,6 +74,7 @@ class RunOptions(SweepOptions):
     warm_workers: bool = True  # one long-lived worker per framework (compare.engine.pool)
     devices: int = 1  # DDP processes (or GPUs) for the frameworks that can
     first_seeds: int = 0  # with --seeds auto:MAX (seeds = MAX): the first round's seeds, else 0
+    margin: Margins = Margins()  # how close two frameworks must be to count as equivalent
 
     @property
     def rounds(self) -> list[int]:
@@ -106,30 +102,6 @@ class RunOptions(SweepOptions):
             "margin": self.margin.to_dict(),
             **spec_to_dict(self.model_spec, self.train_spec),
         }
-
-
-class Seeds(NamedTuple):
-    """``--seeds``: ``count`` seeds, or rounds up to ``count`` (``auto:MAX``)."""
-
-    count: int
-    auto: bool = False
-
-
-def seeds_argument(text: str) -> Seeds:
-    """``"5"`` -> Seeds(5); ``"auto:20"`` -> Seeds(20, auto=True)."""
-    name, sep, most = text.strip().partition(":")
-    if sep and name == "auto":
-        if not most.isdigit() or int(most) < MIN_SEEDS:
-            raise argparse.ArgumentTypeError(
-                f"auto:MAX needs MAX of at least {MIN_SEEDS} (the first round), got {text!r}"
-            )
-        return Seeds(int(most), auto=True)
-    try:
-        return Seeds(int(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seeds or auto:MAX, got {text!r}"
-        ) from None
 
 
 def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
@@ -224,7 +196,7 @@ def _run(options: RunOptions, log: Callable[[str], None]) -> int:
             worst = max(worst, _train(options, executor, seeds[done_before:count]))
             if worst or count >= rounds[-1]:
                 break
-            following = _next_round(options, count, log)
+            following = next_round(options.out, rounds, options.margin, count, log)
             if following is None:
                 break
             done_before, count = count, following
@@ -244,26 +216,6 @@ def _run(options: RunOptions, log: Callable[[str], None]) -> int:
     for line in write_outputs(options.out):
         log(line)
     return worst
-
-
-def _next_round(options: RunOptions, count: int, log: Callable[[str], None]) -> int | None:
-    """After a round of ``count`` seeds: the verdicts at this look's level; the seeds the
-    next round runs to (the first planned count that covers what the inconclusive pairs
-    need), or None when no pair is inconclusive."""
-    rounds, alpha = options.rounds, look_alpha(len(options.rounds))
-    by_framework = runs_by_framework(collect(options.out).runs)
-    if len(by_framework) < 2:
-        return None
-    pairs = pairwise(by_framework, options.margin, alpha)
-    open_ = [p.name for p in pairs if p.inconclusive]
-    look = f"look after {count} seeds (level {alpha:.3g}, {len(rounds)} looks planned)"
-    if not open_:
-        log(f"{look}: every pair resolved")
-        return None
-    need = planned_seeds(pairs, count, alpha) or rounds[-1]
-    following = next(c for c in rounds if c >= min(rounds[-1], max(count + 1, need)))
-    log(f"{look}: inconclusive {', '.join(open_)}; next round up to {following} seeds")
-    return following
 
 
 def _label(options: RunOptions, framework: str, seed: int) -> str:
@@ -446,32 +398,6 @@ def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
             f"run `{PROG} run --resume --out {args.out}` alone, or start a new --out",
         )
     return saved
-
-
-def seed_plan(args: argparse.Namespace, saved: dict[str, Any]) -> tuple[int, int]:
-    """(seeds, first round's seeds; 0: one round) from ``--seeds`` and, with --resume, the
-    folder's own: a folder of fixed seeds given ``--seeds auto:MAX`` continues in rounds,
-    its seeds so far the first; one already in rounds keeps its plan."""
-    asked: Seeds = args.seeds
-    if not saved:
-        return asked.count, (MIN_SEEDS if asked.auto else 0)
-    had, plan = int(saved.get("seeds", 1)), saved.get("sequential")
-    if plan:
-        if asked.auto and asked.count != plan["max"]:
-            raise UserError(
-                f"{args.out} already runs its seeds in rounds up to {plan['max']}: changing "
-                "the plan after looking at the verdicts would spoil their level",
-                f"run `{PROG} run --resume --out {args.out}` without --seeds",
-            )
-        return int(plan["max"]), int(plan["first"])
-    if not asked.auto:
-        return had, 0
-    if asked.count <= had:
-        raise UserError(
-            f"{args.out} already has {had} seeds; auto:{asked.count} would add none",
-            f"give --seeds auto:MAX with MAX above {had}",
-        )
-    return asked.count, max(had, MIN_SEEDS)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ A folder keeps the margins it was analysed with (``config.json``'s ``margin``);
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,3 +66,20 @@ def parse_margin(text: str, base: Margins | None = None) -> Margins:
             raise UserError(f"--margin: {name} must be a positive number, got {number}", FIX)
         values[name] = value
     return Margins(**values)
+
+
+def margin_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--margin",
+        metavar="accuracy=POINTS,loss=NATS",
+        help="how close two frameworks must be to count as equivalent (default "
+        f"accuracy={Margins().accuracy:g},loss={Margins().loss:g}; either part alone keeps "
+        "the other; with --resume, the folder's own)",
+    )
+
+
+def margin_from(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Margins:
+    """The margins given (``--margin``, over the folder's saved ones), else the saved ones,
+    else the defaults."""
+    base = Margins.from_config(saved)
+    return parse_margin(args.margin, base) if getattr(args, "margin", None) else base

@@ -17,9 +17,12 @@ import pytest
 from cnn_common.errors import UserError
 from cnn_common.results import RunResult
 from compare.engine.layout import CONFIG_FILE, RESULT_FILE, run_dir
-from compare.run.command import RunOptions, Seeds, _next_round, seed_plan, seeds_argument
+from compare.report.collect import collect
+from compare.run.command import RunOptions
+from compare.run.rounds import Seeds, next_round, seed_plan, seeds_argument
 from compare.stats.inference import look_alpha
 from compare.stats.margins import Margins, parse_margin
+from compare.stats.pairs import pairwise, resolve_text, runs_by_framework
 from tests.compare.test_report import make_results
 from tests.compare.test_statistics_report import ACCURACY, LOSS
 
@@ -111,7 +114,7 @@ def test_a_look_with_every_pair_resolved_ends_the_rounds(tmp_path: Path) -> None
     close = {**ACCURACY, "lightning": [0.9811, 0.9840, 0.9791]}
     outcomes(tmp_path, close)
     said: list[str] = []
-    assert _next_round(options_for(tmp_path, 20), 3, said.append) is None
+    assert next_round(tmp_path, options_for(tmp_path, 20).rounds, Margins(), 3, said.append) is None
     (line,) = said
     assert line.startswith("look after 3 seeds (level 0.00833, 6 looks planned)")
     assert line.endswith("every pair resolved")
@@ -122,13 +125,26 @@ def test_an_inconclusive_look_plans_the_next_round_from_the_schedule(tmp_path: P
     outcomes(tmp_path, scattered)
     said: list[str] = []
     options = options_for(tmp_path, 20)
-    following = _next_round(options, 3, said.append)
+    following = next_round(tmp_path, options.rounds, Margins(), 3, said.append)
     assert following in options.rounds and following > 3
     assert "inconclusive numpy − lightning, keras − lightning" in said[0]
     assert said[0].endswith(f"next round up to {following} seeds")
     # the most caps the rounds: with auto:5 the next round is 5 whatever the need
-    assert _next_round(options_for(tmp_path, 5), 3, said.append) == 5
+    assert next_round(tmp_path, options_for(tmp_path, 5).rounds, Margins(), 3, said.append) == 5
     assert look_alpha(len(options_for(tmp_path, 5).rounds)) == pytest.approx(0.025)
+
+
+def test_once_the_planned_rounds_are_spent_fresh_seeds_are_what_resolves(tmp_path: Path) -> None:
+    scattered = {**ACCURACY, "lightning": [0.970, 0.990, 0.975]}
+    outcomes(tmp_path, scattered)
+    pairs = pairwise(runs_by_framework(collect(tmp_path).runs), Margins())
+    fixed = resolve_text(tmp_path, pairs, 3, {"train": {"seed": 0}})
+    assert fixed is not None and f"--resume --out {tmp_path} --seeds auto:" in fixed
+    spent = {"train": {"seed": 10}, "sequential": {"first": 3, "max": 8, "looks": 3}}
+    text = resolve_text(tmp_path, pairs, 8, spent)
+    assert text is not None and text.startswith("The 8 seeds planned did not resolve")
+    assert "`--seed 18 --seeds auto:" in text and "--resume" not in text
+    assert resolve_text(tmp_path, [], 3, {}) is None
 
 
 def cnn_compare(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -169,9 +185,8 @@ def test_a_run_in_rounds_then_its_margins_changed(tmp_path: Path, data_dir: Path
     assert "split over the 2 looks planned (Bonferroni), 0.025 each" in markdown
     assert re.search(r"^pairs \(0\.025 level", done.stdout, re.M), done.stdout
     pair = next(line for line in done.stdout.splitlines() if "numpy − pytorch" in line)
-    if "inconclusive" in pair:  # the plan is spent: fresh seeds, not more looks at these
-        assert "The 5 seeds planned did not resolve every pair" in done.stdout
-        assert "--seed 5 --seeds auto:" in done.stdout
+    if "inconclusive" in pair:  # margins far below the spread: no count of seeds would do
+        assert "cannot be resolved by seeds alone at this margin" in done.stdout
     before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob(RESULT_FILE)}
     wide = cnn_compare(data_dir, "report", str(out), "--margin", "accuracy=50,loss=50")
     assert wide.returncode == 0, wide.stdout + wide.stderr
