@@ -188,6 +188,20 @@ CASES = [
         "malformed-number", trainer("numpy-cnn", "--epochs", "two"), ("invalid int",), argparse=True
     ),
     Case("unknown-init", compare("run", "--init", "random"), ("invalid choice",), argparse=True),
+    Case(
+        "run-seeds-auto-2",
+        compare("run", "--seeds", "auto:2"),
+        ("auto:MAX needs MAX of at least 3",),
+        argparse=True,
+    ),
+    Case("run-seeds-many", compare("run", "--seeds", "many"), ("auto:MAX, got",), argparse=True),
+    Case("run-margin-negative", compare("run", "--margin", "accuracy=-1"), ("must be a positive",)),
+    Case("ablate-margin-name", compare("ablate", "--margin", "acc=1"), ("cannot read 'acc=1'",)),
+    Case(
+        "report-margin-number",
+        ["cnn-compare", "report", "{out}", "--margin", "loss=x"],
+        ("loss='x' is not a number",),
+    ),
     # paths that are missing, unreadable or of the wrong kind
     Case(
         "spec-is-a-folder",

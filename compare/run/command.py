@@ -414,6 +414,12 @@ def main(args: argparse.Namespace) -> int:
     seeds, first = seed_plan(args, saved)
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}", "use --seeds 1 or more")
+    if first and len(names) < 2:
+        raise UserError(
+            "--seeds auto:MAX runs seeds until every pair of frameworks is resolved; "
+            f"{', '.join(names)} alone makes no pair",
+            "give two or more --frameworks, or a number of seeds (--seeds 5)",
+        )
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}", "use --threads 1+")
     if args.devices < 1:

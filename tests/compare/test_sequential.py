@@ -68,6 +68,14 @@ def test_the_options_record_the_plan_and_the_margin() -> None:
     assert fixed.rounds == [4] and "sequential" not in fixed.config()
 
 
+def test_rounds_of_seeds_need_a_pair_of_frameworks(tmp_path: Path, data_dir: Path) -> None:
+    done = cnn_compare(data_dir, "run", "--frameworks", "numpy", "--seeds", "auto:5",
+                       "--out", str(tmp_path / "out"))  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "numpy alone makes no pair" in done.stderr and "fix: give two or more" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_margins_parse_and_refuse_clearly() -> None:
     assert parse_margin("accuracy=0.3") == Margins(0.3, 0.02)
     assert parse_margin("loss=0.01, accuracy=1") == Margins(1.0, 0.01)
