@@ -29,6 +29,7 @@ differences with stated tests and one of three verdicts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -66,7 +67,7 @@ class Comparison:
     ``±margin``; ``p_adjusted`` and ``p_equivalence_adjusted`` are the same after a family
     correction (``adjust``; equal to the raw ones until then). ``sd`` is the spread the
     tests saw: of the per-seed differences (paired), or ``sqrt(sd_a² + sd_b²)`` (Welch).
-    ``seeds_needed`` is set for an inconclusive pair (``seeds_needed``), None otherwise.
+    ``seeds_needed`` is worked out for an inconclusive pair when first read.
     """
 
     difference: float
@@ -82,7 +83,16 @@ class Comparison:
     alpha: float = ALPHA
     p_adjusted: float = math.nan
     p_equivalence_adjusted: float = math.nan
-    seeds_needed: int | None = None
+
+    @functools.cached_property
+    def seeds_needed(self) -> int | None:
+        """The seeds an inconclusive comparison needs (``seeds_needed``, and never fewer than
+        one more than it has: these did not do); None when resolved or beyond planning.
+        Worked out when read: most comparisons of a simulated family never are."""
+        if self.verdict != INCONCLUSIVE:
+            return None
+        needed = seeds_needed(self.sd, self.margin, self.test == PAIRED, self.alpha)
+        return None if needed is None else max(needed, self.n + 1)
 
     @property
     def real(self) -> bool:
@@ -133,22 +143,28 @@ def verdict(p_value: float, p_equivalence: float = math.nan, alpha: float = ALPH
     return INCONCLUSIVE
 
 
-def tost_power(n: int, sd: float, margin: float, paired: bool, alpha: float = ALPHA) -> float:
+def tost_power(
+    n: int | np.ndarray, sd: float, margin: float, paired: bool, alpha: float = ALPHA
+) -> float | np.ndarray:
     """The chance that TOST at level ``alpha`` shows equivalence within ``±margin`` with ``n``
     seeds when the true difference is 0 and the per-seed spread is ``sd``: both one-sided
     t statistics follow a noncentral t (``scipy.stats.nct``) with noncentrality
     ``margin / (sd / sqrt(n))``; both must pass, ``P = 2 P(T > t_crit) - 1`` (Owen 1965's
     exact form at zero difference, clipped at 0). Welch's degrees of freedom are taken as
-    ``2n - 2`` (equal spreads)."""
-    if n < 2:
-        return 0.0
+    ``2n - 2`` (equal spreads). ``n`` may be an array of counts: one power each."""
+    counts = np.asarray(n, dtype=np.float64)
     if sd == 0:
-        return 1.0 if margin > 0 else 0.0
-    stats = _scipy_stats()
-    df = n - 1 if paired else 2 * n - 2
-    critical = stats.t.ppf(1 - alpha, df)
-    shift = margin / (sd / math.sqrt(n))
-    return max(0.0, 2 * float(stats.nct.sf(critical, df, shift)) - 1)
+        power = np.where(counts >= 2, 1.0 if margin > 0 else 0.0, 0.0)
+    else:
+        stats = _scipy_stats()
+        usable = np.maximum(counts, 2)  # below 2 seeds: no test, no power (set below)
+        df = usable - 1 if paired else 2 * usable - 2
+        critical = stats.t.ppf(1 - alpha, df)
+        shift = margin / (sd / np.sqrt(usable))
+        power = np.where(
+            counts >= 2, np.maximum(0.0, 2 * stats.nct.sf(critical, df, shift) - 1), 0.0
+        )
+    return float(power) if np.ndim(n) == 0 else power
 
 
 def seeds_needed(
@@ -162,29 +178,22 @@ def seeds_needed(
     margin is 0)."""
     if not margin > 0 or not math.isfinite(sd):
         return None
-    low, high = 2, 2
-    while tost_power(high, sd, margin, paired, alpha) < power:
-        if high >= MAX_SEEDS_PLANNED:
-            return None
-        low, high = high, min(2 * high, MAX_SEEDS_PLANNED)
-    while low < high:  # the power grows with n: bisect for the first n that reaches it
-        mid = (low + high) // 2
-        if tost_power(mid, sd, margin, paired, alpha) >= power:
-            high = mid
-        else:
-            low = mid + 1
-    return high
+    # The power grows with the count: look through ever larger blocks of counts, each block
+    # one vectorised call, and take the first count that reaches it.
+    low = 2
+    while low <= MAX_SEEDS_PLANNED:
+        counts = np.arange(low, min(4 * low, MAX_SEEDS_PLANNED) + 1)
+        reached = np.flatnonzero(tost_power(counts, sd, margin, paired, alpha) >= power)
+        if reached.size:
+            return int(counts[reached[0]])
+        low = int(counts[-1]) + 1
+    return None
 
 
 def _decide(result: Comparison) -> Comparison:
-    """The verdict from the adjusted p-values, and the seeds an inconclusive pair needs."""
+    """The verdict from the adjusted p-values."""
     decided = verdict(result.p_adjusted, result.p_equivalence_adjusted, result.alpha)
-    needed = None
-    if decided == INCONCLUSIVE:
-        needed = seeds_needed(result.sd, result.margin, result.test == PAIRED, result.alpha)
-        if needed is not None:  # never fewer than one more than it has: these did not do
-            needed = max(needed, result.n + 1)
-    return dataclasses.replace(result, verdict=decided, seeds_needed=needed)
+    return dataclasses.replace(result, verdict=decided)
 
 
 def _exact(difference: float, margin: float, test: str, n: int, alpha: float) -> Comparison:
@@ -197,14 +206,16 @@ def _exact(difference: float, margin: float, test: str, n: int, alpha: float) ->
     )  # fmt: skip
 
 
-def _tost(test, a, b, margin: float, **kwargs) -> float:  # noqa: ANN001
-    """TOST's p-value: the larger of "a - b > -margin" and "a - b < +margin"; ``test`` is
-    ``ttest_rel`` or ``ttest_ind`` (the margin shifts ``a``)."""
+def _tost(difference: float, se: float, df: float, margin: float) -> float:
+    """TOST's p-value: the larger of the one-sided t-tests of "difference > -margin" and
+    "difference < +margin", for a mean ``difference`` with standard error ``se`` on ``df``
+    degrees of freedom (those of the paired or Welch test: shifting one sample by the margin
+    moves the mean, not the spread)."""
     if not margin > 0:
         return math.nan
-    a = np.asarray(a, dtype=np.float64)
-    above = _quiet_ttest(test, a + margin, b, alternative="greater", **kwargs).pvalue
-    below = _quiet_ttest(test, a - margin, b, alternative="less", **kwargs).pvalue
+    t = _scipy_stats().t
+    above = t.sf((difference + margin) / se, df)
+    below = t.cdf((difference - margin) / se, df)
     return float(max(above, below))
 
 
@@ -226,7 +237,8 @@ def compare_samples(
         xb = np.array([b[s] for s in shared], dtype=np.float64)
         result = _quiet_ttest(stats.ttest_rel, xa, xb)
         interval = result.confidence_interval(CONFIDENCE)
-        p, p_eq = float(result.pvalue), _tost(stats.ttest_rel, xa, xb, margin)
+        se = float(diffs.std(ddof=1)) / math.sqrt(len(diffs))
+        p, p_eq = float(result.pvalue), _tost(mean, se, float(result.df), margin)
         return _decide(
             Comparison(mean, float(interval.low), float(interval.high), p, PAIRED, len(diffs),
                        "", margin, p_eq, float(diffs.std(ddof=1)), alpha, p, p_eq)
@@ -241,7 +253,8 @@ def compare_samples(
         return _exact(mean, margin, WELCH, n, alpha)
     result = _quiet_ttest(stats.ttest_ind, xa, xb, equal_var=False)
     interval = result.confidence_interval(CONFIDENCE)
-    p, p_eq = float(result.pvalue), _tost(stats.ttest_ind, xa, xb, margin, equal_var=False)
+    se = math.sqrt(float(xa.var(ddof=1)) / xa.size + float(xb.var(ddof=1)) / xb.size)
+    p, p_eq = float(result.pvalue), _tost(mean, se, float(result.df), margin)
     sd = math.hypot(float(xa.std(ddof=1)), float(xb.std(ddof=1)))
     return _decide(
         Comparison(mean, float(interval.low), float(interval.high), p, WELCH, n, "", margin,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from compare.report.collect import Collected
 from compare.report.figures import save_figure
@@ -85,6 +86,7 @@ def forest_plot(pairs: list[Pair], margins: Margins, path: Path) -> Path:
             f"test {metric} ({unit})\nshaded: the margin, {margins.text(metric)}", fontsize=10
         )
         ax.grid(axis="x", alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # wide loss labels must not touch
         ax.set_ylim(-0.6, len(pairs) - 0.4)
     axes[0].set_yticks(rows, [p.name for p in pairs])
     handles = [axes[0].plot([], [], color=c, lw=4)[0] for c in COLOURS.values()]

@@ -16,7 +16,9 @@ from compare.stats.inference import (
     ALPHA,
     EQUIVALENT,
     INCONCLUSIVE,
+    PAIRED,
     REAL,
+    WELCH,
     adjust,
     compare_samples,
     look_alpha,
@@ -164,6 +166,25 @@ def test_tost_is_the_ninety_percent_interval_inside_the_margin() -> None:
         interval = scipy_stats.ttest_1samp(diffs, 0.0).confidence_interval(0.90)
         inside = interval.low > -MARGIN and interval.high < MARGIN
         assert got.within_margin == inside
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_tost_gives_scipys_one_sided_t_tests_against_the_shifted_sample(paired: bool) -> None:
+    """The equivalence p-value is the larger of scipy's two one-sided tests with one sample
+    moved by the margin, paired or Welch's (for Welch the samples have different seeds)."""
+    rng = np.random.default_rng(21)
+    for _ in range(20):
+        a, b = draw_pair(rng, 6, rng.uniform(-0.006, 0.006), 0.004)
+        if not paired:
+            b = {seed + 100: v for seed, v in b.items()}
+        xa, xb = np.array(list(a.values())), np.array(list(b.values()))
+        test = scipy_stats.ttest_rel if paired else scipy_stats.ttest_ind
+        extra = {} if paired else {"equal_var": False}
+        above = test(xa + MARGIN, xb, alternative="greater", **extra).pvalue
+        below = test(xa - MARGIN, xb, alternative="less", **extra).pvalue
+        got = compare_samples(a, b, MARGIN)
+        assert got.test == (PAIRED if paired else WELCH)
+        assert got.p_equivalence == pytest.approx(max(above, below), rel=1e-9, abs=1e-12)
 
 
 def test_the_looks_are_fixed_in_advance_and_share_the_level() -> None:
