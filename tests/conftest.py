@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,8 +16,11 @@ from cnn_common.errors import DataError
 REQUIRE_DATA = bool(os.environ.get("CI") or os.environ.get("CNN_REQUIRE_DATA"))
 
 # Keras writes ~/.keras/keras.json when it is first imported, which may happen while test
-# modules are collected: point it at a private folder before anything can import it.
-os.environ.setdefault("KERAS_HOME", tempfile.mkdtemp(prefix="cnn-rosetta-keras-"))
+# modules are collected: point it at a private folder before anything can import it. The
+# process that makes it (the controller; workers and commands inherit it) removes it at exit.
+if "KERAS_HOME" not in os.environ:
+    os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="cnn-rosetta-keras-")
+    atexit.register(shutil.rmtree, os.environ["KERAS_HOME"], ignore_errors=True)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Commands under test run in temporary folders: a relative data folder (CI passes
 # ../shared/data) must name the same place there.
