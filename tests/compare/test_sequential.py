@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from compare.run.rounds import Seeds, next_round, seed_plan, seeds_argument
 from compare.stats.inference import look_alpha
 from compare.stats.margins import Margins, parse_margin
 from compare.stats.pairs import pairwise, resolve_text, runs_by_framework
+from tests.compare.test_ablate import cnn_compare
 from tests.compare.test_report import make_results
 from tests.compare.test_statistics_report import ACCURACY, LOSS
 
@@ -153,16 +151,6 @@ def test_once_the_planned_rounds_are_spent_fresh_seeds_are_what_resolves(tmp_pat
     assert text is not None and text.startswith("The 8 seeds planned did not resolve")
     assert "`--seed 18 --seeds auto:" in text and "--resume" not in text
     assert resolve_text(tmp_path, [], 3, {}) is None
-
-
-def cnn_compare(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "compare", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "CNN_DATA_DIR": str(data_dir)},
-    )
 
 
 SMALL = ["--frameworks", "numpy,pytorch", "--subset", "256", "--eval-subset", "256"]
