@@ -109,7 +109,7 @@ def summarize(
     for row in rows:
         row["noise_band"] = bands.get(row["framework"], {})
         row["verdicts"] = _verdicts(row, bands.get(row["framework"], {}))
-        row["verdict"] = _overall(row)
+        row["verdict"] = row_verdict(row)
     return {
         "seeds": seeds,
         "margin": margins.to_dict(),
@@ -158,14 +158,17 @@ def _verdicts(row: dict[str, Any], band: dict[str, float]) -> dict[str, str]:
     return verdicts
 
 
-def _overall(row: dict[str, Any]) -> str:
-    """One phrase for the row: real when either metric is, else what the metrics agree on."""
+def row_verdict(row: dict[str, Any]) -> str:
+    """One phrase for the row: real first when either metric is (and what the other metric
+    says), else what the metrics agree on, else each metric's verdict."""
     if not row["runs"]:
         return "not run"
-    values = list(row["verdicts"].values())
+    verdicts = row["verdicts"]
+    values = list(verdicts.values())
     if REAL in values:
-        which = [metric for metric, verdict in row["verdicts"].items() if verdict == REAL]
-        return f"{REAL} ({' and '.join(which)})"
+        which = [metric for metric, verdict in verdicts.items() if verdict == REAL]
+        rest = [f"; {metric}: {verdict}" for metric, verdict in verdicts.items() if verdict != REAL]
+        return f"{REAL} ({' and '.join(which)})" + "".join(rest)
     if len(set(values)) == 1:
         return values[0]
-    return ", ".join(f"{metric}: {verdict}" for metric, verdict in row["verdicts"].items())
+    return "; ".join(f"{metric}: {verdict}" for metric, verdict in verdicts.items())

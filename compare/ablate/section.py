@@ -19,7 +19,7 @@ def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
     rows = []
     for row in ablation["effects"]:
         if not row["runs"]:
-            rows.append([row["framework"], row["factor"], "-", "-", "-", "-", "-", "-", row["why"]])
+            rows.append([row["framework"], row["factor"], *["-"] * 7, row["why"]])
             continue
         acc, loss = row["accuracy"], row["loss"]
         rows.append(
@@ -29,10 +29,11 @@ def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
                 interval_text(acc["difference"], acc["low"], acc["high"], 100, "+.3f"),
                 f"{acc['p_value']:.3g}",
                 f"{acc.get('p_adjusted', acc['p_value']):.3g}",
+                row["verdicts"]["accuracy"],
                 interval_text(loss["difference"], loss["low"], loss["high"], 1, "+.4f"),
                 f"{loss['p_value']:.3g}",
                 f"{loss.get('p_adjusted', loss['p_value']):.3g}",
-                row["verdict"],
+                row["verdicts"]["loss"],
             ]
         )
     figure = fig_forest(ablation, figures_dir / ABLATION_FIGURE)
@@ -62,10 +63,11 @@ def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
                 "Δ accuracy (points)",
                 "p",
                 "p adj.",
-                "Δ loss",
+                "verdict (accuracy)",
+                "Δ loss (nats)",
                 "p",
                 "p adj.",
-                "verdict",
+                "verdict (loss)",
             ],
             rows,
             figures,

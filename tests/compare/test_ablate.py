@@ -24,9 +24,9 @@ from cnn_common.results import EpochRecord, RunResult, finish_result
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.spec_files import apply_overrides
 from compare.ablate.arms import BASELINE, FACTORS, Arm, check_factors, plan_arms
-from compare.ablate.effects import noise_bands, summarize
+from compare.ablate.effects import noise_bands, row_verdict, summarize
 from compare.engine.layout import ABLATION_DIR, ABLATION_FILE, RESULT_FILE, RUNS_DIR
-from compare.stats.inference import EQUIVALENT, REAL, compare_samples
+from compare.stats.inference import EQUIVALENT, INCONCLUSIVE, REAL, compare_samples
 from tests.compare.test_report import check_self_contained
 
 THREE = ("numpy", "keras", "lightning")
@@ -270,6 +270,26 @@ def test_an_arm_with_fewer_than_two_finished_seeds_has_too_few(tmp_path: Path) -
     (row,) = summary["effects"]
     assert math.isnan(row["accuracy"]["difference"]) and row["accuracy"]["n"] == 1
     assert row["verdicts"] == {"accuracy": "too few seeds", "loss": "too few seeds"}
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "said"),
+    [
+        ({"accuracy": REAL, "loss": REAL}, f"{REAL} (accuracy and loss)"),
+        (
+            {"accuracy": f"{INCONCLUSIVE} (12 seeds)", "loss": REAL},
+            f"{REAL} (loss); accuracy: {INCONCLUSIVE} (12 seeds)",
+        ),
+        ({"accuracy": EQUIVALENT, "loss": EQUIVALENT}, EQUIVALENT),
+        (
+            {"accuracy": EQUIVALENT, "loss": f"{INCONCLUSIVE} (7 seeds)"},
+            f"accuracy: {EQUIVALENT}; loss: {INCONCLUSIVE} (7 seeds)",
+        ),
+    ],
+)
+def test_a_rows_one_phrase_hides_neither_metric(verdicts: dict, said: str) -> None:
+    assert row_verdict({"runs": 3, "verdicts": verdicts}) == said
+    assert row_verdict({"runs": 0, "verdicts": {}}) == "not run"
 
 
 # ----------------------------------------------------------------------------- the command
