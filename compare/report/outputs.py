@@ -18,6 +18,7 @@ from compare.report import tables
 from compare.report.collect import Collected, collect
 from compare.report.differences import differences
 from compare.report.render import Section, write_history_csv, write_html, write_markdown
+from compare.stats.pairs import pairs_record
 
 
 def sections(found: Collected, out: Path) -> list[Section]:
@@ -45,6 +46,7 @@ def write_outputs(out: Path) -> list[str]:
             "runs": [run.to_dict() for run in found.runs],
             "failures": found.failures,
             "differences": [dataclasses.asdict(d) for d in diffs],
+            "pairwise": pairs_record(found.runs, found.config),
         },
     )
     write_history_csv(out / HISTORY_FILE, found)

@@ -94,6 +94,14 @@ class Comparison:
         needed = seeds_needed(self.sd, self.margin, self.test == PAIRED, self.alpha)
         return None if needed is None else max(needed, self.n + 1)
 
+    def to_dict(self) -> dict[str, object]:
+        """Every field, the seeds needed and whether TOST passed, for ``results.json``."""
+        return {
+            **dataclasses.asdict(self),
+            "seeds_needed": self.seeds_needed,
+            "within_margin": self.within_margin,
+        }
+
     @property
     def real(self) -> bool:
         return self.verdict == REAL

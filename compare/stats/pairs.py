@@ -18,6 +18,7 @@ from typing import Any
 
 from compare.stats.inference import (
     ALPHA,
+    CORRECTION,
     INCONCLUSIVE,
     MAX_SEEDS_PLANNED,
     MIN_SEEDS,
@@ -56,6 +57,9 @@ class Pair:
         needs = [r.seeds_needed for r in self.results.values() if r.verdict == INCONCLUSIVE]
         return None if not needs or None in needs else max(n for n in needs if n is not None)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, **{m: r.to_dict() for m, r in self.results.items()}}
+
 
 def runs_by_framework(runs: Iterable[Any]) -> dict[str, dict[int, Any]]:
     """framework -> seed -> run record (``RunResult``), frameworks in the order met."""
@@ -92,6 +96,40 @@ def pairwise(
     for (a, b, metric, _), result in zip(raw, fixed, strict=True):
         pairs.setdefault((a, b), {})[metric] = result
     return [Pair(a, b, results) for (a, b), results in pairs.items()]
+
+
+def judge(
+    by_framework: Mapping[str, Mapping[int, Any]], config: Mapping[str, Any] | None
+) -> tuple[list[Pair], Margins, float]:
+    """The folder's pairs as its configuration asks them judged: its margins, its level."""
+    margins, alpha = Margins.from_config(config), level(config)
+    return pairwise(by_framework, margins, alpha), margins, alpha
+
+
+def judge_runs(
+    runs: Iterable[Any], config: Mapping[str, Any] | None
+) -> tuple[list[Pair], Margins, float] | None:
+    """``judge`` on a folder's run records; None below two frameworks or ``MIN_SEEDS`` seeds
+    of one (nothing to judge)."""
+    by_framework = runs_by_framework(runs)
+    if len(by_framework) < 2 or min(len(r) for r in by_framework.values()) < MIN_SEEDS:
+        return None
+    return judge(by_framework, config)
+
+
+def pairs_record(runs: Iterable[Any], config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The pairs' verdicts for ``results.json`` (the report's table, every figure of it), or
+    None when there is nothing to judge."""
+    judged = judge_runs(runs, config)
+    if judged is None:
+        return None
+    pairs, margins, alpha = judged
+    return {
+        "level": alpha,
+        "correction": CORRECTION,
+        "margin": margins.to_dict(),
+        "pairs": [pair.to_dict() for pair in pairs],
+    }
 
 
 def verdict_text(result: Comparison, margins: Margins, metric: str, margin: bool = True) -> str:

@@ -27,8 +27,8 @@ from compare.stats.margins import Margins
 from compare.stats.pairs import (
     METRICS,
     Pair,
-    level,
-    pairwise,
+    judge,
+    judge_runs,
     resolve_text,
     runs_by_framework,
     verdict_text,
@@ -133,8 +133,7 @@ def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
                 interval_text(loss.mean, loss.low, loss.high, 1, ".4f"),
             ]
         )
-    margins, alpha = Margins.from_config(found.config), level(found.config)
-    pairs = pairwise(by_framework, margins, alpha)
+    pairs, margins, alpha = judge(by_framework, found.config)
     rows = []
     for pair in pairs:
         cells = [pair.name, pair.results["accuracy"].test]
@@ -193,11 +192,10 @@ def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
 def summary_lines(found: Collected) -> list[str]:
     """The pairs' verdicts for the terminal, as the report's table and forest plot give them;
     nothing below three seeds a framework."""
-    by_framework = runs_by_framework(found.runs)
-    if len(by_framework) < 2 or min(len(r) for r in by_framework.values()) < MIN_SEEDS:
+    judged = judge_runs(found.runs, found.config)
+    if judged is None:
         return []
-    margins, alpha = Margins.from_config(found.config), level(found.config)
-    pairs = pairwise(by_framework, margins, alpha)
+    pairs, margins, alpha = judged
     lines = [
         f"pairs ({alpha:.3g} level, {CORRECTION}-adjusted; equivalent within "
         f"{margins.text('accuracy')}, {margins.text('loss')}):"
@@ -211,7 +209,7 @@ def summary_lines(found: Collected) -> list[str]:
             said = verdict_text(r, margins, metric, margin=False)
             parts.append(f"{metric} {scale * r.difference:{fmt}} {unit}: {said}")
         lines.append(f"  {pair.name:<{width}}  " + "; ".join(parts))
-    fewest = min(len(r) for r in by_framework.values())
+    fewest = min(len(r) for r in runs_by_framework(found.runs).values())
     resolve = resolve_text(found.out, pairs, fewest, found.config)
     if resolve:
         lines.append(f"  {resolve}".replace("`", ""))

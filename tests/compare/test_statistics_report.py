@@ -128,6 +128,20 @@ def test_three_seeds_give_intervals_and_verdicts(tmp_path: Path) -> None:
     assert (tmp_path / "figures" / "forest.png").stat().st_size > 10_000
     html = (tmp_path / "report.html").read_text()
     assert "Is the difference real?" in html and "Pairwise differences" in html
+    # results.json holds the same judgement, every figure of it
+    record = json.loads((tmp_path / RESULTS_FILE).read_text())["pairwise"]
+    assert record["correction"] == "Benjamini-Hochberg" and record["level"] == 0.05
+    assert record["margin"] == {"accuracy": 0.5, "loss": 0.02}
+    saved = {f"{p['a']} − {p['b']}": p for p in record["pairs"]}
+    assert list(saved) == list(pairs)
+    for name, row in pairs.items():
+        for metric in ("accuracy", "loss"):
+            result = saved[name][metric]
+            assert row[f"verdict ({metric})"].startswith(result["verdict"])
+            assert row[f"p adj. ({metric})"] == f"{result['p_adjusted']:.3g}"
+            assert result["test"] == "paired t-test" and result["n"] == 3
+    assert saved["numpy − lightning"]["accuracy"]["within_margin"]
+    assert saved["numpy − keras"]["accuracy"]["seeds_needed"] is None  # resolved
 
 
 def test_a_scattered_pair_is_inconclusive_with_the_seeds_and_the_command(tmp_path: Path) -> None:
@@ -149,6 +163,10 @@ def test_a_scattered_pair_is_inconclusive_with_the_seeds_and_the_command(tmp_pat
     command = re.search(r"`(cnn-compare run --resume --out \S+ --seeds auto:(\d+))`", markdown)
     assert command, markdown
     assert int(command[2]) >= int(found[1])  # the rounds split the level: at least as many
+    record = json.loads((tmp_path / RESULTS_FILE).read_text())["pairwise"]
+    (saved,) = [p for p in record["pairs"] if (p["a"], p["b"]) == ("numpy", "lightning")]
+    assert saved["accuracy"]["verdict"] == "inconclusive"
+    assert saved["accuracy"]["seeds_needed"] == int(found[1])
 
 
 @pytest.mark.parametrize("seeds", [1, 2])
@@ -161,6 +179,7 @@ def test_fewer_than_three_seeds_say_what_statistics_need(tmp_path: Path, seeds: 
     assert f"(this folder has {seeds})" in section and "--seeds 3" in section
     assert "|" not in section  # no table of intervals
     assert PAIRS_TITLE not in markdown
+    assert json.loads((tmp_path / RESULTS_FILE).read_text())["pairwise"] is None
 
 
 @pytest.mark.slow
