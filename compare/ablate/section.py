@@ -9,6 +9,7 @@ from compare.engine.layout import ABLATION_FIGURE
 from compare.report.collect import Collected
 from compare.report.render import FigureFile, Section
 from compare.report.tables import interval_text
+from compare.stats.section import VERDICT_COLUMNS
 
 
 def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
@@ -60,14 +61,7 @@ def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
             [
                 "framework",
                 "factor",
-                "Δ accuracy (points)",
-                "p",
-                "p adj.",
-                "verdict (accuracy)",
-                "Δ loss (nats)",
-                "p",
-                "p adj.",
-                "verdict (loss)",
+                *VERDICT_COLUMNS,
             ],
             rows,
             figures,

@@ -36,6 +36,12 @@ from compare.stats.pairs import (
 
 FOREST_FILE = "forest.png"
 COLOURS = {REAL: "#d62728", EQUIVALENT: "#2ca02c", INCONCLUSIVE: "#7f7f7f"}
+# Each metric's difference [interval], its p-values and its verdict: the columns of every
+# table of verdicts (the pairs here, the ablation's factors).
+VERDICT_COLUMNS = [
+    *("Δ accuracy (points)", "p", "p adj.", "verdict (accuracy)"),
+    *("Δ loss (nats)", "p", "p adj.", "verdict (loss)"),
+]
 SCALE = {"accuracy": (100, "+.3f", "points"), "loss": (1, "+.4f", "nats")}
 
 
@@ -166,14 +172,7 @@ def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
             [
                 "pair",
                 "test",
-                "Δ accuracy (points)",
-                "p",
-                "p adj.",
-                "verdict (accuracy)",
-                "Δ loss (nats)",
-                "p",
-                "p adj.",
-                "verdict (loss)",
+                *VERDICT_COLUMNS,
             ],
             rows,
             figures=[
