@@ -38,6 +38,12 @@ def _umask() -> int:
     return mask
 
 
+def make_shareable(path: str | Path) -> None:
+    """Give ``path`` the permissions a plain ``open(path, "w")`` would (``0666`` less the
+    umask): a temporary file from ``mkstemp`` is ``0600``, readable by its owner alone."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``.
 
@@ -52,7 +58,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        make_shareable(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

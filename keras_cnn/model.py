@@ -24,6 +24,7 @@ import numpy as np
 
 from cnn_common.data import check_images
 from cnn_common.errors import DataError
+from cnn_common.files import make_shareable
 from cnn_common.metrics import readouts
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.weights import Weights, check_weight_shapes
@@ -169,7 +170,8 @@ def save(model: keras.Model, path: str | Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
     os.close(fd)
     try:
-        model.save(tmp)
+        model.save(tmp)  # into mkstemp's file, which is 0600
+        make_shareable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

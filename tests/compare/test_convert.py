@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,8 @@ def test_every_run_converts_to_every_framework_and_onnx(trained, data_dir: Path)
     mostly process starts."""
     out, names = trained
     every = [n for n in registry.frameworks() if not registry.missing_modules(n)]
+    umask = os.umask(0)
+    os.umask(umask)
     procs = {
         name: subprocess.Popen(
             cli("convert", str(run_dir(out, name, 0)), "--to", "all", "--onnx"),
@@ -91,6 +94,10 @@ def test_every_run_converts_to_every_framework_and_onnx(trained, data_dir: Path)
         for target, row in got.items():
             assert row["max_abs"] <= 1e-5, f"{name} -> {target}: {row}"
             assert Path(row["file"]).is_file()
+        # every file it writes can be shared as the report's are: the mode of a plain open
+        for path in converted.rglob("*"):
+            if path.is_file():
+                assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
         assert got["numpy"]["file"].endswith("numpy.npz") and "| onnx |" in output
 
 
