@@ -29,6 +29,7 @@ from cnn_common.results import check_finite_loss
 from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
 from pytorch_cnn.batching import dropout_seed
 from pytorch_cnn.model import build as build_network
+from pytorch_cnn.network import TORCH_DTYPES
 from pytorch_cnn.optim import make_optimizer
 
 
@@ -105,6 +106,12 @@ class LitCNN(L.LightningModule):
             self.train_spec.dtype,
             seed=self.train_spec.seed,
             native_padding=native_padding,
+        )
+        # One image in the network's layout and dtype, (1, C, H, W): what `to_onnx(path)` and
+        # the model summary's shapes run when given no input of their own.
+        h, w, c = self.model_spec.input_shape
+        self.example_input_array = torch.zeros(
+            1, c, h, w, dtype=TORCH_DTYPES[self.train_spec.dtype]
         )
         classes = self.model_spec.num_classes
         self.train_loss = MeanMetric(nan_strategy="disable")  # a NaN loss raises anyway

@@ -35,6 +35,7 @@ def test_the_python_snippet_runs_as_shown(data_dir: Path, tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr[-3000:]
     accuracy = float(re.search(r"tensor\(([\d.]+)", done.stdout).group(1))
     assert 0.5 < accuracy <= 1.0  # one epoch on 2,000 images learns something
+    assert (tmp_path / "model.onnx").stat().st_size > 1000  # to_onnx with no input given
 
 
 def test_the_quick_start_is_what_ci_runs() -> None:

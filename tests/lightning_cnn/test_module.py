@@ -106,3 +106,24 @@ def test_native_weights_are_the_plain_networks_of_the_run_seed() -> None:
         np.testing.assert_array_equal(lc.get_weights(b)[name], value, err_msg=name)
     other = lc.get_weights(lc.LitCNN(SMALL, TrainSpec(seed=5)))
     assert not np.array_equal(other["conv1.kernel"], expected["conv1.kernel"])
+
+
+def test_to_onnx_needs_no_input_sample(tmp_path) -> None:
+    """`LitCNN.to_onnx(path)` exports from `example_input_array` (one image in the network's
+    layout and dtype); given a batch of its own, it exports that. onnxruntime's logits match
+    the module's. Needs the `onnx` extra (onnxscript: PyTorch's exporter imports it). Float32:
+    onnxruntime's CPU provider has no float64 Conv."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = lc.LitCNN(SMALL, TrainSpec(seed=1)).eval()
+    assert tuple(model.example_input_array.shape) == (1, 1, 8, 8)
+    assert lc.LitCNN(SMALL, TrainSpec(dtype="float64")).example_input_array.dtype == torch.float64
+    rng = np.random.default_rng(0)
+    for sample, images in ((None, 1), (torch.rand(4, 1, 8, 8), 4)):
+        path = tmp_path / f"lit-{images}.onnx"
+        model.to_onnx(path) if sample is None else model.to_onnx(path, sample)
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = rng.random((images, 1, 8, 8), dtype=np.float32)
+        (got,) = session.run(None, {session.get_inputs()[0].name: x})
+        with torch.no_grad():
+            want = model(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
