@@ -8,8 +8,8 @@ from compare.ablate.figures import fig_forest
 from compare.engine.layout import ABLATION_FIGURE
 from compare.report.collect import Collected
 from compare.report.render import FigureFile, Section
-from compare.report.tables import interval_text
-from compare.stats.section import VERDICT_COLUMNS
+from compare.stats.pairs import METRICS
+from compare.stats.section import VERDICT_COLUMNS, metric_cells
 
 
 def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
@@ -20,23 +20,16 @@ def ablation_sections(found: Collected, figures_dir: Path) -> list[Section]:
     rows = []
     for row in ablation["effects"]:
         if not row["runs"]:
-            rows.append([row["framework"], row["factor"], *["-"] * 7, row["why"]])
+            blank = ["-"] * (len(VERDICT_COLUMNS) - 1)
+            rows.append([row["framework"], row["factor"], *blank, row["why"]])
             continue
-        acc, loss = row["accuracy"], row["loss"]
-        rows.append(
-            [
-                row["framework"],
-                row["factor"],
-                interval_text(acc["difference"], acc["low"], acc["high"], 100, "+.3f"),
-                f"{acc['p_value']:.3g}",
-                f"{acc.get('p_adjusted', acc['p_value']):.3g}",
-                row["verdicts"]["accuracy"],
-                interval_text(loss["difference"], loss["low"], loss["high"], 1, "+.4f"),
-                f"{loss['p_value']:.3g}",
-                f"{loss.get('p_adjusted', loss['p_value']):.3g}",
-                row["verdicts"]["loss"],
-            ]
-        )
+        cells = [row["framework"], row["factor"]]
+        for metric in METRICS:
+            effect = row[metric]
+            cells += metric_cells(metric, effect["difference"], effect["low"], effect["high"],
+                                  effect["p_value"], effect.get("p_adjusted", effect["p_value"]),
+                                  row["verdicts"][metric])  # fmt: skip
+        rows.append(cells)
     figure = fig_forest(ablation, figures_dir / ABLATION_FIGURE)
     text = (
         f"Each arm turns one default back to the framework's own, on seeds "

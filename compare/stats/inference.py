@@ -245,11 +245,11 @@ def compare_samples(
         xb = np.array([b[s] for s in shared], dtype=np.float64)
         result = _quiet_ttest(stats.ttest_rel, xa, xb)
         interval = result.confidence_interval(CONFIDENCE)
-        se = float(diffs.std(ddof=1)) / math.sqrt(len(diffs))
-        p, p_eq = float(result.pvalue), _tost(mean, se, float(result.df), margin)
+        sd = float(diffs.std(ddof=1))
+        p, p_eq = float(result.pvalue), _tost(mean, sd / math.sqrt(len(diffs)), result.df, margin)
         return _decide(
             Comparison(mean, float(interval.low), float(interval.high), p, PAIRED, len(diffs),
-                       "", margin, p_eq, float(diffs.std(ddof=1)), alpha, p, p_eq)
+                       "", margin, p_eq, sd, alpha, p, p_eq)
         )  # fmt: skip
     xa, xb = np.asarray(list(a.values()), float), np.asarray(list(b.values()), float)
     mean = float(xa.mean() - xb.mean()) if xa.size and xb.size else math.nan

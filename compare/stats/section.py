@@ -45,6 +45,22 @@ VERDICT_COLUMNS = [
 SCALE = {"accuracy": (100, "+.3f", "points"), "loss": (1, "+.4f", "nats")}
 
 
+def metric_cells(
+    metric: str,
+    difference: float,
+    low: float,
+    high: float,
+    p: float,
+    p_adjusted: float,
+    verdict: str,
+) -> list[str]:
+    """One metric's four cells of ``VERDICT_COLUMNS``: the difference [interval] in the
+    metric's unit, p, p adj. and the verdict."""
+    scale, fmt, _ = SCALE[metric]
+    return [interval_text(difference, low, high, scale, fmt), f"{p:.3g}", f"{p_adjusted:.3g}",
+            verdict]  # fmt: skip
+
+
 def rule_text(margins: Margins, alpha: float, config: dict[str, Any], tests: int) -> str:
     """How the verdicts were reached, in one paragraph."""
     looks = (config.get("sequential") or {}).get("looks", 1)
@@ -145,13 +161,8 @@ def statistics_sections(found: Collected, figures_dir: Path) -> list[Section]:
         cells = [pair.name, pair.results["accuracy"].test]
         for metric in METRICS:
             r = pair.results[metric]
-            scale, fmt, _ = SCALE[metric]
-            cells += [
-                interval_text(r.difference, r.low, r.high, scale, fmt),
-                f"{r.p_value:.3g}",
-                f"{r.p_adjusted:.3g}",
-                verdict_text(r, margins, metric),
-            ]
+            cells += metric_cells(metric, r.difference, r.low, r.high, r.p_value, r.p_adjusted,
+                                  verdict_text(r, margins, metric))  # fmt: skip
         rows.append(cells)
     text = "Mean over seeds with its 95% Student's t interval."
     pair_text = rule_text(margins, alpha, found.config, 2 * len(pairs))
