@@ -1,6 +1,7 @@
 """The example model families reach their accuracy goals: ``cnn-compare run --spec`` trains
 each for its 5 epochs on the real data from the shared initial weights (seed 0), and the test
-accuracy is at least 98.5 % on MNIST and 88 % on Fashion-MNIST.
+accuracy is at least 98.5 % on MNIST and 88 % on Fashion-MNIST. Deployed in int8, each keeps
+its accuracy within 0.3 points of the float model and is at least 3x smaller.
 
 Every (spec, dataset, framework) is a case. One of them runs in CI (marked ``slow``): the
 residual network on MNIST in PyTorch, the fastest framework on the largest family. The others
@@ -11,6 +12,7 @@ case on two cores): ``python3 dev.py test -m grid`` runs them.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from cnn_common.results import RunResult
-from compare.engine.layout import RESULT_FILE, run_dir
+from compare.convert import litert
+from compare.engine.layout import CONVERT_FILE, CONVERTED_DIR, RESULT_FILE, run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 GOALS = {"mnist": 0.985, "fashion-mnist": 0.88}
@@ -58,3 +61,25 @@ def test_the_family_reaches_its_goal(
     assert result.init == "shared" and len(result.history) == 5
     assert result.sizes["test"] == 10_000
     assert result.test_accuracy >= GOALS[dataset], f"{spec} {dataset} {framework}"
+    check_int8_goals(run_dir(out, framework, 0), data_dir)
+
+
+def check_int8_goals(run: Path, data_dir: Path) -> None:
+    """The trained family deployed in int8 (ONNX, and LiteRT where it is installed) keeps its
+    test accuracy within 0.3 points of the float model and is at least 3x smaller."""
+    formats = ["--onnx", *(["--litert"] if litert.available() else [])]
+    done = subprocess.run(
+        [sys.executable, "-m", "compare", "convert", str(run), "--to", "pytorch", *formats]
+        + ["--quantize", "int8", "--repeats", "10"],
+        cwd=REPO,
+        env={**os.environ, "CNN_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = json.loads((run / CONVERTED_DIR / CONVERT_FILE).read_text())["deployment"]
+    int8 = [entry for entry in table["rows"] if entry["format"].endswith("int8")]
+    assert len(int8) == len(formats)
+    for entry in int8:
+        assert entry["points_lost"] <= 0.3 and entry["smaller"] >= 3, entry

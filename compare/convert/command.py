@@ -16,20 +16,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnn_common.data import training_data
+from cnn_common.data import Data, training_data
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
+from cnn_common.machine import thread_setting
 from cnn_common.results import RunResult
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.weights import Weights, load_weights
-from compare.convert import onnx_export
+from compare.convert import deploy, litert, onnx_export
+from compare.convert import quantize as quantization
 from compare.convert.job import ConvertJob
+from compare.convert.task import TIMING
 from compare.engine import registry
 from compare.engine.launch import launch, read_failure
 from compare.engine.layout import (
@@ -37,8 +41,11 @@ from compare.engine.layout import (
     CONVERT_JOBS_DIR,
     CONVERT_RECORD,
     CONVERTED_DIR,
+    LITERT_FILE,
+    LITERT_INT8_FILE,
     LOG_FILE,
     ONNX_FILE,
+    ONNX_INT8_FILE,
     RESULT_FILE,
     WEIGHTS_FILE,
 )
@@ -48,6 +55,8 @@ from compare.report.render import md_table
 
 FLOAT32_TOLERANCE = 1e-5  # max |logit difference|: float32 kernels round differently
 FLOAT64_TOLERANCE = 1e-10  # only the order of summation differs
+LITERT_WORKER = "keras"  # the framework whose worker writes the LiteRT files: Keras on TensorFlow
+CHECK_FORMATS = (".onnx", ".tflite")
 SOURCE_HINT = (
     "give a run folder of `cnn-compare run` (OUT/runs/<framework>-seed<S>/, holding run.json "
     "and weights.safetensors) or a canonical .safetensors weight file"
@@ -61,11 +70,22 @@ class ConvertOptions:
     source: Path
     targets: str = "all"  # comma-separated frameworks, or all (every installed one)
     onnx: bool = False
+    litert: bool = False
+    quantize: str | None = None  # int8: each deployed format quantized too
+    calibration: int = quantization.CALIBRATION_IMAGES
+    calibration_seed: int = quantization.CALIBRATION_SEED
+    check: tuple[Path, ...] = ()  # deployed files made elsewhere, measured beside ours
+    repeats: int = deploy.LATENCY_REPEATS
     out: Path | None = None  # default: SOURCE/converted, or <stem>-converted beside a file
     images: int = 1000
     source_framework: str | None = None  # default: the run's own; numpy's for a weight file
     dataset: str | None = None  # default: the run's dataset; mnist for a weight file
     data_dir: str | None = None
+
+    @property
+    def deployment(self) -> bool:
+        """True when the deployment table is asked for."""
+        return self.onnx or self.litert or bool(self.check)
 
 
 @dataclass(frozen=True)
@@ -149,16 +169,32 @@ def row(
     return {**entry, "max_abs": diff, "ok": diff <= tol}
 
 
+@dataclass
+class JobResults:
+    """What the workers computed: the source's logits (``reference``, ``(N, K)``: the whole
+    test set for a deployment table, else the first N images), each target's logits of its
+    file read back, the source framework's file timed (its ``logits.npz`` arrays), and each
+    failed job's error."""
+
+    reference: np.ndarray
+    converted: dict[str, np.ndarray]
+    deployed: dict[str, np.ndarray]
+    failures: dict[str, str]
+
+
 def run_jobs(
     options: ConvertOptions, source: Source, framework: str, targets: list[str], out: Path
-) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+) -> JobResults:
     """Run the source framework's job first (its logits are the reference; it converts too
-    when it is a target), then each other target's: ``(reference (N, K), converted logits by
-    target, failure by target)``."""
-    converted: dict[str, np.ndarray] = {}
-    failures: dict[str, str] = {}
-    reference = None
-    for name in [framework, *(t for t in targets if t != framework)]:
+    when it is a target, and times its own file for the deployment table), then each other
+    target's, and keras's when LiteRT is asked for (it exports the LiteRT files)."""
+    results = JobResults(np.empty(0), {}, {}, {})
+    names = [framework, *(t for t in targets if t != framework)]
+    if options.litert and LITERT_WORKER not in names:
+        names.append(LITERT_WORKER)
+    for name in names:
+        own = options.deployment and name == framework
+        litert_job = options.litert and name == LITERT_WORKER
         job = ConvertJob.create(
             model_spec=source.model_spec,
             train_spec=source.train_spec,
@@ -167,47 +203,165 @@ def run_jobs(
             dataset=options.dataset or source.dataset,
             data_dir=options.data_dir,
             weights=str(source.weights_file),
-            model_file=str(model_file(out, name)) if name in targets else None,
+            model_file=str(model_file(out, name)) if name in targets or own else None,
             source=name == framework,
             images=options.images,
+            deploy_repeats=options.repeats if own else None,
+            litert_file=str(out / LITERT_FILE) if litert_job else None,
+            litert_int8_file=str(out / LITERT_INT8_FILE)
+            if litert_job and options.quantize
+            else None,
+            calibration=options.calibration if litert_job and options.quantize else 0,
+            calibration_seed=options.calibration_seed,
         )
-        status = launch(job)
+        status = launch(job, threads=thread_setting())
         if status != 0:
             error = read_failure(job.path, status)["error"]
-            failures[name] = f"{error} (see {job.path / LOG_FILE})"
+            results.failures[name] = f"{error} (see {job.path / LOG_FILE})"
             if name == framework:
                 raise UserError(
-                    f"{framework} could not compute the source's logits: {failures[name]}",
+                    f"{framework} could not compute the source's logits: {results.failures[name]}",
                     "fix that framework's install, or choose another with --source-framework",
                 )
             continue
         with np.load(job.path / CONVERT_RECORD) as npz:
             if name == framework:
-                reference = np.asarray(npz["source"], np.float64)
-            if "converted" in npz.files:
-                converted[name] = npz["converted"]
-    assert reference is not None  # the source framework's job ran first and succeeded
-    return reference, converted, failures
+                results.reference = np.asarray(npz["source"], np.float64)
+                results.deployed = {k: npz[k] for k in npz.files if k != "source"}
+            if "converted" in npz.files and name in targets:
+                results.converted[name] = npz["converted"]
+    return results
+
+
+def check_files(paths: tuple[Path, ...], x: np.ndarray) -> None:
+    """Refuse, before anything is written, a file to check that is missing, of an unknown
+    format, or that its runtime cannot load or run on one image ``x (1, H, W, C)``."""
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"--check {path}: no such file", "give an existing .onnx or .tflite")
+        if path.suffix not in CHECK_FORMATS:
+            raise UserError(
+                f"--check {path}: unknown format {path.suffix or '(no suffix)'!r}",
+                "give an ONNX (.onnx) or LiteRT (.tflite) model of this run",
+            )
+        logits = np.asarray(runner(path)(x))
+        if logits.ndim != 2 or len(logits) != 1:
+            raise UserError(
+                f"--check {path}: gives outputs of shape {logits.shape} for one image, "
+                "not logits (1, K)",
+                "give a model of this run: input (N, H, W, C) images, output (N, K) logits",
+            )
+
+
+def runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict(x)`` of an ``.onnx`` or ``.tflite`` file in its own runtime."""
+    if path.suffix == ".onnx":
+        onnx_export.check_available()
+        return onnx_export.predictor(path, thread_setting())
+    litert.check_available()
+    return litert.Runner(path, thread_setting())
+
+
+def deployment_rows(
+    options: ConvertOptions,
+    source: Source,
+    framework: str,
+    results: JobResults,
+    data: Data,
+    out: Path,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The deployment table's rows (judged), and the logits of the first ``--images`` test
+    images of every float deployed format (for the verification table)."""
+    reference, x_test, labels = results.reference, data.x_test, data.y_test
+    rows: list[dict[str, Any]] = []
+    first: dict[str, np.ndarray] = {}
+
+    def add(name: str, path: Path, predict: Callable[[np.ndarray], np.ndarray]) -> dict:
+        logits, timing = deploy.timed(predict, x_test, options.repeats)
+        rows.append(deploy.row(name, path, logits, reference, labels, timing))
+        first[name] = logits[: options.images]
+        return rows[-1]
+
+    if "deployed" in results.deployed:
+        d = results.deployed
+        own = deploy.row(
+            f"{framework} (own file)",
+            model_file(out, framework),
+            d["deployed"],
+            reference,
+            labels,
+            {k.removeprefix(TIMING): float(v) for k, v in d.items() if k.startswith(TIMING)},
+        )
+        rows.append(own)
+        deploy.judge(own, tolerance(source.train_spec.dtype, [framework]), None)
+    if options.onnx:
+        path = out / ONNX_FILE
+        onnx_export.save_onnx(onnx_export.onnx_model(source.model_spec, source.weights), path)
+        entry = add("onnx", path, onnx_export.predictor(path, thread_setting()))
+        deploy.judge(entry, FLOAT32_TOLERANCE, None)
+        if options.quantize:
+            int8_path = out / ONNX_INT8_FILE
+            _, images = quantization.calibration_images(
+                data.x_train, options.calibration, options.calibration_seed
+            )
+            quantization.quantize_onnx(path, int8_path, images, onnx_export.INPUT)
+            int8 = add("onnx int8", int8_path, onnx_export.predictor(int8_path, thread_setting()))
+            deploy.judge(int8, FLOAT32_TOLERANCE, entry)
+            int8["float_layers"] = quantization.float_layers(int8_path, source.model_spec)
+    if options.litert and LITERT_WORKER not in results.failures:
+        path = out / LITERT_FILE
+        entry = add("litert", path, litert.Runner(path, thread_setting()))
+        deploy.judge(entry, FLOAT32_TOLERANCE, None)
+        if options.quantize:
+            int8_path = out / LITERT_INT8_FILE
+            model = litert.Runner(int8_path, thread_setting())
+            int8 = add("litert int8", int8_path, model)
+            deploy.judge(int8, FLOAT32_TOLERANCE, entry)
+            int8["float_layers"] = model.float_layers(source.model_spec)
+    for path in options.check:
+        add(f"checked: {path.name}", path, runner(path))
+    return rows, first
+
+
+def check_options(options: ConvertOptions) -> None:
+    """Refuse option values that cannot work, before anything is read or written."""
+    if options.images < 1:
+        raise UserError(f"--images must be at least 1, got {options.images}", "use --images N >= 1")
+    if options.repeats < 1:
+        raise UserError(
+            f"--repeats must be at least 1, got {options.repeats}", "use --repeats N >= 1"
+        )
+    if options.quantize and not (options.onnx or options.litert):
+        raise UserError(
+            f"--quantize {options.quantize} quantizes the deployed formats, and none is asked for",
+            f"add --onnx, --litert or both: `--onnx --litert --quantize {options.quantize}`",
+        )
+    if options.onnx:
+        onnx_export.check_available()
+    if options.litert:
+        litert.check_available()
+        registry.check_installed(LITERT_WORKER)
 
 
 def run_convert(options: ConvertOptions) -> int:
-    """Convert, verify, print the table, write ``convert.json``; 0 when every file's logits
-    are within tolerance, 1 otherwise."""
-    if options.images < 1:
-        raise UserError(f"--images must be at least 1, got {options.images}", "use --images N >= 1")
+    """Convert, verify, print the tables, write ``convert.json``; 0 when every file's logits
+    are within tolerance (and every int8 file meets its goals), 1 otherwise."""
+    check_options(options)
     source = read_source(options.source)
     framework = options.source_framework or source.framework
     registry.check_installed(framework)
     targets, skipped = choose_targets(options.targets)
-    if options.onnx:
-        onnx_export.check_available()
     dataset = options.dataset or source.dataset
-    x_test = training_data(dataset, source.train_spec, root=options.data_dir).x_test
+    data = training_data(dataset, source.train_spec, root=options.data_dir)
+    x_test = data.x_test
     if options.images > len(x_test):
         raise UserError(
             f"--images {options.images} asks for more than the {len(x_test):,} test images",
             f"use --images {len(x_test)} or less",
         )
+    if options.quantize:
+        quantization.calibration_images(data.x_train, options.calibration, options.calibration_seed)
+    check_files(options.check, x_test[:1])
     out = options.out or source.default_out
     check_out_folder(out)
     dtype = source.train_spec.dtype
@@ -215,19 +369,26 @@ def run_convert(options: ConvertOptions) -> int:
         f"convert: {options.source} ({framework}, {dtype}) -> {out}; "
         f"logits of the first {options.images} {dataset} test images"
     )
-    reference, converted, failures = run_jobs(options, source, framework, targets, out)
+    results = run_jobs(options, source, framework, targets, out)
+    deployed: list[dict[str, Any]] = []
+    first: dict[str, np.ndarray] = {}
+    if options.deployment:
+        print(f"deployment: timing every format on all {len(x_test):,} test images")
+        deployed, first = deployment_rows(options, source, framework, results, data, out)
+    reference = results.reference[: options.images]
     rows = []
     for name in targets:
         tol = tolerance(dtype, [framework, name])
-        rows.append(row(name, model_file(out, name), converted.get(name), reference, tol))
-        if name in failures:
-            rows[-1]["error"] = failures[name]
-    if options.onnx:
-        path = out / ONNX_FILE
-        onnx_export.save_onnx(onnx_export.onnx_model(source.model_spec, source.weights), path)
-        logits = onnx_export.run_onnx(path, x_test[: options.images])
-        rows.append(row("onnx", path, logits, reference, FLOAT32_TOLERANCE))
-    print_table(rows, dtype, options.onnx, skipped)
+        rows.append(row(name, model_file(out, name), results.converted.get(name), reference, tol))
+        if name in results.failures:
+            rows[-1]["error"] = results.failures[name]
+    for name, path in (("onnx", out / ONNX_FILE), ("litert", out / LITERT_FILE)):
+        if name == "litert" and LITERT_WORKER in results.failures and options.litert:
+            rows.append(row(name, path, None, reference, FLOAT32_TOLERANCE))
+            rows[-1]["error"] = results.failures[LITERT_WORKER]
+        elif name in first:
+            rows.append(row(name, path, first[name], reference, FLOAT32_TOLERANCE))
+    print_table(rows, dtype, options.onnx or options.litert, skipped)
     record: dict[str, Any] = {
         "source": str(options.source),
         "framework": framework,
@@ -238,13 +399,28 @@ def run_convert(options: ConvertOptions) -> int:
         "rows": rows,
         "skipped": skipped,
     }
+    if options.deployment:
+        record["deployment"] = {
+            "framework": framework,
+            "dataset": dataset,
+            "test_images": len(x_test),
+            "threads": thread_setting(),
+            "batch": deploy.BATCH,
+            "repeats": options.repeats,
+            "calibration": {"images": options.calibration, "seed": options.calibration_seed}
+            if options.quantize
+            else None,
+            "rows": deployed,
+        }
+        print(deploy.table(record["deployment"]))
     atomic_write_json(out / CONVERT_FILE, record)
     print(f"wrote {out / CONVERT_FILE}")
-    return 0 if all(entry["ok"] for entry in rows) else 1
+    ok = all(entry["ok"] for entry in rows) and all(e.get("ok", True) for e in deployed)
+    return 0 if ok else 1
 
 
-def print_table(rows: list[dict[str, Any]], dtype: str, onnx: bool, skipped: list[str]) -> None:
-    """The table, then what it does not show: skipped frameworks, the ONNX dtype, failures."""
+def print_table(rows: list[dict[str, Any]], dtype: str, floats: bool, skipped: list[str]) -> None:
+    """The table, then what it does not show: skipped frameworks, the deployed dtype, failures."""
     cells = [
         [
             entry["target"],
@@ -261,17 +437,19 @@ def print_table(rows: list[dict[str, Any]], dtype: str, onnx: bool, skipped: lis
             print(f"{entry['target']} failed: {entry['error']}")
     if skipped:
         print(f"skipped (not installed): {', '.join(skipped)}")
-    if onnx and dtype != onnx_export.RUNTIME_DTYPE:
+    if floats and dtype != onnx_export.RUNTIME_DTYPE:
         print(
-            f"model.onnx is {onnx_export.RUNTIME_DTYPE}: onnxruntime has no {dtype} Conv on the "
-            "CPU, so it is held to the float32 tolerance"
+            f"the ONNX and LiteRT models are {onnx_export.RUNTIME_DTYPE}: neither runtime has a "
+            f"{dtype} Conv on the CPU, so they are held to the float32 tolerance"
         )
 
 
 DESCRIPTION = (
-    "Write a run's weights (or a canonical .safetensors file) in each framework's own format "
-    "(and ONNX with --onnx), read each file back in its framework and compare its logits on "
-    "the first N test images with the source's."
+    "Write a run's weights (or a canonical .safetensors file) in each framework's own format, "
+    "read each file back in its framework and compare its logits on the first N test images "
+    "with the source's. --onnx and --litert add the deployed formats (--quantize int8 their "
+    "int8 models), and a deployment table: each format's size, accuracy on the whole test "
+    "set, predictions differing from the source, latency and throughput in its own runtime."
 )
 
 
@@ -288,6 +466,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--onnx", action="store_true", help="also write and verify model.onnx")
     parser.add_argument(
+        "--litert",
+        action="store_true",
+        help="also write and verify model.tflite (LiteRT, through Keras's export)",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=quantization.FORMATS,
+        help="also write each deployed format quantized (post-training, static, calibrated)",
+    )
+    parser.add_argument(
+        "--calibration",
+        type=int,
+        default=quantization.CALIBRATION_IMAGES,
+        help="training images that calibrate the int8 scales (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibration-seed",
+        type=int,
+        default=quantization.CALIBRATION_SEED,
+        help="seed that draws the calibration images (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--check",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a deployed model of this run made elsewhere (.onnx or .tflite), measured beside "
+        "the others (repeatable)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=deploy.LATENCY_REPEATS,
+        help="single-image calls timed for each format's latency (default: %(default)s)",
+    )
+    parser.add_argument(
         "--out", type=Path, help="output folder (default: SOURCE/converted, or beside the file)"
     )
     parser.add_argument("--images", type=int, default=1000, help="test images to compare on")
@@ -302,4 +517,4 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """``cnn-compare convert``."""
-    return run_convert(from_args(ConvertOptions, args, targets=args.to))
+    return run_convert(from_args(ConvertOptions, args, targets=args.to, check=tuple(args.check)))

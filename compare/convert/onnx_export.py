@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -164,19 +165,38 @@ def save_onnx(model: onnx.ModelProto, path: str | Path) -> None:
     atomic_write_bytes(path, model.SerializeToString())
 
 
-def run_onnx(model: onnx.ModelProto | str | Path, x: np.ndarray) -> np.ndarray:
-    """Logits ``(N, K)`` of ``model`` (or an ``.onnx`` file) for images ``x (N, H, W, C)``,
-    computed by onnxruntime on the CPU in the model's input dtype."""
+def predictor(
+    model: onnx.ModelProto | str | Path, threads: int | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict(x)``: the logits ``(N, K)`` of ``model`` (or an ``.onnx`` file) for images
+    ``x (N, H, W, C)``, computed by one onnxruntime session on the CPU in the model's input
+    dtype (``threads`` intra-op threads, default onnxruntime's); a file onnxruntime cannot
+    load raises ``UserError``."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
+    if threads:
+        options.intra_op_num_threads = threads
     source = str(model) if isinstance(model, str | Path) else model.SerializeToString()
-    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64}[
-        session.get_inputs()[0].type
-    ]
-    return session.run([OUTPUT], {INPUT: np.ascontiguousarray(x, dtype=dtype)})[0]
+    try:
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own errors (InvalidProtobuf, Fail) share no base
+        if not isinstance(model, str | Path):
+            raise
+        raise UserError(
+            f"{model} is not an ONNX model onnxruntime can load ({exc})".replace("\n", " "),
+            "write it again (`cnn-compare convert RUN --onnx`) or give an intact .onnx",
+        ) from None
+    feed = session.get_inputs()[0]
+    dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64}[feed.type]
+    return lambda x: session.run(None, {feed.name: np.ascontiguousarray(x, dtype=dtype)})[0]
+
+
+def run_onnx(model: onnx.ModelProto | str | Path, x: np.ndarray) -> np.ndarray:
+    """Logits ``(N, K)`` of ``model`` (or an ``.onnx`` file) for images ``x (N, H, W, C)``,
+    computed by onnxruntime on the CPU in the model's input dtype."""
+    return predictor(model)(x)
 
 
 def parity_reference(

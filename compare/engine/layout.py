@@ -32,8 +32,10 @@
 ``converted/`` inside the run folder it converts)::
 
     CONVERTED/<framework><suffix>     the weights in each framework's own file
-    CONVERTED/model.onnx              the ONNX model
-    CONVERTED/convert.json            every file's max |logit difference| from the source
+    CONVERTED/model.onnx              the ONNX model (model.int8.onnx: quantized)
+    CONVERTED/model.tflite            the LiteRT model (model.int8.tflite: quantized)
+    CONVERTED/convert.json            every file's max |logit difference| from the source, and
+                                      the deployment table (size, accuracy, speed)
     CONVERTED/jobs/<framework>/       a worker's job.json, log.txt and logits.npz
 """
 
@@ -70,6 +72,9 @@ CONVERT_FILE = "convert.json"
 CONVERT_JOBS_DIR = "jobs"
 CONVERT_RECORD = "logits.npz"
 ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
+LITERT_FILE = "model.tflite"
+LITERT_INT8_FILE = "model.int8.tflite"
 
 # The figures, in FIGURES_DIR: the runs', then each feature's.
 CURVES_FIGURE = "curves.png"
@@ -124,10 +129,13 @@ __all__ = [
     "FILTERS_FIGURE",
     "HISTORY_FILE",
     "JOB_FILE",
+    "LITERT_FILE",
+    "LITERT_INT8_FILE",
     "LOCK_FILE",
     "LOG_FILE",
     "MISCLASSIFIED_FIGURE",
     "ONNX_FILE",
+    "ONNX_INT8_FILE",
     "PARITY_DIR",
     "PARITY_FIGURE",
     "PARITY_FILE",

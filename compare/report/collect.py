@@ -1,5 +1,5 @@
 """Reading a results folder: every run record, every failure, and the parity, bench, ablation,
-cross-evaluation and rosetta results when they are there.
+cross-evaluation and rosetta results and each run's deployment table when they are there.
 
 Only what the runs left on disk is read (``compare.engine.layout`` names every file), so a report
 can be rendered again from a copied folder, without training, the dataset or even the
@@ -20,6 +20,8 @@ from compare.engine.layout import (
     ABLATION_FILE,
     BENCH_FILE,
     CONFIG_FILE,
+    CONVERT_FILE,
+    CONVERTED_DIR,
     CROSSEVAL_FILE,
     FAILED_FILE,
     PARITY_FILE,
@@ -49,6 +51,8 @@ class Collected:
     crosseval: dict[str, Any] | None = None
     rosetta: dict[str, Any] | None = None  # layer kind -> framework -> source entries
     wall: dict[str, Any] | None = None  # sessions: [{started, seconds, resumed}]
+    # run folder name -> its deployment table (``cnn-compare convert`` into RUN/converted)
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def first_seeds(self) -> list[tuple[RunResult, Path]]:
         """Each framework's run of the lowest seed and its folder: what per-run figures show."""
@@ -116,6 +120,9 @@ def collect(out: Path) -> Collected:
         elif (path / RESULT_FILE).is_file():
             found.runs.append(RunResult.from_json(path / RESULT_FILE))
             found.run_dirs.append(path)
+            converted = _read_json(path / CONVERTED_DIR / CONVERT_FILE)
+            if converted and converted.get("deployment"):
+                found.deployments[path.name] = converted["deployment"]
         else:
             found.failures.append(
                 {"framework": framework, "seed": seed, "kind": "killed", "error": KILLED}

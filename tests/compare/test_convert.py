@@ -75,7 +75,7 @@ def test_every_run_converts_to_every_framework_and_onnx(trained, data_dir: Path)
     os.umask(umask)
     procs = {
         name: subprocess.Popen(
-            cli("convert", str(run_dir(out, name, 0)), "--to", "all", "--onnx"),
+            cli("convert", str(run_dir(out, name, 0)), "--to", "all", "--onnx", "--repeats", "3"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -113,7 +113,17 @@ def test_bare_weight_file_same_padding_tanh_dropout(tmp_path: Path, data_dir: Pa
     }
     source = tmp_path / "w.safetensors"
     save_weights(source, weights, SAME)
-    args = ["convert", str(source), "--to", ",".join(targets), "--onnx", "--images", "300"]
+    args = [
+        "convert",
+        str(source),
+        "--to",
+        ",".join(targets),
+        "--onnx",
+        "--images",
+        "300",
+        "--repeats",
+        "3",
+    ]
     assert main([*args, "--data-dir", str(data_dir)]) == 0, capsys.readouterr()
     out = tmp_path / "w-converted"
     got = rows(out)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnn_common.results import RunResult
-from compare.engine.layout import CONFIG_FILE, run_dir
+from compare.engine.layout import CONFIG_FILE, CONVERT_FILE, CONVERTED_DIR, run_dir
 from tests.compare.test_report import EXPECTED_FIGURES, check_self_contained
 from tests.waiting import hold_env, pid_alive, scaled, wait_held, wait_until
 
@@ -85,6 +85,35 @@ def test_default_run_accuracy(default_run: tuple[Path, float]) -> None:
         assert accuracies[fw] >= 0.985, accuracies
     # Shared initial weights and one batch order: the three land close together.
     assert max(accuracies.values()) - min(accuracies.values()) <= 0.003, accuracies
+
+
+@pytest.mark.slow
+def test_default_run_deploys_within_the_goals(default_run: tuple[Path, float]) -> None:
+    """The keras run deployed (`convert --litert --quantize int8 --onnx`): the float formats
+    within 1e-5 of the source's logits, the int8 ones within 0.3 points of their float
+    model's accuracy and at least 3x smaller, every layer quantized; the report shows it."""
+    out, _ = default_run
+    run = run_dir(out, "keras", 0)
+    args = ["convert", str(run), "--to", "keras", "--litert", "--quantize", "int8", "--onnx"]
+    done = subprocess.run(
+        [sys.executable, "-m", "compare", *args, "--repeats", "20"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(900),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    table = json.loads((run / CONVERTED_DIR / CONVERT_FILE).read_text())["deployment"]
+    rows = {entry["format"]: entry for entry in table["rows"]}
+    assert list(rows) == ["keras (own file)", "onnx", "onnx int8", "litert", "litert int8"]
+    for name in ("keras (own file)", "onnx", "litert"):
+        assert rows[name]["max_abs"] <= 1e-5 and rows[name]["differ"] <= 2, rows[name]
+    for name in ("onnx int8", "litert int8"):
+        assert rows[name]["points_lost"] <= 0.3 and rows[name]["smaller"] >= 3, rows[name]
+        assert rows[name]["float_layers"] == [] and rows[name]["accuracy"] >= 0.985
+    subprocess.run(
+        [sys.executable, "-m", "compare", "report", str(out)], check=True, capture_output=True
+    )
+    assert "## Deployment: keras-seed0" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -1,0 +1,169 @@
+"""The deployment table: each deployed format of one model on the whole test set, against the
+source model (``cnn-compare convert`` with ``--onnx``, ``--litert`` or ``--quantize``).
+
+Each format is measured the same way, in its own runtime: the framework's own file in its
+framework (the worker, ``compare.convert.task``), ONNX in onnxruntime, LiteRT in its
+interpreter (here). ``timed`` predicts the whole test set in batches of ``BATCH`` (the logits,
+and a warm-up), then times a second pass (throughput) and ``repeats`` single-image calls, each
+on another test image (latency: median and 95th percentile). The row then gives the file's
+size, its test accuracy, how many predictions differ from the source's, the largest logit
+difference, the timings, and its goal: float formats within the float32 tolerance of the
+source's logits; int8 formats within ``INT8_ACCURACY_POINTS`` of their float model's accuracy
+and at least ``INT8_SMALLER`` times smaller.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnn_common.machine import BUSY_SHARE, LoadMeter, thread_setting, usable_cores
+from compare.report.render import md_table
+
+BATCH = 1000  # images per call when the whole test set is predicted
+LATENCY_REPEATS = 100  # single-image calls timed
+INT8_ACCURACY_POINTS = 0.3  # the most an int8 model may lose against its float model
+INT8_SMALLER = 3.0  # the least an int8 file must shrink against its float file
+HEAD = [
+    "format",
+    "file",
+    "size (KB)",
+    "test accuracy",
+    "predictions differing",
+    "max |logit difference|",
+    "latency median (ms)",
+    "latency p95 (ms)",
+    "throughput (images/s)",
+    "goal",
+]
+
+
+def timed(
+    predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, repeats: int
+) -> tuple[np.ndarray, dict[str, float]]:
+    """``(logits (N, K), timing)``: ``latency_ms`` and ``latency_p95_ms`` of ``repeats``
+    single-image calls, ``throughput`` (images/s of one timed pass over ``x``), and
+    ``other_cores``, the cores other processes kept busy meanwhile (-1 where unknown)."""
+    logits = np.concatenate(
+        [np.asarray(predict(x[i : i + BATCH])) for i in range(0, len(x), BATCH)]
+    )
+    meter = LoadMeter()
+    start = time.perf_counter()
+    for i in range(0, len(x), BATCH):
+        predict(x[i : i + BATCH])
+    batch_seconds = time.perf_counter() - start
+    predict(x[:1])  # the single-image shape warmed up too
+    latencies = np.empty(repeats)
+    for r in range(repeats):
+        image = x[r % len(x) : r % len(x) + 1]
+        start = time.perf_counter()
+        predict(image)
+        latencies[r] = time.perf_counter() - start
+    other = float(meter.read(thread_setting()).get("other_cores", -1.0))
+    return logits, {
+        "latency_ms": float(np.median(latencies) * 1e3),
+        "latency_p95_ms": float(np.percentile(latencies, 95) * 1e3),
+        "throughput": len(x) / batch_seconds,
+        "other_cores": other,
+        "busy": float(other > BUSY_SHARE * usable_cores()),  # 1.0 or 0.0: an npz array's
+    }
+
+
+def row(
+    name: str,
+    file: Path,
+    logits: np.ndarray,
+    reference: np.ndarray,
+    labels: np.ndarray,
+    timing: dict[str, float],
+) -> dict[str, Any]:
+    """One format's figures; its goal is judged by ``judge``."""
+    predictions = np.asarray(logits).argmax(axis=1)
+    diff = np.abs(np.asarray(logits, np.float64) - reference)
+    return {
+        "format": name,
+        "file": str(file),
+        "bytes": file.stat().st_size,
+        "accuracy": float(np.mean(predictions == labels)),
+        "differ": int(np.sum(predictions != reference.argmax(axis=1))),
+        "max_abs": float(diff.max(initial=0.0)),
+        **timing,
+    }
+
+
+def judge(entry: dict[str, Any], tolerance: float, float_entry: dict[str, Any] | None) -> None:
+    """Add ``goal`` (its text) and ``ok`` to ``entry``: a float format (``float_entry`` None)
+    against ``tolerance``; an int8 one against its float format's accuracy and size."""
+    if float_entry is None:
+        entry["ok"] = entry["max_abs"] <= tolerance
+        entry["goal"] = f"logits within {tolerance:g}: {'ok' if entry['ok'] else 'OVER'}"
+        return
+    lost = (float_entry["accuracy"] - entry["accuracy"]) * 100
+    smaller = float_entry["bytes"] / entry["bytes"]
+    entry |= {"points_lost": lost, "smaller": smaller, "float_format": float_entry["format"]}
+    entry["ok"] = lost <= INT8_ACCURACY_POINTS and smaller >= INT8_SMALLER
+    entry["goal"] = (
+        f"{lost:+.2f} points lost (<= {INT8_ACCURACY_POINTS}), {smaller:.2f}x smaller "
+        f"(>= {INT8_SMALLER:g}x): {'ok' if entry['ok'] else 'MISSED'}"
+    )
+
+
+def cells(entry: dict[str, Any]) -> list[str]:
+    """The table's row of one format."""
+    return [
+        entry["format"],
+        Path(entry["file"]).name,
+        f"{entry['bytes'] / 1000:,.1f}",
+        f"{entry['accuracy']:.2%}",
+        f"{entry['differ']:,}",
+        f"{entry['max_abs']:.2e}",
+        f"{entry['latency_ms']:.3f}",
+        f"{entry['latency_p95_ms']:.3f}",
+        f"{entry['throughput']:,.0f}",
+        entry.get("goal", "-"),
+    ]
+
+
+def notes(record: dict[str, Any]) -> list[str]:
+    """What the table does not show: the calibration, the float layers of int8 models, how it
+    was timed."""
+    lines = [
+        f"On all {record['test_images']:,} {record['dataset']} test images, against the source "
+        f"model ({record['framework']}); each format timed in its own runtime on "
+        f"{record['threads']} thread(s): one pass in batches of {record['batch']} "
+        f"(throughput), then {record['repeats']} single-image calls (latency). The "
+        "framework's own file is called through its predict_logits, as every command calls "
+        "it (Keras's is Model.predict, which sets up its input pipeline on each call)."
+    ]
+    calibration = record.get("calibration")
+    if calibration:
+        lines.append(
+            f"int8 calibration: {calibration['images']} {record['dataset']} training images "
+            f"drawn with seed {calibration['seed']}."
+        )
+    for entry in record["rows"]:
+        if entry.get("float_layers"):
+            lines.append(
+                f"{entry['format']}: not quantized, computed in float32: "
+                + ", ".join(entry["float_layers"])
+                + "."
+            )
+        elif "float_layers" in entry:
+            lines.append(f"{entry['format']}: every layer quantized.")
+    busy = [e for e in record["rows"] if e["busy"]]
+    if busy:
+        lines.append(
+            f"{', '.join(e['format'] for e in busy)} timed while other processes kept up to "
+            f"{max(e['other_cores'] for e in busy):.1f} cores busy: their speed is not this "
+            "CPU's; convert again on an idle machine."
+        )
+    return lines
+
+
+def table(record: dict[str, Any]) -> str:
+    """The deployment table as Markdown, then its notes."""
+    return "\n".join([md_table(HEAD, [cells(e) for e in record["rows"]]), *notes(record)])
