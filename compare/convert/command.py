@@ -293,12 +293,12 @@ def deployment_rows(
             {k.removeprefix(TIMING): float(v) for k, v in d.items() if k.startswith(TIMING)},
         )
         rows.append(own)
-        deploy.judge(own, tolerance(source.train_spec.dtype, [framework]), None)
+        deploy.judge_float(own, tolerance(source.train_spec.dtype, [framework]))
     if options.onnx:
         path = out / ONNX_FILE
         onnx_export.save_onnx(onnx_export.onnx_model(source.model_spec, source.weights), path)
         entry = add("onnx", path, onnx_export.predictor(path, thread_setting()))
-        deploy.judge(entry, FLOAT32_TOLERANCE, None)
+        deploy.judge_float(entry, FLOAT32_TOLERANCE)
         if options.quantize:
             int8_path = out / ONNX_INT8_FILE
             _, images = quantization.calibration_images(
@@ -306,17 +306,17 @@ def deployment_rows(
             )
             quantization.quantize_onnx(path, int8_path, images, onnx_export.INPUT)
             int8 = add("onnx int8", int8_path, onnx_export.predictor(int8_path, thread_setting()))
-            deploy.judge(int8, FLOAT32_TOLERANCE, entry)
+            deploy.judge_int8(int8, entry)
             int8["float_layers"] = quantization.float_layers(int8_path, source.model_spec)
     if options.litert and LITERT_WORKER not in results.failures:
         path = out / LITERT_FILE
         entry = add("litert", path, litert.Runner(path, thread_setting()))
-        deploy.judge(entry, FLOAT32_TOLERANCE, None)
+        deploy.judge_float(entry, FLOAT32_TOLERANCE)
         if options.quantize:
             int8_path = out / LITERT_INT8_FILE
             model = litert.Runner(int8_path, thread_setting())
             int8 = add("litert int8", int8_path, model)
-            deploy.judge(int8, FLOAT32_TOLERANCE, entry)
+            deploy.judge_int8(int8, entry)
             int8["float_layers"] = model.float_layers(source.model_spec)
     for path in options.check:
         add(f"checked: {path.name}", path, runner(path))

@@ -81,27 +81,41 @@ def row(
     labels: np.ndarray,
     timing: dict[str, float],
 ) -> dict[str, Any]:
-    """One format's figures; its goal is judged by ``judge``."""
+    """One format's figures; ``judge_float`` or ``judge_int8`` adds its goal."""
     predictions = np.asarray(logits).argmax(axis=1)
-    diff = np.abs(np.asarray(logits, np.float64) - reference)
+    max_abs = float(np.abs(np.asarray(logits, np.float64) - reference).max(initial=0.0))
+    scale = float(np.abs(reference).max(initial=0.0))  # the largest source logit
     return {
         "format": name,
         "file": str(file),
         "bytes": file.stat().st_size,
         "accuracy": float(np.mean(predictions == labels)),
         "differ": int(np.sum(predictions != reference.argmax(axis=1))),
-        "max_abs": float(diff.max(initial=0.0)),
+        "max_abs": max_abs,
+        "logit_scale": scale,
+        "ulps": max_abs / float(np.spacing(np.float32(scale))),  # float32 ulps at that scale
         **timing,
     }
 
 
-def judge(entry: dict[str, Any], tolerance: float, float_entry: dict[str, Any] | None) -> None:
-    """Add ``goal`` (its text) and ``ok`` to ``entry``: a float format (``float_entry`` None)
-    against ``tolerance``; an int8 one against its float format's accuracy and size."""
-    if float_entry is None:
-        entry["ok"] = entry["max_abs"] <= tolerance
-        entry["goal"] = f"logits within {tolerance:g}: {'ok' if entry['ok'] else 'OVER'}"
-        return
+def judge_float(entry: dict[str, Any], tolerance: float) -> None:
+    """Add ``goal`` (its text) and ``ok`` to a float format's ``entry``: its logits within
+    ``tolerance`` of the source's. Past it, the text gives the difference in float32 ulps of
+    the largest logit: a few are the rounding of two float32 kernels, not a conversion
+    error."""
+    entry["ok"] = entry["max_abs"] <= tolerance
+    entry["goal"] = f"logits within {tolerance:g}: " + (
+        "ok"
+        if entry["ok"]
+        else f"OVER ({entry['ulps']:.1f} float32 ulps of the largest logit, "
+        f"{entry['logit_scale']:.3g})"
+    )
+
+
+def judge_int8(entry: dict[str, Any], float_entry: dict[str, Any]) -> None:
+    """Add ``goal``, ``ok``, ``points_lost`` and ``smaller`` to an int8 format's ``entry``:
+    within ``INT8_ACCURACY_POINTS`` of its float format's test accuracy, ``INT8_SMALLER``
+    times smaller at least."""
     lost = (float_entry["accuracy"] - entry["accuracy"]) * 100
     smaller = float_entry["bytes"] / entry["bytes"]
     entry |= {"points_lost": lost, "smaller": smaller, "float_format": float_entry["format"]}
