@@ -478,12 +478,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--calibration",
         type=int,
+        metavar="N",
         default=quantization.CALIBRATION_IMAGES,
         help="training images that calibrate the int8 scales (default: %(default)s)",
     )
     parser.add_argument(
         "--calibration-seed",
         type=int,
+        metavar="SEED",
         default=quantization.CALIBRATION_SEED,
         help="seed that draws the calibration images (default: %(default)s)",
     )
@@ -499,6 +501,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeats",
         type=int,
+        metavar="N",
         default=deploy.LATENCY_REPEATS,
         help="single-image calls timed for each format's latency (default: %(default)s)",
     )
