@@ -16,24 +16,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnn_common.data import Data, training_data
+from cnn_common.data import training_data
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.machine import thread_setting
 from cnn_common.results import RunResult
-from cnn_common.spec import ModelSpec, TrainSpec
-from cnn_common.weights import Weights, load_weights
+from cnn_common.weights import load_weights
 from compare.convert import deploy, litert, onnx_export
 from compare.convert import quantize as quantization
 from compare.convert.job import ConvertJob
-from compare.convert.task import TIMING
+from compare.convert.options import LATENCY_REPEATS, ConvertOptions, JobResults, Source
 from compare.engine import registry
 from compare.engine.launch import launch, read_failure
 from compare.engine.layout import (
@@ -45,7 +42,6 @@ from compare.engine.layout import (
     LITERT_INT8_FILE,
     LOG_FILE,
     ONNX_FILE,
-    ONNX_INT8_FILE,
     RESULT_FILE,
     WEIGHTS_FILE,
 )
@@ -53,52 +49,11 @@ from compare.engine.lock import check_out_folder
 from compare.engine.options import from_args
 from compare.report.render import md_table
 
-FLOAT32_TOLERANCE = 1e-5  # max |logit difference|: float32 kernels round differently
 FLOAT64_TOLERANCE = 1e-10  # only the order of summation differs
-LITERT_WORKER = "keras"  # the framework whose worker writes the LiteRT files: Keras on TensorFlow
-CHECK_FORMATS = (".onnx", ".tflite")
 SOURCE_HINT = (
     "give a run folder of `cnn-compare run` (OUT/runs/<framework>-seed<S>/, holding run.json "
     "and weights.safetensors) or a canonical .safetensors weight file"
 )
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    """Everything ``cnn-compare convert`` was asked to do."""
-
-    source: Path
-    targets: str = "all"  # comma-separated frameworks, or all (every installed one)
-    onnx: bool = False
-    litert: bool = False
-    quantize: str | None = None  # int8: each deployed format quantized too
-    calibration: int = quantization.CALIBRATION_IMAGES
-    calibration_seed: int = quantization.CALIBRATION_SEED
-    check: tuple[Path, ...] = ()  # deployed files made elsewhere, measured beside ours
-    repeats: int = deploy.LATENCY_REPEATS
-    out: Path | None = None  # default: SOURCE/converted, or <stem>-converted beside a file
-    images: int = 1000
-    source_framework: str | None = None  # default: the run's own; numpy's for a weight file
-    dataset: str | None = None  # default: the run's dataset; mnist for a weight file
-    data_dir: str | None = None
-
-    @property
-    def deployment(self) -> bool:
-        """True when the deployment table is asked for."""
-        return self.onnx or self.litert or bool(self.check)
-
-
-@dataclass(frozen=True)
-class Source:
-    """The weights to convert and who computes their reference logits."""
-
-    weights_file: Path
-    weights: Weights
-    model_spec: ModelSpec
-    train_spec: TrainSpec  # its dtype is the weights' own
-    framework: str
-    dataset: str
-    default_out: Path
 
 
 def read_source(path: Path) -> Source:
@@ -150,7 +105,7 @@ def choose_targets(text: str) -> tuple[list[str], list[str]]:
 def tolerance(dtype: str, frameworks: list[str]) -> float:
     """The largest |logit difference| allowed between files of ``frameworks``."""
     exact = dtype == "float64" and all(registry.get(n).float64_exact for n in frameworks)
-    return FLOAT64_TOLERANCE if exact else FLOAT32_TOLERANCE
+    return FLOAT64_TOLERANCE if exact else deploy.FLOAT32_TOLERANCE
 
 
 def model_file(out: Path, name: str) -> Path:
@@ -169,19 +124,6 @@ def row(
     return {**entry, "max_abs": diff, "ok": diff <= tol}
 
 
-@dataclass
-class JobResults:
-    """What the workers computed: the source's logits (``reference``, ``(N, K)``: the whole
-    test set for a deployment table, else the first N images), each target's logits of its
-    file read back, the source framework's file timed (its ``logits.npz`` arrays), and each
-    failed job's error."""
-
-    reference: np.ndarray
-    converted: dict[str, np.ndarray]
-    deployed: dict[str, np.ndarray]
-    failures: dict[str, str]
-
-
 def run_jobs(
     options: ConvertOptions, source: Source, framework: str, targets: list[str], out: Path
 ) -> JobResults:
@@ -190,11 +132,11 @@ def run_jobs(
     target's, and keras's when LiteRT is asked for (it exports the LiteRT files)."""
     results = JobResults(np.empty(0), {}, {}, {})
     names = [framework, *(t for t in targets if t != framework)]
-    if options.litert and LITERT_WORKER not in names:
-        names.append(LITERT_WORKER)
+    if options.litert and deploy.LITERT_WORKER not in names:
+        names.append(deploy.LITERT_WORKER)
     for name in names:
         own = options.deployment and name == framework
-        litert_job = options.litert and name == LITERT_WORKER
+        litert_job = options.litert and name == deploy.LITERT_WORKER
         job = ConvertJob.create(
             model_spec=source.model_spec,
             train_spec=source.train_spec,
@@ -233,96 +175,6 @@ def run_jobs(
     return results
 
 
-def check_files(paths: tuple[Path, ...], x: np.ndarray) -> None:
-    """Refuse, before anything is written, a file to check that is missing, of an unknown
-    format, or that its runtime cannot load or run on one image ``x (1, H, W, C)``."""
-    for path in paths:
-        if not path.is_file():
-            raise UserError(f"--check {path}: no such file", "give an existing .onnx or .tflite")
-        if path.suffix not in CHECK_FORMATS:
-            raise UserError(
-                f"--check {path}: unknown format {path.suffix or '(no suffix)'!r}",
-                "give an ONNX (.onnx) or LiteRT (.tflite) model of this run",
-            )
-        logits = np.asarray(runner(path)(x))
-        if logits.ndim != 2 or len(logits) != 1:
-            raise UserError(
-                f"--check {path}: gives outputs of shape {logits.shape} for one image, "
-                "not logits (1, K)",
-                "give a model of this run: input (N, H, W, C) images, output (N, K) logits",
-            )
-
-
-def runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """``predict(x)`` of an ``.onnx`` or ``.tflite`` file in its own runtime."""
-    if path.suffix == ".onnx":
-        onnx_export.check_available()
-        return onnx_export.predictor(path, thread_setting())
-    litert.check_available()
-    return litert.Runner(path, thread_setting())
-
-
-def deployment_rows(
-    options: ConvertOptions,
-    source: Source,
-    framework: str,
-    results: JobResults,
-    data: Data,
-    out: Path,
-) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """The deployment table's rows (judged), and the logits of the first ``--images`` test
-    images of every float deployed format (for the verification table)."""
-    reference, x_test, labels = results.reference, data.x_test, data.y_test
-    rows: list[dict[str, Any]] = []
-    first: dict[str, np.ndarray] = {}
-
-    def add(name: str, path: Path, predict: Callable[[np.ndarray], np.ndarray]) -> dict:
-        logits, timing = deploy.timed(predict, x_test, options.repeats)
-        rows.append(deploy.row(name, path, logits, reference, labels, timing))
-        first[name] = logits[: options.images]
-        return rows[-1]
-
-    if "deployed" in results.deployed:
-        d = results.deployed
-        own = deploy.row(
-            f"{framework} (own file)",
-            model_file(out, framework),
-            d["deployed"],
-            reference,
-            labels,
-            {k.removeprefix(TIMING): float(v) for k, v in d.items() if k.startswith(TIMING)},
-        )
-        rows.append(own)
-        deploy.judge_float(own, tolerance(source.train_spec.dtype, [framework]))
-    if options.onnx:
-        path = out / ONNX_FILE
-        onnx_export.save_onnx(onnx_export.onnx_model(source.model_spec, source.weights), path)
-        entry = add("onnx", path, onnx_export.predictor(path, thread_setting()))
-        deploy.judge_float(entry, FLOAT32_TOLERANCE)
-        if options.quantize:
-            int8_path = out / ONNX_INT8_FILE
-            _, images = quantization.calibration_images(
-                data.x_train, options.calibration, options.calibration_seed
-            )
-            quantization.quantize_onnx(path, int8_path, images, onnx_export.INPUT)
-            int8 = add("onnx int8", int8_path, onnx_export.predictor(int8_path, thread_setting()))
-            deploy.judge_int8(int8, entry)
-            int8["float_layers"] = quantization.float_layers(int8_path, source.model_spec)
-    if options.litert and LITERT_WORKER not in results.failures:
-        path = out / LITERT_FILE
-        entry = add("litert", path, litert.Runner(path, thread_setting()))
-        deploy.judge_float(entry, FLOAT32_TOLERANCE)
-        if options.quantize:
-            int8_path = out / LITERT_INT8_FILE
-            model = litert.Runner(int8_path, thread_setting())
-            int8 = add("litert int8", int8_path, model)
-            deploy.judge_int8(int8, entry)
-            int8["float_layers"] = model.float_layers(source.model_spec)
-    for path in options.check:
-        add(f"checked: {path.name}", path, runner(path))
-    return rows, first
-
-
 def check_options(options: ConvertOptions) -> None:
     """Refuse option values that cannot work, before anything is read or written."""
     if options.images < 1:
@@ -340,7 +192,7 @@ def check_options(options: ConvertOptions) -> None:
         onnx_export.check_available()
     if options.litert:
         litert.check_available()
-        registry.check_installed(LITERT_WORKER)
+        registry.check_installed(deploy.LITERT_WORKER)
 
 
 def run_convert(options: ConvertOptions) -> int:
@@ -361,7 +213,7 @@ def run_convert(options: ConvertOptions) -> int:
         )
     if options.quantize:
         quantization.calibration_images(data.x_train, options.calibration, options.calibration_seed)
-    check_files(options.check, x_test[:1])
+    deploy.check_files(options.check, x_test[:1])
     out = options.out or source.default_out
     check_out_folder(out)
     dtype = source.train_spec.dtype
@@ -374,7 +226,8 @@ def run_convert(options: ConvertOptions) -> int:
     first: dict[str, np.ndarray] = {}
     if options.deployment:
         print(f"deployment: timing every format on all {len(x_test):,} test images")
-        deployed, first = deployment_rows(options, source, framework, results, data, out)
+        own = (model_file(out, framework), tolerance(dtype, [framework]))
+        deployed, first = deploy.deployment_rows(options, source, framework, own, results, data)
     reference = results.reference[: options.images]
     rows = []
     for name in targets:
@@ -383,11 +236,11 @@ def run_convert(options: ConvertOptions) -> int:
         if name in results.failures:
             rows[-1]["error"] = results.failures[name]
     for name, path in (("onnx", out / ONNX_FILE), ("litert", out / LITERT_FILE)):
-        if name == "litert" and LITERT_WORKER in results.failures and options.litert:
-            rows.append(row(name, path, None, reference, FLOAT32_TOLERANCE))
-            rows[-1]["error"] = results.failures[LITERT_WORKER]
+        if name == "litert" and deploy.LITERT_WORKER in results.failures and options.litert:
+            rows.append(row(name, path, None, reference, deploy.FLOAT32_TOLERANCE))
+            rows[-1]["error"] = results.failures[deploy.LITERT_WORKER]
         elif name in first:
-            rows.append(row(name, path, first[name], reference, FLOAT32_TOLERANCE))
+            rows.append(row(name, path, first[name], reference, deploy.FLOAT32_TOLERANCE))
     print_table(rows, dtype, options.onnx or options.litert, skipped)
     record: dict[str, Any] = {
         "source": str(options.source),
@@ -502,7 +355,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--repeats",
         type=int,
         metavar="N",
-        default=deploy.LATENCY_REPEATS,
+        default=LATENCY_REPEATS,
         help="single-image calls timed for each format's latency (default: %(default)s)",
     )
     parser.add_argument(

@@ -1,5 +1,7 @@
 """The deployment table: each deployed format of one model on the whole test set, against the
-source model (``cnn-compare convert`` with ``--onnx``, ``--litert`` or ``--quantize``).
+source model (``cnn-compare convert`` with ``--onnx``, ``--litert`` or ``--check``, and
+``--quantize``). ``deployment_rows`` writes the ONNX files and measures every format;
+``check_files`` refuses a file given to ``--check`` before anything is written.
 
 Each format is measured the same way, in its own runtime: the framework's own file in its
 framework (the worker, ``compare.convert.task``), ONNX in onnxruntime, LiteRT in its
@@ -21,11 +23,19 @@ from typing import Any
 
 import numpy as np
 
+from cnn_common.data import Data
+from cnn_common.errors import UserError
 from cnn_common.machine import BUSY_SHARE, LoadMeter, thread_setting, usable_cores
+from compare.convert import litert, onnx_export, quantize
+from compare.convert.options import ConvertOptions, JobResults, Source
+from compare.engine.layout import LITERT_FILE, LITERT_INT8_FILE, ONNX_FILE, ONNX_INT8_FILE
 from compare.report.render import md_table
 
+FLOAT32_TOLERANCE = 1e-5  # max |logit difference|: float32 kernels round differently
+LITERT_WORKER = "keras"  # the framework whose worker writes the LiteRT files: Keras on TensorFlow
+CHECK_FORMATS = (".onnx", ".tflite")  # what --check takes
+TIMING = "timing."  # the prefix of a worker's timing figures in its logits.npz
 BATCH = 1000  # images per call when the whole test set is predicted
-LATENCY_REPEATS = 100  # single-image calls timed
 INT8_ACCURACY_POINTS = 0.3  # the most an int8 model may lose against its float model
 INT8_SMALLER = 3.0  # the least an int8 file must shrink against its float file
 HEAD = [
@@ -124,6 +134,98 @@ def judge_int8(entry: dict[str, Any], float_entry: dict[str, Any]) -> None:
         f"{lost:+.2f} points lost (<= {INT8_ACCURACY_POINTS}), {smaller:.2f}x smaller "
         f"(>= {INT8_SMALLER:g}x): {'ok' if entry['ok'] else 'MISSED'}"
     )
+
+
+def check_files(paths: tuple[Path, ...], x: np.ndarray) -> None:
+    """Refuse, before anything is written, a file to check that is missing, of an unknown
+    format, or that its runtime cannot load or run on one image ``x (1, H, W, C)``."""
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"--check {path}: no such file", "give an existing .onnx or .tflite")
+        if path.suffix not in CHECK_FORMATS:
+            raise UserError(
+                f"--check {path}: unknown format {path.suffix or '(no suffix)'!r}",
+                "give an ONNX (.onnx) or LiteRT (.tflite) model of this run",
+            )
+        logits = np.asarray(runner(path)(x))
+        if logits.ndim != 2 or len(logits) != 1:
+            raise UserError(
+                f"--check {path}: gives outputs of shape {logits.shape} for one image, "
+                "not logits (1, K)",
+                "give a model of this run: input (N, H, W, C) images, output (N, K) logits",
+            )
+
+
+def runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict(x)`` of an ``.onnx`` or ``.tflite`` file in its own runtime."""
+    if path.suffix == ".onnx":
+        onnx_export.check_available()
+        return onnx_export.predictor(path, thread_setting())
+    litert.check_available()
+    return litert.Runner(path, thread_setting())
+
+
+def deployment_rows(
+    options: ConvertOptions,
+    source: Source,
+    framework: str,
+    own: tuple[Path, float],
+    results: JobResults,
+    data: Data,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The deployment table's rows (judged), and the logits of the first ``--images`` test
+    images of every float deployed format (for the verification table). ``own``: the source
+    framework's file and the tolerance its logits are held to; the other files go beside it."""
+    out = own[0].parent
+    reference, x_test, labels = results.reference, data.x_test, data.y_test
+    rows: list[dict[str, Any]] = []
+    first: dict[str, np.ndarray] = {}
+
+    def add(name: str, path: Path, predict: Callable[[np.ndarray], np.ndarray]) -> dict:
+        logits, timing = timed(predict, x_test, options.repeats)
+        rows.append(row(name, path, logits, reference, labels, timing))
+        first[name] = logits[: options.images]
+        return rows[-1]
+
+    if "deployed" in results.deployed:
+        d = results.deployed
+        entry = row(
+            f"{framework} (own file)",
+            own[0],
+            d["deployed"],
+            reference,
+            labels,
+            {k.removeprefix(TIMING): float(v) for k, v in d.items() if k.startswith(TIMING)},
+        )
+        rows.append(entry)
+        judge_float(entry, own[1])
+    if options.onnx:
+        path = out / ONNX_FILE
+        onnx_export.save_onnx(onnx_export.onnx_model(source.model_spec, source.weights), path)
+        entry = add("onnx", path, onnx_export.predictor(path, thread_setting()))
+        judge_float(entry, FLOAT32_TOLERANCE)
+        if options.quantize:
+            int8_path = out / ONNX_INT8_FILE
+            _, images = quantize.calibration_images(
+                data.x_train, options.calibration, options.calibration_seed
+            )
+            quantize.quantize_onnx(path, int8_path, images, onnx_export.INPUT)
+            int8 = add("onnx int8", int8_path, onnx_export.predictor(int8_path, thread_setting()))
+            judge_int8(int8, entry)
+            int8["float_layers"] = quantize.float_layers(int8_path, source.model_spec)
+    if options.litert and LITERT_WORKER not in results.failures:
+        path = out / LITERT_FILE
+        entry = add("litert", path, litert.Runner(path, thread_setting()))
+        judge_float(entry, FLOAT32_TOLERANCE)
+        if options.quantize:
+            int8_path = out / LITERT_INT8_FILE
+            model = litert.Runner(int8_path, thread_setting())
+            int8 = add("litert int8", int8_path, model)
+            judge_int8(int8, entry)
+            int8["float_layers"] = model.float_layers(source.model_spec)
+    for path in options.check:
+        add(f"checked: {path.name}", path, runner(path))
+    return rows, first
 
 
 def cells(entry: dict[str, Any]) -> list[str]:

@@ -25,8 +25,6 @@ from compare.convert.job import ConvertJob
 from compare.engine import registry
 from compare.engine.layout import CONVERT_RECORD
 
-TIMING = "timing."  # the prefix of the timing's figures in logits.npz
-
 
 def run_convert_task(job: ConvertJob, on_event: EventCallback | None = None) -> None:
     model_spec, train_spec = job.specs()
@@ -47,7 +45,7 @@ def run_convert_task(job: ConvertJob, on_event: EventCallback | None = None) -> 
             predict = lambda x: framework.predict_logits(loaded, x)  # noqa: E731
             logits, timing = deploy.timed(predict, x_test, job.deploy_repeats)
             arrays["deployed"] = logits
-            arrays |= {f"{TIMING}{key}": np.asarray(value) for key, value in timing.items()}
+            arrays |= {f"{deploy.TIMING}{key}": np.asarray(value) for key, value in timing.items()}
     if job.litert_file or job.litert_int8_file:
         # LiteRT is float32 whatever the run's dtype, as onnxruntime's CPU Conv is
         float_weights = {k: np.asarray(v, np.float32) for k, v in weights.items()}

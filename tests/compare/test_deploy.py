@@ -224,3 +224,19 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert "Traceback" not in err
     assert not (tmp_path / "w-converted").exists()  # nothing written, not even the folder
     assert not (unfinished / CONVERTED_DIR).exists()
+
+
+def test_an_unknown_quantization_format_exits_2_naming_the_choices(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    source = weight_file(tmp_path)
+    done = subprocess.run(
+        cli("convert", str(source), "--onnx", "--quantize", "int4"),
+        capture_output=True,
+        text=True,
+        env=env(data_dir),
+        timeout=300,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--quantize: invalid choice: 'int4' (choose from 'int8')" in done.stderr
+    assert not (tmp_path / "w-converted").exists()
