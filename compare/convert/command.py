@@ -130,7 +130,7 @@ def run_jobs(
     """Run the source framework's job first (its logits are the reference; it converts too
     when it is a target, and times its own file for the deployment table), then each other
     target's, and keras's when LiteRT is asked for (it exports the LiteRT files)."""
-    results = JobResults(np.empty(0), {}, {}, {})
+    results = JobResults(np.empty(0), {}, None, {})
     names = [framework, *(t for t in targets if t != framework)]
     if options.litert and deploy.LITERT_WORKER not in names:
         names.append(deploy.LITERT_WORKER)
@@ -169,7 +169,13 @@ def run_jobs(
         with np.load(job.path / CONVERT_RECORD) as npz:
             if name == framework:
                 results.reference = np.asarray(npz["source"], np.float64)
-                results.deployed = {k: npz[k] for k in npz.files if k != "source"}
+                if "deployed" in npz.files:
+                    timing = {
+                        k.removeprefix(deploy.TIMING): float(npz[k])
+                        for k in npz.files
+                        if k.startswith(deploy.TIMING)
+                    }
+                    results.deployed = (npz["deployed"], timing)
             if "converted" in npz.files and name in targets:
                 results.converted[name] = npz["converted"]
     return results
@@ -211,8 +217,11 @@ def run_convert(options: ConvertOptions) -> int:
             f"--images {options.images} asks for more than the {len(x_test):,} test images",
             f"use --images {len(x_test)} or less",
         )
+    calibration = None  # drawn now: a set larger than the data is refused before any work
     if options.quantize:
-        quantization.calibration_images(data.x_train, options.calibration, options.calibration_seed)
+        _, calibration = quantization.calibration_images(
+            data.x_train, options.calibration, options.calibration_seed
+        )
     deploy.check_files(options.check, x_test[:1])
     out = options.out or source.default_out
     check_out_folder(out)
@@ -227,7 +236,9 @@ def run_convert(options: ConvertOptions) -> int:
     if options.deployment:
         print(f"deployment: timing every format on all {len(x_test):,} test images")
         own = (model_file(out, framework), tolerance(dtype, [framework]))
-        deployed, first = deploy.deployment_rows(options, source, framework, own, results, data)
+        deployed, first = deploy.deployment_rows(
+            options, source, framework, own, results, data, calibration
+        )
     reference = results.reference[: options.images]
     rows = []
     for name in targets:
@@ -236,11 +247,11 @@ def run_convert(options: ConvertOptions) -> int:
         if name in results.failures:
             rows[-1]["error"] = results.failures[name]
     for name, path in (("onnx", out / ONNX_FILE), ("litert", out / LITERT_FILE)):
-        if name == "litert" and deploy.LITERT_WORKER in results.failures and options.litert:
-            rows.append(row(name, path, None, reference, deploy.FLOAT32_TOLERANCE))
-            rows[-1]["error"] = results.failures[deploy.LITERT_WORKER]
-        elif name in first:
+        if name in first:
             rows.append(row(name, path, first[name], reference, deploy.FLOAT32_TOLERANCE))
+    if options.litert and deploy.LITERT_WORKER in results.failures:
+        rows.append(row("litert", out / LITERT_FILE, None, reference, deploy.FLOAT32_TOLERANCE))
+        rows[-1]["error"] = results.failures[deploy.LITERT_WORKER]
     print_table(rows, dtype, options.onnx or options.litert, skipped)
     record: dict[str, Any] = {
         "source": str(options.source),

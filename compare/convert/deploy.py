@@ -172,10 +172,12 @@ def deployment_rows(
     own: tuple[Path, float],
     results: JobResults,
     data: Data,
+    calibration: np.ndarray | None,
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """The deployment table's rows (judged), and the logits of the first ``--images`` test
-    images of every float deployed format (for the verification table). ``own``: the source
-    framework's file and the tolerance its logits are held to; the other files go beside it."""
+    images of every format (the verification table reads the float ones). ``own``: the source
+    framework's file and the tolerance its logits are held to; the other files go beside it.
+    ``calibration``: the images that calibrate the int8 ONNX model (``--quantize``)."""
     out = own[0].parent
     reference, x_test, labels = results.reference, data.x_test, data.y_test
     rows: list[dict[str, Any]] = []
@@ -187,42 +189,29 @@ def deployment_rows(
         first[name] = logits[: options.images]
         return rows[-1]
 
-    if "deployed" in results.deployed:
-        d = results.deployed
-        entry = row(
-            f"{framework} (own file)",
-            own[0],
-            d["deployed"],
-            reference,
-            labels,
-            {k.removeprefix(TIMING): float(v) for k, v in d.items() if k.startswith(TIMING)},
-        )
-        rows.append(entry)
-        judge_float(entry, own[1])
+    if results.deployed is not None:
+        logits, timing = results.deployed
+        rows.append(row(f"{framework} (own file)", own[0], logits, reference, labels, timing))
+        judge_float(rows[-1], own[1])
     if options.onnx:
         path = out / ONNX_FILE
         onnx_export.save_onnx(onnx_export.onnx_model(source.model_spec, source.weights), path)
-        entry = add("onnx", path, onnx_export.predictor(path, thread_setting()))
+        entry = add("onnx", path, runner(path))
         judge_float(entry, FLOAT32_TOLERANCE)
-        if options.quantize:
+        if calibration is not None:
             int8_path = out / ONNX_INT8_FILE
-            _, images = quantize.calibration_images(
-                data.x_train, options.calibration, options.calibration_seed
-            )
-            quantize.quantize_onnx(path, int8_path, images, onnx_export.INPUT)
-            int8 = add("onnx int8", int8_path, onnx_export.predictor(int8_path, thread_setting()))
-            judge_int8(int8, entry)
-            int8["float_layers"] = quantize.float_layers(int8_path, source.model_spec)
+            quantize.quantize_onnx(path, int8_path, calibration, onnx_export.INPUT)
+            judge_int8(add("onnx int8", int8_path, runner(int8_path)), entry)
+            rows[-1]["float_layers"] = quantize.float_layers(int8_path, source.model_spec)
     if options.litert and LITERT_WORKER not in results.failures:
         path = out / LITERT_FILE
-        entry = add("litert", path, litert.Runner(path, thread_setting()))
+        entry = add("litert", path, runner(path))
         judge_float(entry, FLOAT32_TOLERANCE)
-        if options.quantize:
+        if calibration is not None:
             int8_path = out / LITERT_INT8_FILE
             model = litert.Runner(int8_path, thread_setting())
-            int8 = add("litert int8", int8_path, model)
-            judge_int8(int8, entry)
-            int8["float_layers"] = model.float_layers(source.model_spec)
+            judge_int8(add("litert int8", int8_path, model), entry)
+            rows[-1]["float_layers"] = model.float_layers(source.model_spec)
     for path in options.check:
         add(f"checked: {path.name}", path, runner(path))
     return rows, first

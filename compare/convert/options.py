@@ -57,10 +57,10 @@ class Source:
 class JobResults:
     """What the workers computed: the source's logits (``reference``, ``(N, K)``: the whole
     test set for a deployment table, else the first N images), each target's logits of its
-    file read back, the source framework's file timed (its ``logits.npz`` arrays), and each
-    failed job's error."""
+    file read back, the source framework's own file predicted on the whole test set and timed
+    (``(logits, timing)``, for a deployment table), and each failed job's error."""
 
     reference: np.ndarray
     converted: dict[str, np.ndarray]
-    deployed: dict[str, np.ndarray]
+    deployed: tuple[np.ndarray, dict[str, float]] | None
     failures: dict[str, str]

@@ -14,6 +14,8 @@ LiteRT files (``compare.convert.litert.export``) from a float32 Keras model of t
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from cnn_common.data import training_data
@@ -39,18 +41,21 @@ def run_convert_task(job: ConvertJob, on_event: EventCallback | None = None) -> 
         arrays["source"] = np.asarray(framework.predict_logits(model, x_test))
     if job.model_file is not None:
         framework.save(model, job.model_file)
-        loaded = framework.load(job.model_file)
-        arrays["converted"] = np.asarray(framework.predict_logits(loaded, x_test[: job.images]))
-        if job.deploy_repeats:
-            predict = lambda x: framework.predict_logits(loaded, x)  # noqa: E731
+        predict = functools.partial(framework.predict_logits, framework.load(job.model_file))
+        if job.deploy_repeats:  # the whole test set predicted and timed; its head verified
             logits, timing = deploy.timed(predict, x_test, job.deploy_repeats)
             arrays["deployed"] = logits
             arrays |= {f"{deploy.TIMING}{key}": np.asarray(value) for key, value in timing.items()}
+        else:
+            logits = np.asarray(predict(x_test[: job.images]))
+        arrays["converted"] = logits[: job.images]
     if job.litert_file or job.litert_int8_file:
         # LiteRT is float32 whatever the run's dtype, as onnxruntime's CPU Conv is
-        float_weights = {k: np.asarray(v, np.float32) for k, v in weights.items()}
-        keras_model = framework.build(model_spec, litert.RUNTIME_DTYPE)
-        framework.set_weights(keras_model, float_weights)
+        keras_model = model
+        if train_spec.dtype != litert.RUNTIME_DTYPE:
+            keras_model = framework.build(model_spec, litert.RUNTIME_DTYPE)
+            float_weights = {k: np.asarray(v, np.float32) for k, v in weights.items()}
+            framework.set_weights(keras_model, float_weights)
         if job.litert_file:
             litert.export(keras_model, job.litert_file)
         if job.litert_int8_file:

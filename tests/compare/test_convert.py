@@ -44,6 +44,18 @@ def rows(out: Path) -> dict[str, dict]:
     return {row["target"]: row for row in json.loads((out / CONVERT_FILE).read_text())["rows"]}
 
 
+def perturbed(
+    spec: ModelSpec, init_seed: int, init_dtype: str, scale: float, noise_seed: int
+) -> dict[str, np.ndarray]:
+    """float32 weights of ``spec``: its initial ones plus ``scale`` times standard normal noise
+    (off the symmetric start, so that the classes' logits differ)."""
+    rng = np.random.default_rng(noise_seed)
+    return {
+        name: (value + scale * rng.standard_normal(value.shape)).astype(np.float32)
+        for name, value in init_weights(spec, init_seed, init_dtype).items()
+    }
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, list[str]]:
     """A few steps of numpy, keras, lightning and pytorch (those installed) on 500 images."""
@@ -106,24 +118,11 @@ def test_bare_weight_file_same_padding_tanh_dropout(tmp_path: Path, data_dir: Pa
     padding, tanh and dropout converts to NumPy, PyTorch and ONNX."""
     pytest.importorskip("onnxruntime")
     targets = [n for n in ("numpy", "pytorch") if not registry.missing_modules(n)]
-    rng = np.random.default_rng(0)
-    weights = {
-        name: (value + 0.1 * rng.standard_normal(value.shape)).astype(np.float32)
-        for name, value in init_weights(SAME, 2, "float64").items()
-    }
+    weights = perturbed(SAME, init_seed=2, init_dtype="float64", scale=0.1, noise_seed=0)
     source = tmp_path / "w.safetensors"
     save_weights(source, weights, SAME)
-    args = [
-        "convert",
-        str(source),
-        "--to",
-        ",".join(targets),
-        "--onnx",
-        "--images",
-        "300",
-        "--repeats",
-        "3",
-    ]
+    args = ["convert", str(source), "--to", ",".join(targets), "--onnx"]
+    args += ["--images", "300", "--repeats", "3"]
     assert main([*args, "--data-dir", str(data_dir)]) == 0, capsys.readouterr()
     out = tmp_path / "w-converted"
     got = rows(out)

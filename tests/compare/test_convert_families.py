@@ -28,17 +28,8 @@ def convert_and_read_back(
     weights = family_weights(spec, 11)
     source = tmp_path / "w.safetensors"
     save_weights(source, weights, spec)
-    args = [
-        "convert",
-        str(source),
-        "--to",
-        ",".join(targets),
-        "--onnx",
-        "--images",
-        "50",
-        "--repeats",
-        "3",
-    ]
+    args = ["convert", str(source), "--to", ",".join(targets), "--onnx"]
+    args += ["--images", "50", "--repeats", "3"]
     assert main([*args, "--data-dir", str(data_dir)]) == 0
     out = tmp_path / "w-converted"
     got = rows(out)

@@ -23,7 +23,7 @@ from compare.__main__ import main
 from compare.convert import deploy, litert, onnx_export, quantize
 from compare.engine import registry
 from compare.engine.layout import CONVERT_FILE, CONVERTED_DIR, REPORT_MD, RESULT_FILE, run_dir
-from tests.compare.test_convert import cli, env
+from tests.compare.test_convert import cli, env, perturbed
 
 pytest.importorskip("onnxruntime")
 SPEC = ModelSpec()
@@ -32,12 +32,8 @@ SPEC = ModelSpec()
 def weight_file(folder: Path) -> Path:
     """Canonical weights of the seed model: the initial ones, moved off their symmetric start
     so that the classes differ (NumPy computes the source's logits)."""
-    rng = np.random.default_rng(1)
-    weights = {
-        name: (value + 0.05 * rng.standard_normal(value.shape)).astype(np.float32)
-        for name, value in init_weights(SPEC, 0, "float32").items()
-    }
     path = folder / "w.safetensors"
+    weights = perturbed(SPEC, init_seed=0, init_dtype="float32", scale=0.05, noise_seed=1)
     save_weights(path, weights, SPEC)
     return path
 
