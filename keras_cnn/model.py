@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import weakref
 from pathlib import Path
 
 import keras
@@ -42,6 +43,25 @@ from keras_cnn.network import (
 from keras_cnn.optim import compile_model
 
 PREDICT_BATCH = 1024  # images per forward pass in predict/evaluate: 10,000 fit in memory
+# At most this many images go through one direct call of the model: ``predict`` sets up its
+# batched loop on every call, a cost an interactive page drawing a digit would pay on every
+# stroke (docs/design.md, the explorer).
+DIRECT_BATCH = 64
+# The feature-map extractor of each model, made once: a model over the intermediate outputs
+# shares the model's layers, so it follows set_weights and training.
+_EXTRACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _evaluate_model(model: keras.Model, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    """``model`` on ``x`` in evaluation mode, under its dtype: one direct call for a few
+    images, ``predict``'s batched loop for more. Its output or list of outputs, as NumPy."""
+    with floatx(model_dtype(model)):
+        if len(x) > DIRECT_BATCH:
+            return model.predict(x, batch_size=PREDICT_BATCH, verbose=0)
+        out = model(x, training=False)
+    if isinstance(out, (list, tuple)):
+        return [keras.ops.convert_to_numpy(part) for part in out]
+    return keras.ops.convert_to_numpy(out)
 
 
 def build(spec: ModelSpec, dtype: str = "float32", *, seed: int = 0) -> keras.Model:
@@ -52,10 +72,8 @@ def build(spec: ModelSpec, dtype: str = "float32", *, seed: int = 0) -> keras.Mo
 
 def predict_logits(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Raw logits. ``x: (N, H, W, C)`` floats in [0, 1] -> ``(N, K)`` in the model's dtype."""
-    dtype = model_dtype(model)
-    x = check_images(x, input_shape(model)).astype(dtype, copy=False)
-    with floatx(dtype):
-        return np.asarray(model.predict(x, batch_size=PREDICT_BATCH, verbose=0))
+    x = check_images(x, input_shape(model)).astype(model_dtype(model), copy=False)
+    return np.asarray(_evaluate_model(model, x))
 
 
 predict, evaluate = readouts(predict_logits)
@@ -67,14 +85,18 @@ def feature_maps(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:
     evaluation mode.
 
     ``x: (N, H, W, C)`` -> ``{"conv1": (N, H1, W1, F1), "pool1": ..., ...}``; a
-    ``keras.Model`` over the intermediate outputs computes them in one pass.
+    ``keras.Model`` over the intermediate outputs (made once per model) computes them in one
+    pass.
     """
     x = check_images(x, input_shape(model)).astype(model_dtype(model), copy=False)
     spatial = [layer for layer, _ in graph(model) if isinstance(layer, MAP_LAYERS)]
     if not spatial:  # a spec without convolutions
         return {}
-    extractor = keras.Model(inputs=model.inputs, outputs=[layer.output for layer in spatial])
-    outputs = extractor.predict(x, batch_size=PREDICT_BATCH, verbose=0)
+    extractor = _EXTRACTORS.get(model)
+    if extractor is None:
+        outputs = [layer.output for layer in spatial]
+        extractor = _EXTRACTORS[model] = keras.Model(inputs=model.inputs, outputs=outputs)
+    outputs = _evaluate_model(extractor, x)
     if len(spatial) == 1:
         outputs = [outputs]
     return {
