@@ -121,6 +121,33 @@ def anchor(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
 
 
+def section_html(section: Section) -> str:
+    """One section as HTML: its titled heading, text, table, figures (base64 data URIs) and
+    folded code blocks (the report's and the explorer's)."""
+    parts = [f"<h2 id='{anchor(section.title)}'>{html.escape(section.title)}</h2>"]
+    if section.text:
+        parts.append(f"<p>{_html_cell(section.text)}</p>")
+    if section.head:
+        parts.append(html_table(list(section.head), [list(r) for r in section.rows]))
+    for figure in section.figures:
+        data = base64.b64encode(figure.path.read_bytes()).decode()
+        caption = html.escape(figure.caption)
+        parts += [
+            f"<figure id='{figure.name}'>",
+            f"<img alt='{caption}' src='data:image/png;base64,{data}'>",
+            f"<figcaption>{caption}</figcaption></figure>",
+        ]
+    if section.details:  # a line of links, then the blocks, folded
+        links = (f"<a href='#{d.name}'>{html.escape(d.summary)}</a>" for d in section.details)
+        parts.append(f"<p>{' · '.join(links)}</p>")
+    for block in section.details:
+        parts.append(
+            f"<details id='{block.name}'><summary>{html.escape(block.summary)}</summary>"
+            f"<pre><code>{html.escape(block.code)}</code></pre></details>"
+        )
+    return "\n".join(parts)
+
+
 def html_head(title: str, style: str) -> list[str]:
     """The opening of a self-contained HTML page up to its ``<h1>``: inline CSS only."""
     return [
@@ -142,28 +169,7 @@ def write_html(path: Path, intro: Sequence[str], sections: Sequence[Section]) ->
         *(f"<li><a href='#{anchor(s.title)}'>{html.escape(s.title)}</a></li>" for s in sections),
         "</ol></nav>",
     ]
-    for section in sections:
-        parts.append(f"<h2 id='{anchor(section.title)}'>{html.escape(section.title)}</h2>")
-        if section.text:
-            parts.append(f"<p>{_html_cell(section.text)}</p>")
-        if section.head:
-            parts.append(html_table(list(section.head), [list(r) for r in section.rows]))
-        for figure in section.figures:
-            data = base64.b64encode(figure.path.read_bytes()).decode()
-            caption = html.escape(figure.caption)
-            parts += [
-                f"<figure id='{figure.name}'>",
-                f"<img alt='{caption}' src='data:image/png;base64,{data}'>",
-                f"<figcaption>{caption}</figcaption></figure>",
-            ]
-        if section.details:  # a line of links, then the blocks, folded
-            links = (f"<a href='#{d.name}'>{html.escape(d.summary)}</a>" for d in section.details)
-            parts.append(f"<p>{' · '.join(links)}</p>")
-        for block in section.details:
-            parts.append(
-                f"<details id='{block.name}'><summary>{html.escape(block.summary)}</summary>"
-                f"<pre><code>{html.escape(block.code)}</code></pre></details>"
-            )
+    parts += [section_html(section) for section in sections]
     parts.append("</body></html>")
     atomic_write_bytes(path, "\n".join(parts).encode())
 
