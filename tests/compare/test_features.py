@@ -122,6 +122,6 @@ def test_the_plugin_job_type_and_handler_are_found(
 
 def test_every_project_command_and_job_is_registered() -> None:
     names = [feature.name for feature in features.commands()]
-    assert names == ["run", "parity", "bench", "ablate", "rosetta", "report", "convert"]
+    assert names == ["run", "parity", "bench", "ablate", "rosetta", "report", "convert", "serve"]
     kinds = set(features.job_types())
     assert kinds == {"batch", "train", "parity", "bench", "crosseval", "convert", "rosetta"}
