@@ -184,7 +184,7 @@ function colour(t, signed) {
 function mosaic(map, values, scaleTo, signed) {
   // one canvas: every channel of map (shape [h, w, c]) as a tile, values normalised by scaleTo
   const [h, w, c] = map.shape, cols = Math.ceil(Math.sqrt(c)), rows = Math.ceil(c / cols);
-  const zoom = Math.max(1, Math.floor(40 / Math.max(h, w))), gap = 1;
+  const zoom = Math.max(1, Math.floor(48 / Math.max(h, w))), gap = 1;
   const tw = w * zoom + gap, th = h * zoom + gap;
   const canvas = document.createElement("canvas");
   canvas.width = cols * tw; canvas.height = rows * th;
