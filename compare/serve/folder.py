@@ -118,7 +118,7 @@ class Folder:
         }
 
     def curves(self) -> list[dict[str, Any]]:
-        """Every run's per-epoch history and per-step losses."""
+        """Every run of the frameworks shown (every seed): per-epoch history, per-step losses."""
         return [
             {
                 "framework": run.framework,
@@ -131,6 +131,7 @@ class Folder:
                 "step_losses": list(run.step_losses or []),
             }
             for run in self.found.runs
+            if run.framework in self.frameworks
         ]
 
     def sections(self) -> list[dict[str, str]]:

@@ -485,8 +485,9 @@ async function loadCurves() {
     const div = document.createElement("div");
     div.className = "curve";
     box.append(div);
+    const whole = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];  // epochs and steps
     new uPlot({ title, width: 560, height: 300, series, scales: { x: { time: false } },
-      axes: [{ label: axis }, {}] }, data, div);
+      axes: [{ label: axis, incrs: whole }, {}] }, data, div);
   }
 }
 

@@ -181,3 +181,24 @@ def test_a_token_is_required_when_one_is_set(folder: Folder, workers: dict[str, 
 def test_the_test_set_is_the_runs_own(folder: Folder, data_dir: Path) -> None:
     x, y = load_test_set("mnist", root=data_dir, eval_size=TEST_IMAGES)
     assert np.array_equal(folder.y_test, y) and np.array_equal(folder.x_test, x)
+
+
+def test_a_residual_network_shows_its_batchnorm_and_add_layers(
+    served_resnet: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    folder = load_folder(served_resnet, data_dir=str(data_dir))
+    worker = Worker("numpy", folder.models["numpy"], tmp_path / "numpy.log")
+    try:
+        with TestClient(make_app(folder, {"numpy": worker})) as client:
+            summary = client.get("/api/summary").json()
+            kinds = {layer["name"]: layer["kind"] for layer in summary["layers"]}
+            shown = client.post("/api/predict", json={"index": 4}).json()["results"]["numpy"]
+            assert set(shown["maps"]) == set(summary["maps"])
+            for kind in ("batchnorm", "add"):
+                layer = next(name for name in summary["maps"] if kinds[name] == kind)
+                body = {"index": 4, "layer": layer, "row": 1, "col": 2, "channel": 3}
+                done = client.post("/api/explain", json=body).json()["results"]["numpy"]
+                assert done["kind"] == kind
+                assert done["output"] == pytest.approx(done["computed"], rel=1e-4, abs=1e-5)
+    finally:
+        worker.close()
