@@ -242,7 +242,7 @@ def notes(record: dict[str, Any]) -> list[str]:
         f"{record['threads']} thread(s): one pass in batches of {record['batch']} "
         f"(throughput), then {record['repeats']} single-image calls (latency). The "
         "framework's own file is called through its predict_logits, as every command calls "
-        "it (Keras's is Model.predict, which sets up its input pipeline on each call)."
+        "it (Keras's calls the model itself for up to 64 images, Model.predict for more)."
     ]
     calibration = record.get("calibration")
     if calibration:
