@@ -28,7 +28,8 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from cnn_common.errors import UserError
 from cnn_common.graph import IMAGE
-from cnn_common.spec import layers
+from cnn_common.metrics import softmax
+from cnn_common.spec import feature_map_layers, layers
 from compare.serve.explain import check_position, explain, receptive_field
 from compare.serve.folder import Folder
 from compare.serve.preprocess import mnist_image
@@ -108,6 +109,7 @@ def make_app(folder: Folder, workers: dict[str, Worker], token: str | None = Non
     app = FastAPI(title="cnn-rosetta explorer", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(_Guard, token=token)
     by_name = {layer.name: layer for layer in layers(folder.spec)}
+    maps = feature_map_layers(folder.spec)
     assets = resources.files("compare.serve") / "static"
     cache: dict[str, Any] = {}
 
@@ -230,9 +232,7 @@ def make_app(folder: Folder, workers: dict[str, Worker], token: str | None = Non
             if "error" in header:
                 results[name] = {"error": header["error"], "restarted": header["restarted"]}
                 continue
-            logits = arrays["logits"].astype(np.float64)
-            p = np.exp(logits - logits.max())
-            p /= p.sum()
+            p = softmax(arrays["logits"][None])[0]  # (K,): this image's probabilities
             results[name] = {
                 "probabilities": p.tolist(),
                 "class": int(np.argmax(p)),
@@ -246,17 +246,15 @@ def make_app(folder: Folder, workers: dict[str, Worker], token: str | None = Non
         image, _ = _image(body)
         chosen = _chosen(body)
         layer = by_name.get(body.layer)
-        if layer is None or layer.name not in folder.summary()["maps"]:
-            raise HTTPException(
-                422, f"no map layer {body.layer!r}: use one of {folder.summary()['maps']}"
-            )
+        if layer is None or layer.name not in maps:
+            raise HTTPException(422, f"no map layer {body.layer!r}: use one of {maps}")
         try:
             check_position(layer, body.row, body.col, body.channel)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         weights = folder.weights
         box = (body.row, body.row + 1, body.col, body.col + 1)
-        field = receptive(layer.name, box)
+        field = receptive_field(by_name, layer.name, box, tuple(folder.spec.input_shape[:2]))
         labels = np.zeros(1, dtype=np.int64)  # layer_trace's loss needs one; unused here
 
         async def one(name: str) -> dict[str, Any]:
@@ -284,9 +282,6 @@ def make_app(folder: Folder, workers: dict[str, Worker], token: str | None = Non
             "receptive_field": list(field),
             "results": dict(zip(chosen, done, strict=True)),
         }
-
-    def receptive(name: str, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        return receptive_field(by_name, name, box, tuple(folder.spec.input_shape[:2]))
 
     @app.get("/api/sources/{layer}")
     async def sources(layer: str) -> dict[str, Any]:

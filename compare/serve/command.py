@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import ipaddress
 import secrets
+import socket
 import tempfile
 from pathlib import Path
 
@@ -72,6 +73,23 @@ def access_token(host: str, token: str | None) -> str | None:
     return token or secrets.token_urlsafe(24)
 
 
+def check_free(host: str, port: int) -> None:
+    """A ``UserError`` naming the fix when ``(host, port)`` cannot be bound (in use, or not an
+    address of this machine); port 0 is always free."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(
+                f"cannot serve on {host}:{port} ({exc.strerror})",
+                "give another --port (0 picks a free one) or another --host",
+            ) from None
+
+
 def main(args: argparse.Namespace) -> int:
     """Read the folder, start the workers on first use, serve until Ctrl-C."""
     import uvicorn
@@ -86,6 +104,7 @@ def main(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g} must be positive", "use for example 30")
     token = access_token(args.host, args.token)
+    check_free(args.host, args.port)
     chosen = parse_frameworks(args.frameworks) if args.frameworks else None
     folder = load_folder(args.dir, chosen, args.data_dir)
     logs = Path(tempfile.mkdtemp(prefix="cnn-serve-logs-"))

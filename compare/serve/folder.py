@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from cnn_common.data import load_test_set
 from cnn_common.errors import UserError
+from cnn_common.metrics import confusion_matrix
 from cnn_common.results import WEIGHTS_FILE, RunResult
 from cnn_common.spec import ModelSpec, feature_map_layers, layers, spec_from_dict
 from cnn_common.weights import Weights, load_weights
@@ -45,7 +46,6 @@ class Folder:
     y_test: np.ndarray  # (N,)
     class_names: list[str]
     dataset: str
-    figures: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cnn-serve-")))
 
     @functools.cached_property
     def weights(self) -> dict[str, Weights]:
@@ -94,15 +94,13 @@ class Folder:
         per_framework = {}
         for name in self.frameworks:
             predicted = self.predictions[name]
+            missed = np.nonzero(predicted != self.y_test)[0]
             cells: dict[str, list[int]] = {}
-            matrix = np.zeros((k, k), dtype=int)
-            for index, (true, guess) in enumerate(zip(self.y_test, predicted, strict=True)):
-                matrix[true, guess] += 1
-                if true != guess:
-                    cells.setdefault(f"{true},{guess}", []).append(index)
+            for index in missed:
+                cells.setdefault(f"{self.y_test[index]},{predicted[index]}", []).append(int(index))
             per_framework[name] = {
-                "misclassified": np.nonzero(predicted != self.y_test)[0].tolist(),
-                "confusion": matrix.tolist(),
+                "misclassified": missed.tolist(),
+                "confusion": confusion_matrix(self.y_test, predicted, k).tolist(),
                 "cells": cells,
             }
         return {
@@ -139,11 +137,12 @@ class Folder:
         folder has what they need."""
         shown = []
         registered = features.features()
-        for name in SECTION_FEATURES:
-            feature = registered.get(name)
-            for _, function in feature.sections if feature else ():
-                for section in features.resolve(function)(self.found, self.figures):
-                    shown.append({"title": section.title, "html": section_html(section)})
+        with tempfile.TemporaryDirectory(prefix="cnn-serve-") as figures:  # inlined as base64
+            for name in SECTION_FEATURES:
+                feature = registered.get(name)
+                for _, function in feature.sections if feature else ():
+                    for section in features.resolve(function)(self.found, Path(figures)):
+                        shown.append({"title": section.title, "html": section_html(section)})
         return shown
 
 

@@ -68,6 +68,7 @@ class Worker:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _queue: asyncio.Queue | None = None
     _loop: asyncio.AbstractEventLoop | None = None  # the loop whose task serves the queue
+    _task: asyncio.Task | None = None  # that task (held: the loop keeps only a weak reference)
 
     # ------------------------------------------------------------------ the process
 
@@ -156,7 +157,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         if self._queue is None or self._loop is not loop:  # first use, or a new server loop
             self._queue, self._loop = asyncio.Queue(), loop
-            loop.create_task(self._serve_batches(self._queue))
+            self._task = loop.create_task(self._serve_batches(self._queue))
         done: asyncio.Future = loop.create_future()
         await self._queue.put((image, done))
         return await done
@@ -171,10 +172,13 @@ class Worker:
                 answer, out = await asyncio.to_thread(
                     self.request, {"op": "infer"}, {"images": images}
                 )
-            except WorkerError as exc:
+            except Exception as exc:  # noqa: BLE001 - every waiting client hears of it; serving goes on
+                message = (
+                    str(exc) if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
+                )
                 for _, done in waiting:
                     if not done.done():
-                        done.set_exception(WorkerError(str(exc)))
+                        done.set_exception(WorkerError(message))
                 continue
             for k, (_, done) in enumerate(waiting):
                 if not done.done():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -49,6 +50,15 @@ def test_bad_options_are_refused_with_the_fix(served: Path, args: list[str], mes
     done = serve(str(served), *args)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_port_in_use_is_refused_with_the_fix(served: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = serve(str(served), "--port", str(taken.getsockname()[1]))
+    assert done.returncode == 2 and "cannot serve on 127.0.0.1:" in done.stderr
+    assert "--port" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_folder_without_runs_is_refused(tmp_path: Path) -> None:
