@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from compare.engine.launch import stop
 
 ADDRESS = re.compile(r"open (http://\S+)")
 
@@ -44,9 +45,4 @@ def serving(
                 return
         raise AssertionError("cnn-compare serve printed no address: " + "".join(seen))
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)  # Ctrl-C's signal, then for good
