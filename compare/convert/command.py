@@ -8,8 +8,9 @@ sets them, writes its own file (``<framework><suffix>``: ``.npz``, ``.keras``, `
 ``.ckpt``), reads the file back and computes the logits of the first N test images. The
 source's own logits come from the source framework; the ONNX model
 (``compare.convert.onnx_export``) runs in onnxruntime here. A file is verified when its logits
-are within the tolerance of the source's: 1e-5 in float32 (kernels round differently), 1e-10
-in float64 when both frameworks compute float64 throughout (``FrameworkInfo.float64_exact``).
+are within the tolerance of the source's, relative to its largest logit (absolute below 1):
+1e-5 in float32 (kernels round differently), 1e-10 in float64 when both frameworks compute
+float64 throughout (``FrameworkInfo.float64_exact``).
 """
 
 from __future__ import annotations
@@ -116,12 +117,15 @@ def model_file(out: Path, name: str) -> Path:
 def row(
     target: str, file: Path, logits: np.ndarray | None, reference: np.ndarray, tol: float
 ) -> dict[str, Any]:
-    """One line of the table and of ``convert.json``; ``logits`` None: the target failed."""
-    entry: dict[str, Any] = {"target": target, "file": str(file), "tolerance": tol}
+    """One line of the table and of ``convert.json``; ``logits`` None: the target failed.
+    ``tol`` is relative to the largest |source logit| (``deploy.allowed``); the entry's
+    ``tolerance`` is the absolute limit it gives."""
+    limit = deploy.allowed(tol, float(np.abs(reference).max(initial=0.0)))
+    entry: dict[str, Any] = {"target": target, "file": str(file), "tolerance": limit}
     if logits is None:
         return {**entry, "max_abs": None, "ok": False}
     diff = float(np.max(np.abs(np.asarray(logits, np.float64) - reference), initial=0.0))
-    return {**entry, "max_abs": diff, "ok": diff <= tol}
+    return {**entry, "max_abs": diff, "ok": diff <= limit}
 
 
 def run_jobs(
@@ -290,7 +294,7 @@ def print_table(rows: list[dict[str, Any]], dtype: str, floats: bool, skipped: l
             entry["target"],
             entry["file"],
             "-" if entry["max_abs"] is None else f"{entry['max_abs']:.2e}",
-            f"{entry['tolerance']:g}",
+            f"{entry['tolerance']:.2g}",
             "ok" if entry["ok"] else ("FAILED" if entry["max_abs"] is None else "OVER"),
         ]
         for entry in rows

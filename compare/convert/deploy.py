@@ -31,7 +31,10 @@ from compare.convert.options import ConvertOptions, JobResults, Source
 from compare.engine.layout import LITERT_FILE, LITERT_INT8_FILE, ONNX_FILE, ONNX_INT8_FILE
 from compare.report.render import md_table
 
-FLOAT32_TOLERANCE = 1e-5  # max |logit difference|: float32 kernels round differently
+# max |logit difference| over the largest |source logit| (taken as 1 below 1): float32 kernels
+# round differently, and their rounding grows with the values rounded (1e-5 is about 84 float32
+# ulps of the largest logit; a conversion error moves logits by far more)
+FLOAT32_TOLERANCE = 1e-5
 LITERT_WORKER = "keras"  # the framework whose worker writes the LiteRT files: Keras on TensorFlow
 CHECK_FORMATS = (".onnx", ".tflite")  # what --check takes
 TIMING = "timing."  # the prefix of a worker's timing figures in its logits.npz
@@ -108,13 +111,19 @@ def row(
     }
 
 
+def allowed(tolerance: float, scale: float) -> float:
+    """The largest |logit difference| allowed: ``tolerance`` times ``scale``, the largest
+    |source logit| (``tolerance`` itself below 1), since rounding grows with the values."""
+    return tolerance * max(1.0, scale)
+
+
 def judge_float(entry: dict[str, Any], tolerance: float) -> None:
     """Add ``goal`` (its text) and ``ok`` to a float format's ``entry``: its logits within
-    ``tolerance`` of the source's. Past it, the text gives the difference in float32 ulps of
-    the largest logit: a few are the rounding of two float32 kernels, not a conversion
-    error."""
-    entry["ok"] = entry["max_abs"] <= tolerance
-    entry["goal"] = f"logits within {tolerance:g}: " + (
+    ``allowed(tolerance, largest source logit)`` of the source's. The text gives the
+    difference in float32 ulps of the largest logit past it."""
+    limit = allowed(tolerance, entry["logit_scale"])
+    entry["ok"] = entry["max_abs"] <= limit
+    entry["goal"] = f"logits within {limit:.2g} ({tolerance:g} of the largest): " + (
         "ok"
         if entry["ok"]
         else f"OVER ({entry['ulps']:.1f} float32 ulps of the largest logit, "

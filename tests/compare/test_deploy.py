@@ -106,6 +106,26 @@ def test_every_format_figures_match_their_own_evaluation(
     assert set(verified) == {"numpy", "onnx", "litert"} and all(e["ok"] for e in verified.values())
 
 
+def test_the_float_goal_scales_with_the_largest_logit() -> None:
+    """1e-5 of the largest source logit, absolute below 1: 1.4e-5 on logits of 12.4 (14
+    float32 ulps, a residual network's rounding) passes, 2e-4 there does not, and on logits
+    below 1 the limit stays 1e-5."""
+
+    def judged(max_abs: float, scale: float) -> dict:
+        ulps = max_abs / float(np.spacing(np.float32(scale)))
+        entry = {"max_abs": max_abs, "logit_scale": scale, "ulps": ulps}
+        deploy.judge_float(entry, deploy.FLOAT32_TOLERANCE)
+        return entry
+
+    assert (
+        judged(1.4e-5, 12.4)["ok"]
+        and "within 0.00012 (1e-05 of the largest)" in (judged(1.4e-5, 12.4)["goal"])
+    )
+    over = judged(2e-4, 12.4)
+    assert not over["ok"] and "OVER (209.7 float32 ulps of the largest logit, 12.4)" in over["goal"]
+    assert judged(0.9e-5, 0.5)["ok"] and not judged(1.1e-5, 0.5)["ok"]
+
+
 def test_calibration_images_are_drawn_once_by_their_seed() -> None:
     x = np.arange(200, dtype=np.float32).reshape(200, 1, 1, 1)
     indices, images = quantize.calibration_images(x, 50, seed=7)
