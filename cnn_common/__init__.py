@@ -3,8 +3,8 @@
 Its modules (a test checks that this list names every one, and nothing else):
 
 - ``spec`` (the model and training spec), ``graph`` (the unrolled layers and the layer list),
-  ``spec_checks`` (the checks of a spec's values, window sizes), ``spec_files`` (YAML/JSON,
-  ``--set`` overrides);
+  ``spec_checks`` (the checks of a spec's values, window sizes), ``schedule`` (weight decay
+  and the learning-rate schedule), ``spec_files`` (YAML/JSON, ``--set`` overrides);
 - ``datasets`` (the registry), ``data`` (where the files are looked for, the split),
   ``idx`` (parsing and checking a file), ``download`` (checksum-verified download);
 - ``batches`` (THE batch order), ``seeds`` (named streams);

@@ -48,6 +48,7 @@ from cnn_common.graph import (
     list_layers,
     logits_layer,
 )
+from cnn_common.schedule import check_schedule
 from cnn_common.spec_checks import (
     as_block,
     check_choice,
@@ -184,6 +185,15 @@ class TrainSpec:
     validation_size: int = 5000  # training images held out for validation
     augment_shift: int = 0  # 0 = no augmentation; N = random shift of up to N pixels
     dtype: str = "float32"  # float32 | float64
+    # Weight decay and the learning-rate schedule: their formulas are cnn_common.schedule's.
+    weight_decay: float = 0.0
+    weight_decay_convention: str = "l2"  # l2 | decoupled
+    weight_decay_on: str = "all"  # all | kernels
+    lr_schedule: str = "constant"  # constant | step | cosine
+    lr_step_size: int = 1  # step: epochs (or steps) between two decays
+    lr_gamma: float = 0.1  # step: the factor of each decay
+    lr_warmup: int = 0  # epochs (or steps) of linear warm-up
+    lr_interval: str = "epoch"  # epoch | step: what the schedule counts
 
     def __post_init__(self) -> None:
         validate_train(self)
@@ -232,6 +242,7 @@ def validate_train(spec: TrainSpec) -> None:
     check_int("validation_size", spec.validation_size, 0)
     check_int("augment_shift", spec.augment_shift, 0)
     check_choice("dtype", spec.dtype, DTYPES)
+    check_schedule(spec)
 
 
 # ----------------------------------------------------------------------------- shapes

@@ -91,6 +91,36 @@ CASES = [
         compare("run", "--set", "dense.0.dropout=1.5"),
         ("dense[0].dropout must be a number in [0.0, 1.0), got 1.5",),
     ),
+    Case(
+        "run-weight-decay-minus",
+        compare("run", "--set", "train.weight_decay=-0.01"),
+        ("weight_decay must be a number in [0.0, inf), got -0.01",),
+    ),
+    Case(
+        "numpy-decay-convention-adamw",
+        trainer("numpy-cnn", "--set", "weight_decay_convention=adamw"),
+        ("weight_decay_convention must be one of ['l2', 'decoupled'], got 'adamw'",),
+    ),
+    Case(
+        "keras-schedule-linear",
+        trainer("keras-cnn", "--set", "lr_schedule=linear"),
+        ("lr_schedule must be one of ['constant', 'step', 'cosine']",),
+    ),
+    Case(
+        "lightning-gamma-2",
+        trainer("lightning-cnn", "--set", "lr_gamma=2"),
+        ("lr_gamma must be a number in (0.0, 1.0), got 2",),
+    ),
+    Case(
+        "pytorch-warmup-minus",
+        trainer("pytorch-cnn", "--set", "lr_warmup=-1"),
+        ("lr_warmup must be an integer >= 0, got -1",),
+    ),
+    Case(
+        "run-interval-batch",
+        compare("run", "--set", "lr_interval=batch", "--set", "weight_decay_on=biases"),
+        ("must be one of",),
+    ),
     Case("run-threads-0", compare("run", "--threads", "0"), ("--threads must be at least 1",)),
     Case("ablate-threads-0", compare("ablate", "--threads", "0"), ("--threads must be",)),
     Case("bench-threads-0", compare("bench", "--threads", "0"), ("--threads must be",)),

@@ -248,6 +248,17 @@ def test_pool_window_larger_than_its_input_names_the_layer() -> None:
         ({"validation_size": -5}, "validation_size"),
         ({"augment_shift": 1.5}, "augment_shift"),
         ({"dtype": "float16"}, "dtype"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"weight_decay": float("inf")}, "weight_decay"),
+        ({"weight_decay_convention": "adamw"}, "weight_decay_convention"),
+        ({"weight_decay_on": "biases"}, "weight_decay_on"),
+        ({"lr_schedule": "linear"}, "lr_schedule"),
+        ({"lr_step_size": 0}, "lr_step_size"),
+        ({"lr_gamma": 1.0}, "lr_gamma"),
+        ({"lr_gamma": 0}, "lr_gamma"),
+        ({"lr_warmup": -1}, "lr_warmup"),
+        ({"lr_warmup": 1.5}, "lr_warmup"),
+        ({"lr_interval": "batch"}, "lr_interval"),
     ],
 )
 def test_bad_train_field_is_named(kwargs: dict, name: str) -> None:
