@@ -140,15 +140,21 @@ def layer_trace(model: CNN, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarra
 
 
 def train_steps(
-    model: CNN, train_spec: TrainSpec, batches: list[tuple[np.ndarray, np.ndarray]]
+    model: CNN,
+    train_spec: TrainSpec,
+    batches: list[tuple[np.ndarray, np.ndarray]],
+    steps_per_epoch: int | None = None,
 ) -> list[float]:
-    """One optimiser step per ``(x, y)`` batch from a fresh optimiser state; returns the losses.
+    """One optimiser step per ``(x, y)`` batch from a fresh optimiser state, the first updates
+    of a run of ``steps_per_epoch`` updates an epoch (default: the batches are one epoch) for
+    the learning-rate schedule; returns the losses.
 
     The weights are updated in place, batchnorm's running statistics once per step (training
     mode). Dropout masks, if any, come from the ``dropout`` seed stream of
     ``train_spec.seed``, as in ``train``.
     """
-    optimizer = Optimizer(train_spec, model.trainable_weights())
+    per_epoch = steps_per_epoch or len(batches)
+    optimizer = Optimizer(train_spec, model.trainable_weights(), per_epoch)
     rng = generator(train_spec.seed, "dropout")
     losses = []
     for x, y in batches:

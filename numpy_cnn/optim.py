@@ -22,7 +22,10 @@ holding the hyperparameters and what the rule carries from step to step:
 - SGD with momentum, PyTorch's form: ``learning_rate``, ``momentum`` and ``velocity``:
   ``velocity = momentum * velocity + g``; ``w -= lr * velocity``.
 
-``Optimizer`` keeps one state per weight name and applies the rule the ``TrainSpec`` names.
+``Optimizer`` keeps one state per weight name and applies the rule the ``TrainSpec`` names,
+at the learning rate of the spec's schedule for each update, after the spec's weight decay
+(``cnn_common.schedule``: ``l2`` adds ``wd * w`` to the gradient, ``decoupled`` first takes
+``w -= lr * wd * w``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from cnn_common.schedule import decays, learning_rate
 from cnn_common.spec import TrainSpec
 
 State = dict[str, Any]
@@ -86,16 +90,33 @@ def initial_state(train_spec: TrainSpec, w: np.ndarray) -> State:
 
 
 class Optimizer:
-    """The spec's update rule applied to every weight, each with its own state."""
+    """The spec's update rule applied to every weight, each with its own state, and the run's
+    position in the learning-rate schedule: ``updates`` taken so far, ``steps_per_epoch``
+    updates an epoch."""
 
-    def __init__(self, train_spec: TrainSpec, weights: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self, train_spec: TrainSpec, weights: dict[str, np.ndarray], steps_per_epoch: int = 1
+    ) -> None:
+        self.train_spec, self.steps_per_epoch, self.updates = train_spec, steps_per_epoch, 0
         self.rule = adam if train_spec.optimizer == "adam" else sgd_momentum
         self.states = {name: initial_state(train_spec, w) for name, w in weights.items()}
+        self.decayed = decays(train_spec, weights)
 
     def step(self, weights: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
-        """Update every weight in place from its gradient."""
+        """Update every weight in place from its gradient, at this update's learning rate."""
+        train = self.train_spec
+        lr = learning_rate(train, self.updates, self.steps_per_epoch)
+        l2 = train.weight_decay_convention == "l2"
         for name, w in weights.items():
-            self.rule(w, grads[name].astype(w.dtype, copy=False), self.states[name])
+            g = grads[name].astype(w.dtype, copy=False)
+            if name in self.decayed:
+                if l2:
+                    g = g + train.weight_decay * w
+                else:
+                    w -= lr * train.weight_decay * w
+            self.states[name]["learning_rate"] = lr
+            self.rule(w, g, self.states[name])
+        self.updates += 1
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The array part of the state, as ``{"<weight name>/<key>": array}`` (checkpoints)."""
@@ -110,8 +131,9 @@ class Optimizer:
         """Adam's step count per weight (empty for SGD), for checkpoints."""
         return {name: s["t"] for name, s in self.states.items() if "t" in s}
 
-    def restore(self, arrays: dict[str, np.ndarray], steps: dict[str, int]) -> None:
-        """Put back what ``arrays`` and ``steps`` returned, exactly."""
+    def restore(self, arrays: dict[str, np.ndarray], steps: dict[str, int], updates: int) -> None:
+        """Put back what ``arrays``, ``steps`` and ``updates`` were, exactly."""
+        self.updates = updates
         for key, value in arrays.items():
             name, part = key.split("/")
             self.states[name][part][...] = value

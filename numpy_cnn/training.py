@@ -1,7 +1,8 @@
 """Training: the shared batch order and augmentation, one checkpoint per epoch, resume.
 
 A checkpoint (``checkpoints/epoch-0003.npz``) holds everything the rest of the run depends on:
-the weights, the optimiser state (Adam's ``m``, ``v``, ``t`` or SGD's velocity), the dropout
+the weights, the optimiser state (Adam's ``m``, ``v``, ``t`` or SGD's velocity, and the updates
+taken, the schedule's position), the dropout
 generator's state and the recorder's state (history, step losses, spec). Resuming from it
 replays nothing and continues with exactly the numbers an uninterrupted run would have used,
 so both end with bit-identical weights.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn_common.batches import augment_batch, epoch_batches
+from cnn_common.batches import augment_batch, epoch_batches, steps_per_epoch
 from cnn_common.data import Data
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_npz, check_resumable, checkpoint_path
@@ -42,6 +43,7 @@ def save_checkpoint(
     meta = {
         "recorder": recorder.state(),
         "adam_steps": optimizer.steps(),
+        "updates": optimizer.updates,
         "rng_state": rng.bit_generator.state,
     }
     arrays = {f"weights/{k}": v for k, v in model.weights.items()}
@@ -70,7 +72,7 @@ def load_checkpoint(
         meta["recorder"]["spec"], spec_to_dict(model.spec, recorder.train_spec), path.parent
     )
     set_weights(model, weights)
-    optimizer.restore(opt, meta["adam_steps"])
+    optimizer.restore(opt, meta["adam_steps"], meta["updates"])
     rng.bit_generator.state = meta["rng_state"]
     recorder.restore(meta["recorder"])
 
@@ -95,7 +97,8 @@ def train(run: TrainCall) -> RunResult:
     spec, train_spec, data = run.spec, run.train_spec, run.data
     model = build(spec, train_spec.dtype, seed=train_spec.seed)
     run.initialise(model, set_weights)
-    optimizer = Optimizer(train_spec, model.trainable_weights())
+    per_epoch = steps_per_epoch(len(data.x_train), train_spec.batch_size)
+    optimizer = Optimizer(train_spec, model.trainable_weights(), per_epoch)
     rng = generator(train_spec.seed, "dropout")
     recorder = run.new_recorder()
     run.resume_checkpoint(
@@ -138,7 +141,8 @@ def phase_times(
     backward, optimiser (the threads' gradients added, the update)."""
     model = build(spec, train_spec.dtype, seed=train_spec.seed)
     set_weights(model, init_weights)
-    optimizer = Optimizer(train_spec, model.trainable_weights())
+    per_epoch = steps_per_epoch(len(data.x_train), train_spec.batch_size)
+    optimizer = Optimizer(train_spec, model.trainable_weights(), per_epoch)
     rng = generator(train_spec.seed, "dropout")
     x_train = data.x_train.astype(model.dtype, copy=False)
     clock = StepClock()
