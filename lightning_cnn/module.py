@@ -16,7 +16,7 @@ the torchmetrics default (``"macro"``) averages per class and is a different num
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -26,11 +26,12 @@ from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from cnn_common.results import check_finite_loss
+from cnn_common.schedule import scheduled
 from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
 from pytorch_cnn.batching import dropout_seed
 from pytorch_cnn.model import build as build_network
 from pytorch_cnn.network import TORCH_DTYPES
-from pytorch_cnn.optim import make_optimizer
+from pytorch_cnn.optim import make_optimizer, set_learning_rate
 
 
 def as_model_spec(value: ModelSpec | Mapping[str, Any] | None) -> ModelSpec:
@@ -52,8 +53,9 @@ class LitCNN(L.LightningModule):
 
     Args:
         model_spec: the architecture (a ``ModelSpec`` or its dict form); default the seed model.
-        train_spec: the optimiser settings and seed are read from it (``TrainSpec`` or dict);
-            batch size, split and augmentation belong to the data module.
+        train_spec: the optimiser settings, weight decay, learning-rate schedule and seed are
+            read from it (``TrainSpec`` or dict); batch size, split and augmentation belong to
+            the data module.
         native_padding: pad 'same' layers as PyTorch code usually does
             (``cnn_common.spec.native_pads``) instead of as the spec says.
 
@@ -130,7 +132,25 @@ class LitCNN(L.LightningModule):
         return self.model(x)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return make_optimizer(self.parameters(), self.train_spec)
+        """``make_optimizer``'s, as the plain loop's: canonical names choose the decayed
+        weights."""
+        return make_optimizer(self.model.canonical_parameters(), self.train_spec)
+
+    def optimizer_step(
+        self,
+        epoch: int,
+        batch_idx: int,
+        optimizer: Any,
+        optimizer_closure: Callable[[], Any] | None = None,
+    ) -> None:
+        """Each update at the schedule's learning rate of its index in the run, set as the
+        plain loop sets it (``set_learning_rate``), so both take the same steps bit for bit.
+        ``global_step`` counts this process's updates and is restored on resume; a constant
+        rate is left as the optimiser has it, which spares data without a length."""
+        if scheduled(self.train_spec):
+            steps = self.trainer.num_training_batches
+            set_learning_rate(optimizer, self.train_spec, self.trainer.global_step, steps)
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
 
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int

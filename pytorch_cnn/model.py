@@ -37,7 +37,7 @@ from cnn_common.spec import (
 from cnn_common.spec import layers as spec_layers
 from cnn_common.weights import Weights, check_weights, from_torch_layout, to_torch_layout
 from pytorch_cnn.network import CNN, TORCH_DTYPES, batch_statistics, network_of, to_nchw
-from pytorch_cnn.optim import make_optimizer
+from pytorch_cnn.optim import make_optimizer, set_learning_rate
 
 # Images per forward pass in evaluate/predict: a small batch's activations stay in the caches
 # (docs/design.md has the measured effect).
@@ -223,23 +223,30 @@ def layer_trace(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict[str, np.
 
 
 def train_steps(
-    model: nn.Module, train_spec: TrainSpec, batches: list[tuple[np.ndarray, np.ndarray]]
+    model: nn.Module,
+    train_spec: TrainSpec,
+    batches: list[tuple[np.ndarray, np.ndarray]],
+    steps_per_epoch: int | None = None,
 ) -> list[float]:
     """One optimiser step per ``(x: (B, H, W, C), y: (B,))`` batch from a fresh optimiser,
     in training mode: batchnorm normalises with each batch's statistics and folds them into
-    its running ones, dropout is on.
+    its running ones, dropout is on. The batches are the first updates of a run of
+    ``steps_per_epoch`` updates an epoch (default: they are one epoch): step ``s`` has the
+    learning rate ``cnn_common.schedule.learning_rate(train_spec, s, steps_per_epoch)``.
 
     The weights are updated in place; returns the loss of each step (before its update).
     """
     net = network_of(model)
-    optimizer = make_optimizer(net.parameters(), train_spec)
+    optimizer = make_optimizer(net.canonical_parameters(), train_spec)
+    per_epoch = steps_per_epoch or len(batches)
     net.train()
     losses = []
-    for x, y in batches:
+    for step, (x, y) in enumerate(batches):
         images, labels = _inputs(net, x), _labels(net, y)
         optimizer.zero_grad()
         loss = F.cross_entropy(net(images), labels)
         loss.backward()
+        set_learning_rate(optimizer, train_spec, step, per_epoch)
         optimizer.step()
         losses.append(loss.item())
     return losses

@@ -265,6 +265,12 @@ class CNN(nn.Module):
     def has_dropout(self) -> bool:
         return "dropout" in self.layer_kinds.values()
 
+    def canonical_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The trainable parameters under their canonical names (``conv1.kernel``, ...), in
+        ``named_parameters`` order: what ``make_optimizer`` reads to choose the decayed ones."""
+        canonical = {torch_name: name for name, torch_name in self.tensor_names.items()}
+        return [(canonical[name], param) for name, param in self.named_parameters()]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.outputs(x)[0]
 

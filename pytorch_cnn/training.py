@@ -8,7 +8,8 @@ is its own time.
 
 A checkpoint (``checkpoints/epoch-0003.pt``, ``torch.save``) holds the network's and the
 optimiser's state dicts and the recorder's state; ``resume=True`` continues from the newest
-readable one.
+readable one. The learning rate of each update is set from its index in the run
+(``set_learning_rate``), so a resumed run continues the schedule where it stopped.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pytorch_cnn.batching import BatchSource, dropout_seed, native_order_batches
 from pytorch_cnn.framework import FRAMEWORK
 from pytorch_cnn.model import build, evaluate, get_weights, set_weights
 from pytorch_cnn.network import CNN, kernel_builds
-from pytorch_cnn.optim import make_optimizer
+from pytorch_cnn.optim import make_optimizer, set_learning_rate
 
 SUFFIX = ".pt"
 DEVICES = ("auto", "cpu", "gpu")
@@ -109,21 +110,24 @@ def run_epoch(
     replicas: Replicas | None = None,
 ) -> None:
     """One epoch (0-based) of the plain loop over the shared batch order (or PyTorch's own
-    shuffling with ``native_order``); under data parallelism, this process's share."""
+    shuffling with ``native_order``); under data parallelism, this process's share, whose
+    length is the steps an epoch of the learning-rate schedule counts."""
     replicas = replicas or Replicas()
     if any(isinstance(module, torch.nn.Dropout) for module in net.modules()):
         torch.manual_seed(dropout_seed(train_spec.seed, epoch))
     net.train()
     order = native_order_batches if native_order else epoch_batches
     batches = list(enumerate(order(len(source), train_spec.batch_size, train_spec.seed, epoch)))
+    share = shard_batches(batches, replicas.rank, replicas.world)
     # the step in the whole epoch's list seeds the batch's augmentation on every rank
-    for step, idx in shard_batches(batches, replicas.rank, replicas.world):
+    for update, (step, idx) in enumerate(share, start=epoch * len(share)):
         xb, yb = source.batch(epoch, step, idx)  # (B, C, H, W), (B,)
         xb, yb = xb.to(device), yb.to(device)
         optimizer.zero_grad()
         logits = net(xb)
         loss = F.cross_entropy(logits, yb)
         replicas.backward(loss)
+        set_learning_rate(optimizer, train_spec, update, len(share))
         optimizer.step()
         correct = (logits.argmax(dim=1) == yb).sum()
         # One device-to-host copy a step for the recorder.
@@ -176,7 +180,7 @@ def train(run: TrainCall) -> RunResult:
     )
     run.initialise(net, set_weights)
     net.to(where)
-    optimizer = make_optimizer(net.parameters(), train_spec)
+    optimizer = make_optimizer(net.canonical_parameters(), train_spec)
     steps = steps_per_epoch(len(data.x_train), train_spec.batch_size, replicas.world)
     recorder = run.new_recorder(steps)
     run.resume_checkpoint(SUFFIX, lambda path: load_checkpoint(path, net, optimizer, recorder))
@@ -237,12 +241,13 @@ def phase_times(
 ) -> Phases:
     """``steps`` steps of the plain loop on the CPU from ``init_weights``, each timed by phase
     (``cnn_common.phases``): data (the batch's tensors), forward + loss, backward, optimiser
-    (``zero_grad`` and ``step``). PyTorch computes synchronously on the CPU, so a clock read
-    between the calls sees each one's whole cost."""
+    (the learning rate, ``step`` and ``zero_grad``). PyTorch computes synchronously on the
+    CPU, so a clock read between the calls sees each one's whole cost."""
     net = build(spec, train_spec.dtype, seed=train_spec.seed)
     set_weights(net, init_weights)
-    optimizer = make_optimizer(net.parameters(), train_spec)
+    optimizer = make_optimizer(net.canonical_parameters(), train_spec)
     source = BatchSource(data.x_train, data.y_train, train_spec)
+    per_epoch = steps_per_epoch(len(source), train_spec.batch_size)
     net.train()
     clock = StepClock()
     for epoch, step, idx in step_batches(len(source), train_spec, steps):
@@ -254,6 +259,7 @@ def phase_times(
         clock.mark("forward")
         loss.backward()
         clock.mark("backward")
+        set_learning_rate(optimizer, train_spec, epoch * per_epoch + step, per_epoch)
         optimizer.step()
         optimizer.zero_grad()
         clock.mark("optimizer")

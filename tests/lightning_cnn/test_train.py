@@ -82,6 +82,38 @@ VARIANTS = {
         TrainSpec(epochs=1, optimizer="sgd", learning_rate=0.05, dtype="float64"),
         True,
     ),
+    # the schedule's rate set before each update from its index in the run, both ways alike;
+    # AdamW on the kernels only
+    "adamw-on-kernels-cosine-per-step-after-a-warm-up": (
+        ModelSpec(),
+        TrainSpec(
+            epochs=2,
+            batch_size=100,
+            weight_decay=0.05,
+            weight_decay_convention="decoupled",
+            weight_decay_on="kernels",
+            lr_schedule="cosine",
+            lr_interval="step",
+            lr_warmup=3,
+        ),
+        True,
+    ),
+    # DecoupledSGD (which Lightning steps with a closure), the rate halved after epoch 1
+    "decoupled-sgd-step-decay-per-epoch": (
+        ModelSpec(),
+        TrainSpec(
+            epochs=2,
+            batch_size=100,
+            optimizer="sgd",
+            momentum=0.9,
+            learning_rate=0.05,
+            weight_decay=0.01,
+            weight_decay_convention="decoupled",
+            lr_schedule="step",
+            lr_gamma=0.5,
+        ),
+        True,
+    ),
 }
 
 

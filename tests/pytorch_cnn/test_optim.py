@@ -33,7 +33,7 @@ def test_keras_adam_follows_the_keras_update_rule(eps: float) -> None:
     grads = [rng.normal(size=(5, 3)) * 10.0**-k for k in range(4)]  # shrinking: eps matters
     param = torch.nn.Parameter(torch.from_numpy(w0.copy()))
     spec = TrainSpec(learning_rate=0.01, epsilon=eps, epsilon_convention="keras")
-    optimizer = make_optimizer([param], spec)
+    optimizer = make_optimizer([("d.kernel", param)], spec)
     assert isinstance(optimizer, KerasAdam)
     for g in grads:
         param.grad = torch.from_numpy(g.copy())
@@ -43,7 +43,7 @@ def test_keras_adam_follows_the_keras_update_rule(eps: float) -> None:
     if eps > 1e-3:  # a large epsilon separates the two conventions clearly
         torch_param = torch.nn.Parameter(torch.from_numpy(w0.copy()))
         torch_adam = make_optimizer(
-            [torch_param], dataclasses.replace(spec, epsilon_convention="torch")
+            [("d.kernel", torch_param)], dataclasses.replace(spec, epsilon_convention="torch")
         )
         for g in grads:
             torch_param.grad = torch.from_numpy(g.copy())
@@ -66,14 +66,15 @@ def test_keras_adam_skips_parameters_without_a_gradient_and_refuses_bad_settings
 
 def test_make_optimizer_reads_every_setting_of_the_spec() -> None:
     param = torch.nn.Parameter(torch.zeros(3))
+    named = [("d.bias", param)]
     adam = make_optimizer(
-        [param], TrainSpec(learning_rate=0.5, beta_1=0.8, beta_2=0.99, epsilon=1e-4)
+        named, TrainSpec(learning_rate=0.5, beta_1=0.8, beta_2=0.99, epsilon=1e-4)
     )
     assert isinstance(adam, torch.optim.Adam)
     group = adam.param_groups[0]
     assert (group["lr"], group["betas"], group["eps"]) == (0.5, (0.8, 0.99), 1e-4)
     keras_adam = make_optimizer(
-        [param],
+        named,
         TrainSpec(
             learning_rate=0.25, beta_1=0.7, beta_2=0.95, epsilon=1e-3, epsilon_convention="keras"
         ),
@@ -81,7 +82,7 @@ def test_make_optimizer_reads_every_setting_of_the_spec() -> None:
     assert isinstance(keras_adam, KerasAdam)
     group = keras_adam.param_groups[0]
     assert (group["lr"], group["betas"], group["eps"]) == (0.25, (0.7, 0.95), 1e-3)
-    sgd = make_optimizer([param], TrainSpec(optimizer="sgd", learning_rate=0.1, momentum=0.5))
+    sgd = make_optimizer(named, TrainSpec(optimizer="sgd", learning_rate=0.1, momentum=0.5))
     assert isinstance(sgd, torch.optim.SGD)
     assert (sgd.param_groups[0]["lr"], sgd.param_groups[0]["momentum"]) == (0.1, 0.5)
     # PyTorch's momentum form: v = mu*v + g; w -= lr*v
