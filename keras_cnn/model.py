@@ -163,18 +163,25 @@ def layer_trace(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, n
 
 
 def train_steps(
-    model: keras.Model, train_spec: TrainSpec, batches: list[tuple[np.ndarray, np.ndarray]]
+    model: keras.Model,
+    train_spec: TrainSpec,
+    batches: list[tuple[np.ndarray, np.ndarray]],
+    steps_per_epoch: int | None = None,
 ) -> list[float]:
     """One optimiser step per ``(x, y)`` batch from a fresh optimiser; returns each step's loss.
 
     ``x: (N, H, W, C)``, ``y: (N,)``. Training mode: batchnorm normalises with the batch's
-    statistics and updates its running ones every step, dropout is on. Updates ``model`` in
-    place (recompiles it).
+    statistics and updates its running ones every step, dropout is on. The batches are the
+    first updates of a run of ``steps_per_epoch`` updates an epoch (default: they are one
+    epoch): update ``s`` takes ``cnn_common.schedule.learning_rate(train_spec, s,
+    steps_per_epoch)``, with the spec's weight decay. Updates ``model`` in place (recompiles
+    it).
     """
     dtype = model_dtype(model)
     losses = []
     with floatx(dtype):
-        compile_model(model, train_spec)
+        per_epoch = steps_per_epoch or len(batches)
+        compile_model(model, train_spec, steps_per_epoch=per_epoch, updates=len(batches))
         for x, y in batches:
             x = check_images(x, input_shape(model)).astype(dtype, copy=False)
             logs = model.train_on_batch(x, np.asarray(y, dtype=np.int64), return_dict=True)

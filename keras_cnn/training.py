@@ -10,8 +10,9 @@
   the epoch) and writes a checkpoint after every epoch.
 - A checkpoint, ``checkpoints/epoch-NNNN.npz``, holds every model variable (weights,
   batchnorm's running statistics and the dropout seed states, which a ``.keras`` file leaves
-  out), every optimiser variable (step
-  count, moments) and the recorder's state. ``resume=True`` rebuilds the model from the spec,
+  out), every optimiser variable (step count, moments) and the recorder's state. The step
+  count is where the learning-rate schedule stands (``keras_cnn.optim.SpecSchedule``), so a
+  resumed run continues it exactly. ``resume=True`` rebuilds the model from the spec,
   restores them from the newest readable file and fits on from there. (A ``.keras`` file would
   serve too, but Keras's serialiser imports TensorFlow whenever it is installed, even on the
   torch backend.)
@@ -225,7 +226,11 @@ def train(run: TrainCall) -> RunResult:
     with scope, floatx(train_spec.dtype):
         model = build(spec, train_spec.dtype, seed=train_spec.seed)
         run.initialise(model, set_weights)
-        compile_model(model, train_spec, native="optimizer" in run.native)
+        # The schedule counts the updates of the shared batch order's epochs (fit's own
+        # shuffled order has as many); a resumed run restores the optimiser's update count.
+        per_epoch = steps_per_epoch(len(data.x_train), train_spec.batch_size)
+        native_adam = "optimizer" in run.native
+        compile_model(model, train_spec, native=native_adam, steps_per_epoch=per_epoch)
         run.resume_checkpoint(SUFFIX, lambda path: load_checkpoint(path, model, recorder))
         recorder.start(get_weights(model))
         if recorder.epochs_done < train_spec.epochs:
@@ -306,10 +311,12 @@ def phase_times(
     with scope, floatx(train_spec.dtype):
         model = build(spec, train_spec.dtype, seed=train_spec.seed)
         set_weights(model, init_weights)
-        compile_model(model, train_spec)
         x, y = epoch_arrays(data.x_train, data.y_train, train_spec, 0)
+        per_epoch = steps_per_epoch(len(x), train_spec.batch_size)
+        epochs = -(-steps // per_epoch)
+        # the run's schedule, over every step fit takes here
+        compile_model(model, train_spec, steps_per_epoch=per_epoch, updates=epochs * per_epoch)
         clock = PhaseClock(steps)
-        epochs = -(-steps // steps_per_epoch(len(x), train_spec.batch_size))
         model.fit(
             x,
             y,
