@@ -11,6 +11,11 @@ Two modes, as the contract states them (docs/design.md, issue 17): evaluation mo
 with the running statistics (``moving_mean``, ``moving_variance``); training mode with the
 batch's mean and biased variance. Dropout is off in both. Shapes: N images, H, W, C channels,
 F filters, K classes.
+
+``reference_train_steps`` takes optimiser steps as ``train_steps`` does: Adam (both epsilon
+conventions) or SGD with momentum, weight decay and the learning-rate schedule of the spec
+(``cnn_common.schedule`` states the schedule's formula, checked against PyTorch's and Keras's
+own schedulers in their tests).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cnn_common.numeric import numeric_gradient  # noqa: F401 - re-exported for the tests
-from cnn_common.spec import IMAGE, Layer, ModelSpec, layers
+from cnn_common.schedule import decays, learning_rate
+from cnn_common.spec import IMAGE, Layer, ModelSpec, TrainSpec, layers, trainable_shapes
 
 Arrays = dict[str, np.ndarray]
 
@@ -295,3 +301,52 @@ def sample_indices(
     size = int(np.prod(shape))
     flat = np.arange(size) if size <= count else rng.choice(size, count, replace=False)
     return [tuple(int(i) for i in np.unravel_index(f, shape)) for f in flat]
+
+
+def _update(train: TrainSpec, g: np.ndarray, state: Arrays, t: int, lr: float) -> np.ndarray:
+    """The optimiser's step ``w_new = w - step`` for gradient ``g`` at update ``t`` (from 1)
+    and learning rate ``lr``; ``state`` holds ``m`` and ``v`` (Adam) or ``buf`` (SGD)."""
+    if train.optimizer == "sgd":
+        state["buf"] = train.momentum * state["buf"] + g
+        return lr * state["buf"]
+    b1, b2, eps = train.beta_1, train.beta_2, train.epsilon
+    state["m"] = b1 * state["m"] + (1 - b1) * g
+    state["v"] = b2 * state["v"] + (1 - b2) * g * g
+    if train.epsilon_convention == "torch":  # eps added to sqrt(v_hat)
+        return lr * (state["m"] / (1 - b1**t)) / (np.sqrt(state["v"] / (1 - b2**t)) + eps)
+    # keras: eps added to sqrt(v) before the bias correction
+    return lr * np.sqrt(1 - b2**t) / (1 - b1**t) * state["m"] / (np.sqrt(state["v"]) + eps)
+
+
+def reference_train_steps(
+    spec: ModelSpec,
+    train: TrainSpec,
+    weights: dict[str, np.ndarray],
+    batches: list[tuple[np.ndarray, np.ndarray]],
+    steps_per_epoch: int | None = None,
+) -> tuple[list[float], Arrays]:
+    """One update per ``(x, y)`` batch from a fresh optimiser state, float64: the training-mode
+    loss and gradients and the running statistics of that forward, then weight decay
+    (``l2``: ``g + wd * w``; ``decoupled``: ``w - lr * wd * w`` first) and the optimiser's
+    step at update ``s``'s learning rate in a run of ``steps_per_epoch`` updates an epoch
+    (default: the batches are one epoch). The losses, and every weight after the last
+    update."""
+    w = {name: value.copy() for name, value in _as_float64(weights).items()}
+    trainable = sorted(trainable_shapes(spec))
+    decayed, wd = decays(train, trainable), train.weight_decay
+    states = {name: {k: np.zeros_like(w[name]) for k in ("m", "v", "buf")} for name in trainable}
+    losses = []
+    for s, (x, y) in enumerate(batches):
+        loss, grads, _ = reference_gradients(spec, w, x, y)
+        statistics = reference_running_statistics(spec, w, x)
+        lr = learning_rate(train, s, steps_per_epoch or len(batches))
+        for name in trainable:
+            g = grads[name]
+            if name in decayed and train.weight_decay_convention == "l2":
+                g = g + wd * w[name]
+            if name in decayed and train.weight_decay_convention == "decoupled":
+                w[name] = w[name] - lr * wd * w[name]
+            w[name] = w[name] - _update(train, g, states[name], s + 1, lr)
+        w.update(statistics)
+        losses.append(loss)
+    return losses, w

@@ -21,6 +21,7 @@ import numpy as np
 from cnn_common.cli import specs_from_args
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
+from cnn_common.schedule import describe
 from cnn_common.spec import ModelSpec
 from compare.convert.onnx_export import parity_lines, parity_reference
 from compare.engine import registry
@@ -127,7 +128,8 @@ def summary(rows: list[Row], options: ParityOptions, causes: dict[str, str]) -> 
         "dtype": train.dtype,
         "steps": options.steps,
         "batch_size": train.batch_size,
-        "optimizer": f"{train.optimizer} ({train.epsilon_convention} epsilon {train.epsilon})",
+        "optimizer": f"{train.optimizer} ({train.epsilon_convention} epsilon {train.epsilon})"
+        + (f"; {describe(train)}" if describe(train) else ""),
         "tolerances": TOLERANCES[train.dtype],
         "rows": [row.to_dict() for row in rows],
         "departures": {

@@ -7,8 +7,9 @@ every weight, the loss; evaluation mode, so batchnorm normalises with the runnin
 its trainable weights after ``k + 1`` updates as the update ``w_{k+1} - w0``, and batchnorm's
 running statistics after step ``k``'s training forward pass as they are.
 Each ``w_k`` comes from replaying ``k`` optimiser steps from ``w0`` in one ``train_steps`` call
-(one optimiser state, as in training): K(K+1)/2 steps in all, which for the few steps a
-locator needs costs less than a process start.
+(one optimiser state, and the learning-rate schedule of a run's first epoch, as in training):
+K(K+1)/2 steps in all, which for the few steps a locator needs costs less than a process
+start.
 
 Keys of ``parity.npz``: ``step{k}/loss``, ``step{k}/forward/<layer>``,
 ``step{k}/grad_input/<layer>``, ``step{k}/grad/<tensor>``, ``step{k}/statistics/<tensor>``
@@ -44,7 +45,7 @@ def run_parity_task(job: ParityJob, on_event: EventCallback | None = None) -> No
         model = framework.build(model_spec, train_spec.dtype)
         framework.set_weights(model, start)
         if k:
-            framework.train_steps(model, train_spec, batches[:k])
+            framework.train_steps(model, train_spec, batches[:k], len(index_batches))
             for name, value in framework.get_weights(model).items():
                 if name in trainable:
                     arrays[f"step{k}/update/{name}"] = np.asarray(value) - start[name]

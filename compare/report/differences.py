@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cnn_common.errors import SpecError
 from cnn_common.framework import TOPICS
+from cnn_common.schedule import describe
+from cnn_common.spec import TrainSpec
 from compare.engine import registry
 
 NOT_INSTALLED = "unknown: the framework is not installed here"
@@ -33,6 +36,16 @@ def native_default(framework: str, topic: str) -> str:
     return info.native[topic] if info is not None else NOT_INSTALLED
 
 
+def _decay_and_schedule(train: dict[str, Any]) -> str:
+    """``; <weight decay and schedule in words>`` when the run had either (a record written
+    before they existed has neither)."""
+    try:
+        words = describe(TrainSpec(**train))
+    except (TypeError, SpecError):  # another version's fields
+        return ""
+    return f"; {words}" if words else ""
+
+
 def _run_level(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     """topic -> (title, this run, neutralised), from the run configuration alone."""
     train = config.get("train", {})
@@ -43,7 +56,7 @@ def _run_level(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     return {
         "adam_epsilon": (
             "Adam epsilon",
-            f"{train.get('optimizer')}: epsilon {eps}",
+            f"{train.get('optimizer')}: epsilon {eps}" + _decay_and_schedule(train),
             "yes: each framework implements the spec's convention",
         ),
         "init": (

@@ -107,10 +107,10 @@ FAULTY_MODEL = '''\
         return layer
 
 
-    def train_steps(model, train_spec, batches):
+    def train_steps(model, train_spec, batches, steps_per_epoch=None):
         if fault() == "epsilon":
             train_spec = dataclasses.replace(train_spec, epsilon=train_spec.epsilon * 1000)
-        return numpy_cnn.train_steps(model, train_spec, batches)
+        return numpy_cnn.train_steps(model, train_spec, batches, steps_per_epoch)
     '''
 
 # conv2: 3x3, stride 2, 'same' on pool1's 14x14 output: TensorFlow's placement pads (0, 1)

@@ -303,6 +303,21 @@ def test_differences_follow_the_frameworks_of_the_run() -> None:
     assert rows[0][1] == registry.get("pytorch").native[TOPICS[0]]
 
 
+def test_the_optimiser_row_names_the_runs_decay_and_schedule() -> None:
+    """A run with weight decay and a schedule says so beside its optimiser; a plain run, and
+    a record whose train section this version cannot read, say nothing more."""
+    scheduled = TrainSpec(weight_decay=0.01, lr_schedule="step", lr_warmup=2)
+    rows = {d.key: d for d in differences({**spec_to_dict(ModelSpec(), scheduled)}, ["numpy"])}
+    assert rows["adam_epsilon"].this_run.endswith(
+        "; l2 weight decay 0.01 on all; step schedule per epoch after 2 of warm-up"
+    )
+    plain = {d.key: d for d in differences(spec_to_dict(ModelSpec(), TrainSpec()), ["numpy"])}
+    assert plain["adam_epsilon"].this_run.endswith("(torch convention)")
+    other = spec_to_dict(ModelSpec(), TrainSpec())
+    other["train"]["a_later_field"] = 1
+    assert differences(other, ["numpy"])[0].this_run.endswith("(torch convention)")
+
+
 def test_collect_orders_by_seed_then_registry_unknown_last(tmp_path: Path) -> None:
     make_results(tmp_path, seeds=2)
     for seed in range(2):
