@@ -40,4 +40,14 @@ SOURCES: dict[str, list[str]] = {
     ],
     "adam": ["keras_cnn.optim:TorchAdam.update_step", "keras_cnn.optim:KerasAdam.update_step"],
     "sgd": ["keras_cnn.optim:TorchSGD.update_step"],
+    "weight_decay": [
+        "keras_cnn.optim:SpecDecay._apply_weight_decay",
+        "keras_cnn.optim:SpecDecay._backend_update_step",
+        "keras.src.optimizers.base_optimizer:BaseOptimizer._apply_weight_decay",
+    ],
+    "lr_schedule": [
+        "keras_cnn.optim:SpecSchedule.__call__",
+        "keras.src.optimizers.base_optimizer:BaseOptimizer._get_current_learning_rate",
+        "cnn_common.schedule:learning_rate",
+    ],
 }

@@ -20,4 +20,5 @@ SOURCES: dict[str, list[str]] = {
     ],
     "adam": ["lightning_cnn.module:LitCNN.configure_optimizers", *PYTORCH["adam"]],
     "sgd": ["lightning_cnn.module:LitCNN.configure_optimizers", *PYTORCH["sgd"]],
+    "lr_schedule": ["lightning_cnn.module:LitCNN.optimizer_step", *PYTORCH["lr_schedule"]],
 }

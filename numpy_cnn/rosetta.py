@@ -47,4 +47,6 @@ SOURCES: dict[str, list[str]] = {
     "loss": ["numpy_cnn.ops:softmax_cross_entropy", "numpy_cnn.ops:log_softmax"],
     "adam": ["numpy_cnn.optim:adam", "numpy_cnn.optim:Optimizer.step"],
     "sgd": ["numpy_cnn.optim:sgd_momentum", "numpy_cnn.optim:Optimizer.step"],
+    "weight_decay": ["numpy_cnn.optim:Optimizer.step"],
+    "lr_schedule": ["numpy_cnn.optim:Optimizer.step", "cnn_common.schedule:learning_rate"],
 }

@@ -33,4 +33,10 @@ SOURCES: dict[str, list[str]] = {
         "torch.optim:SGD.step",
         "torch.optim.sgd:_single_tensor_sgd",
     ],
+    "weight_decay": [
+        "pytorch_cnn.optim:_param_groups",
+        "torch.optim.adam:_single_tensor_adam",
+        "pytorch_cnn.optim:DecoupledSGD.step",
+    ],
+    "lr_schedule": ["pytorch_cnn.optim:set_learning_rate", "cnn_common.schedule:learning_rate"],
 }

@@ -18,6 +18,7 @@ from typing import Any
 
 from cnn_common.cli import specs_from_args
 from cnn_common.files import atomic_write_bytes, atomic_write_json
+from cnn_common.schedule import scheduled
 from cnn_common.spec import ModelSpec, TrainSpec, layers
 from compare.engine import registry
 from compare.engine.launch import run_checked
@@ -39,9 +40,14 @@ DESCRIPTION = (
 
 
 def kinds_of(model_spec: ModelSpec, train_spec: TrainSpec) -> list[str]:
-    """The kinds the spec's network and optimiser use, in ``KINDS`` order."""
+    """The kinds the spec's network and optimiser use (weight decay and the schedule where the
+    spec has them), in ``KINDS`` order."""
     unrolled = layers(model_spec)
     used = {layer.kind for layer in unrolled} | {"loss", train_spec.optimizer}
+    if train_spec.weight_decay:
+        used.add("weight_decay")
+    if scheduled(train_spec):
+        used.add("lr_schedule")
     if any(layer.activation == "relu" for layer in unrolled):
         used.add("activation")
     if any(layer.groups > 1 for layer in unrolled):

@@ -26,6 +26,8 @@ KINDS = {
     "loss": "Loss: softmax cross-entropy",
     "adam": "Optimiser step: Adam",
     "sgd": "Optimiser step: SGD with momentum",
+    "weight_decay": "Weight decay (l2 or decoupled)",
+    "lr_schedule": "Learning-rate schedule",
 }
 TITLE = "cnn-rosetta: the same layer in every framework"
 STYLE = """

@@ -24,6 +24,8 @@ from compare.rosetta.task import resolve, source_entry
 REPO = Path(__file__).resolve().parents[2]
 FOUR = ("numpy", "keras", "pytorch", "lightning")
 SEED_KINDS = ["conv", "activation", "pool", "flatten", "dense", "loss", "adam"]
+# The fixture's spec adds weight decay and a schedule to the seed's: their kinds follow.
+MADE_KINDS = [*SEED_KINDS, "weight_decay", "lr_schedule"]
 # Objects each framework must show for a kind, and what their source must hold.
 EXPECTED = {
     ("numpy", "conv"): ("numpy_cnn.ops:conv2d_forward", "def conv2d_forward("),
@@ -37,6 +39,15 @@ EXPECTED = {
     ("pytorch", "adam"): ("torch.optim.adam:_single_tensor_adam", "def _single_tensor_adam("),
     ("lightning", "loss"): ("lightning_cnn.module:LitCNN.training_step", "def training_step("),
     ("lightning", "conv"): ("pytorch_cnn.network:SpecConv2d.forward", "def forward("),
+    ("numpy", "weight_decay"): ("numpy_cnn.optim:Optimizer.step", "weight_decay"),
+    ("keras", "weight_decay"): (
+        "keras_cnn.optim:SpecDecay._apply_weight_decay",
+        "def _apply_weight_decay(",
+    ),
+    ("pytorch", "weight_decay"): ("torch.optim.adam:_single_tensor_adam", "weight_decay"),
+    ("pytorch", "lr_schedule"): ("pytorch_cnn.optim:set_learning_rate", "learning_rate("),
+    ("keras", "lr_schedule"): ("keras_cnn.optim:SpecSchedule.__call__", "def __call__("),
+    ("lightning", "lr_schedule"): ("lightning_cnn.module:LitCNN.optimizer_step", "def optimizer_"),
 }
 
 
@@ -49,7 +60,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("rosetta")
     done = subprocess.run(
         [sys.executable, "-m", "compare", "rosetta", "--frameworks", ",".join(FOUR)]
-        + ["--out", str(out)],
+        + ["--set", "weight_decay=0.01", "--set", "lr_schedule=cosine", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -64,7 +75,7 @@ def test_every_framework_every_kind_from_the_source(made: tuple[Path, str]) -> N
     out, printed = made
     assert f"wrote {out / 'rosetta.json'} and {out / 'rosetta.html'}" in printed
     sources = json.loads((out / "rosetta.json").read_text())
-    assert list(sources) == SEED_KINDS
+    assert list(sources) == MADE_KINDS
     for kind, by_framework in sources.items():
         assert list(by_framework) == list(FOUR)
         for name, entries in by_framework.items():
@@ -120,6 +131,9 @@ def test_kinds_follow_the_spec() -> None:
     spec = ModelSpec(dense=(DenseLayer(units=8, activation="tanh", dropout=0.5),))
     kinds = rosetta.kinds_of(spec, TrainSpec(optimizer="sgd"))
     assert kinds == ["conv", "activation", "pool", "flatten", "dense", "dropout", "loss", "sgd"]
+    decayed = rosetta.kinds_of(ModelSpec(), TrainSpec(weight_decay=0.1))
+    assert decayed == [*SEED_KINDS, "weight_decay"]
+    assert rosetta.kinds_of(ModelSpec(), TrainSpec(lr_warmup=1)) == [*SEED_KINDS, "lr_schedule"]
 
 
 def test_one_framework_per_package() -> None:
@@ -134,7 +148,7 @@ def test_every_package_lists_the_seed_kinds() -> None:
     for info in registry.frameworks().values():
         listed = importlib.import_module(f"{info.package}.rosetta").SOURCES
         assert set(listed) <= set(rosetta.KINDS), info.package
-        for kind in [*SEED_KINDS, "dropout", "sgd"]:
+        for kind in [*SEED_KINDS, "dropout", "sgd", "weight_decay", "lr_schedule"]:
             assert listed.get(kind), (info.package, kind)
             assert all(name.count(":") == 1 for name in listed[kind])
 
