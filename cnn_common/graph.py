@@ -14,6 +14,7 @@ from typing import Any
 
 from cnn_common.errors import SpecError
 from cnn_common.spec_checks import (
+    check_bool,
     check_choice,
     check_float,
     check_int,
@@ -29,6 +30,7 @@ PADDINGS = ("valid", "same")
 # Training normalises with the batch's biased variance in either case.
 MOMENTUM_CONVENTIONS = ("torch", "keras")
 VARIANCES = ("unbiased", "biased")
+FROZEN_BATCHNORM = ("batch", "inference")  # what a frozen batchnorm does in training
 IMAGE = "input"  # the name a layer's ``input`` or an ``add``'s ``join`` gives the image
 
 
@@ -54,6 +56,11 @@ class LayerSpec:
       batchnorm, relu between them; a 1x1 convolution and batchnorm project the block's input
       where its shape changes; their sum, then relu. ``bias`` and the batchnorm fields apply to
       its layers.
+    - ``trainable: false`` (conv, batchnorm, dense, residual) freezes the layer: its tensors
+      are weights, never trained, and the gradient still flows through it. A frozen batchnorm
+      in training normalises with the batch's statistics and updates its running ones
+      (``frozen_batchnorm: batch``, PyTorch's module with ``requires_grad`` off) or runs as in
+      evaluation (``inference``, Keras's ``trainable = False``).
     """
 
     kind: str
@@ -75,22 +82,33 @@ class LayerSpec:
     epsilon: float = 1e-5
     momentum_convention: str = "torch"
     variance: str = "unbiased"
+    frozen_batchnorm: str = "batch"
+    trainable: bool = True
 
 
-BATCHNORM_FIELDS = ("momentum", "epsilon", "momentum_convention", "variance")
+BATCHNORM_FIELDS = ("momentum", "epsilon", "momentum_convention", "variance", "frozen_batchnorm")
 # The fields each kind of LayerSpec takes, besides kind, name and input.
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    "conv": ("filters", "kernel_size", "stride", "padding", "groups", "bias", "activation"),
-    "batchnorm": BATCHNORM_FIELDS,
+    "conv": (
+        "filters",
+        "kernel_size",
+        "stride",
+        "padding",
+        "groups",
+        "bias",
+        "activation",
+        "trainable",
+    ),
+    "batchnorm": (*BATCHNORM_FIELDS, "trainable"),
     "activation": ("activation",),
     "maxpool": ("pool_size", "pool_stride"),
     "avgpool": ("pool_size", "pool_stride"),
     "global_avgpool": (),
     "flatten": (),
-    "dense": ("units", "activation"),
+    "dense": ("units", "activation", "trainable"),
     "dropout": ("rate",),
     "add": ("join",),
-    "residual": ("filters", "stride", "bias", *BATCHNORM_FIELDS),
+    "residual": ("filters", "stride", "bias", *BATCHNORM_FIELDS, "trainable"),
 }
 COMMON_FIELDS = ("kind", "name", "input")
 
@@ -160,6 +178,14 @@ class Layer:
     epsilon: float = 0.0  # batchnorm: added to the variance under the square root
     momentum_convention: str = "torch"
     variance: str = "unbiased"
+    trainable: bool = True  # False: frozen (LayerSpec), its params never trained
+    frozen_batchnorm: str = "batch"  # a frozen batchnorm in training: FROZEN_BATCHNORM
+
+    @property
+    def batch_statistics(self) -> bool:
+        """A batchnorm that normalises with its batch's statistics in training: all but a
+        frozen one with ``frozen_batchnorm: inference``."""
+        return self.kind == "batchnorm" and (self.trainable or self.frozen_batchnorm == "batch")
 
     @property
     def tensors(self) -> dict[str, tuple[int, ...]]:
@@ -289,9 +315,9 @@ class _Unroller:
         src = self.source(item.input, where, "input")
         shape = self.shapes[src]
         if kind == "conv":
-            self.add(self.conv(item, name, src, where), where)
+            self.add(self.trained(item, self.conv(item, name, src, where), where), where)
         elif kind == "batchnorm":
-            self.add(self.batchnorm(item, name, src, where), where)
+            self.add(self.trained(item, self.batchnorm(item, name, src, where), where), where)
         elif kind == "activation":
             check_choice(f"{where}.activation", item.activation, ACTIVATIONS)
             self.add(
@@ -321,19 +347,9 @@ class _Unroller:
             check_int(f"{where}.units", item.units, 1)
             check_choice(f"{where}.activation", item.activation, ACTIVATIONS)
             params = {f"{name}.kernel": (shape[0], item.units), f"{name}.bias": (item.units,)}
-            self.add(
-                Layer(
-                    name,
-                    "dense",
-                    shape,
-                    (item.units,),
-                    activation=item.activation,
-                    units=item.units,
-                    params=params,
-                    inputs=(src,),
-                ),
-                where,
-            )
+            dense = Layer(name, "dense", shape, (item.units,), activation=item.activation)
+            dense = dataclasses.replace(dense, units=item.units, params=params, inputs=(src,))
+            self.add(self.trained(item, dense, where), where)
         elif kind == "dropout":
             check_float(f"{where}.rate", item.rate, 0.0, 1.0, low_open=False)
             self.add(Layer(name, "dropout", shape, shape, rate=item.rate, inputs=(src,)), where)
@@ -357,11 +373,7 @@ class _Unroller:
         check_int(f"{where}.groups", item.groups, 1)
         check_choice(f"{where}.padding", item.padding, PADDINGS)
         check_choice(f"{where}.activation", item.activation, ACTIVATIONS)
-        if not isinstance(item.bias, bool):
-            raise SpecError(
-                f"{where}.bias must be true or false, got {item.bias!r}",
-                "set bias to true or false",
-            )
+        check_bool(f"{where}.bias", item.bias)
         g = item.groups
         if c % g or item.filters % g:
             raise SpecError(
@@ -419,6 +431,13 @@ class _Unroller:
             variance=item.variance,
         )
 
+    def trained(self, item: LayerSpec, layer: Layer, where: str) -> Layer:
+        """``layer`` with its spec's ``trainable`` and ``frozen_batchnorm``."""
+        check_bool(f"{where}.trainable", item.trainable)
+        check_choice(f"{where}.frozen_batchnorm", item.frozen_batchnorm, FROZEN_BATCHNORM)
+        frozen = {"trainable": item.trainable, "frozen_batchnorm": item.frozen_batchnorm}
+        return dataclasses.replace(layer, **frozen)
+
     def residual(self, item: LayerSpec, where: str) -> None:
         """The ``residual`` shorthand unrolled into ``<name>_conv1`` ... ``<name>_relu2``."""
         block = item.name or self.auto_name("res")
@@ -426,8 +445,9 @@ class _Unroller:
         h, w, c = self.map_shape(src, where, "residual")
         check_int(f"{where}.filters", item.filters, 1)
         check_int(f"{where}.stride", item.stride, 1)
-        conv = {"kind": "conv", "kernel_size": 3, "padding": "same", "bias": item.bias}
-        bn = {"kind": "batchnorm", **{f: getattr(item, f) for f in BATCHNORM_FIELDS}}
+        trainable = {"trainable": item.trainable}
+        conv = {"kind": "conv", "kernel_size": 3, "padding": "same", "bias": item.bias, **trainable}
+        bn = {"kind": "batchnorm", **{f: getattr(item, f) for f in BATCHNORM_FIELDS}, **trainable}
         parts = [
             {
                 **conv,

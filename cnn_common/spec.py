@@ -379,10 +379,11 @@ def weight_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
 
 
 def trainable_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """The tensors that have gradients (``weight_shapes`` without batchnorm's statistics)."""
+    """The tensors that have gradients and are trained (``weight_shapes`` without batchnorm's
+    statistics and without the layers the spec freezes)."""
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in layers(spec):
-        shapes.update(layer.params)
+        shapes.update(layer.params if layer.trainable else {})
     return shapes
 
 

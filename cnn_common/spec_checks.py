@@ -44,6 +44,13 @@ def check_int(name: str, value: Any, minimum: int) -> None:
         )
 
 
+def check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(
+            f"{name} must be true or false, got {value!r}", f"set {name} to true or false"
+        )
+
+
 def check_choice(name: str, value: Any, allowed: Iterable[str]) -> None:
     allowed = tuple(allowed)
     if value not in allowed:

@@ -83,9 +83,15 @@ def _batch_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, ((x - mean) ** 2).mean(axis=(0, 1, 2))
 
 
+def _batch_mode(layer: Layer, training: bool) -> bool:
+    """Whether a batchnorm normalises with the batch's statistics: in training, unless it is
+    frozen with ``frozen_batchnorm: inference`` (then it runs as in evaluation)."""
+    return training and layer.batch_statistics
+
+
 def _normaliser(layer: Layer, w: Arrays, x: np.ndarray, training: bool) -> tuple:
     """``(mean, inv_std)`` a batchnorm layer normalises ``x`` with, in the mode asked."""
-    if training:
+    if _batch_mode(layer, training):
         mean, var = _batch_statistics(x)
     else:
         mean, var = w[f"{layer.name}.moving_mean"], w[f"{layer.name}.moving_variance"]
@@ -158,7 +164,7 @@ def _layer_backward(
         grads[f"{name}.gamma"] = (dout * xhat).sum(axis=(0, 1, 2))
         grads[f"{name}.beta"] = dout.sum(axis=(0, 1, 2))
         dxhat = dout * w[f"{name}.gamma"]
-        if not training:  # the running statistics are constants
+        if not _batch_mode(layer, training):  # the running statistics are constants
             return [dxhat * inv_std]
         # mean and variance depend on x too: d/dx of (x - mean(x)) / sqrt(var_b(x) + eps)
         n = x.shape[0] * x.shape[1] * x.shape[2]
@@ -247,11 +253,12 @@ def reference_gradients(
     *,
     training: bool = True,
 ) -> tuple[float, Arrays, Arrays]:
-    """``(loss, grads, input_grads)`` in float64: ``grads`` of every trainable tensor
-    (``trainable_shapes``), ``input_grads`` by layer name the TOTAL gradient of the tensor the
-    layer reads first (summed over every layer reading it), as ``layer_trace``'s
-    ``grad_input/<layer>``. Training mode (batch statistics, as ``loss_and_grads``) unless
-    ``training`` is False (running statistics, as ``layer_trace``)."""
+    """``(loss, grads, input_grads)`` in float64: ``grads`` of every trained tensor
+    (``trainable_shapes``: none of a frozen layer's), ``input_grads`` by layer name the TOTAL
+    gradient of the tensor the layer reads first (summed over every layer reading it), as
+    ``layer_trace``'s ``grad_input/<layer>``. Training mode (batch statistics, as
+    ``loss_and_grads``) unless ``training`` is False (running statistics, as
+    ``layer_trace``)."""
     w = _as_float64(weights)
     all_layers = layers(spec)
     outputs = reference_forward(spec, w, x, training=training)
@@ -266,7 +273,8 @@ def reference_gradients(
         for src, d in zip(layer.inputs, douts, strict=True):
             dtensors[src] = dtensors[src] + d if src in dtensors else d
     input_grads = {layer.name: dtensors[layer.inputs[0]] for layer in all_layers}
-    return loss, grads, input_grads
+    trained = trainable_shapes(spec)  # a frozen layer's tensors have no gradient to report
+    return loss, {name: g for name, g in grads.items() if name in trained}, input_grads
 
 
 def reference_running_statistics(
@@ -279,8 +287,8 @@ def reference_running_statistics(
     outputs = reference_forward(spec, w, x, training=True)
     updated: Arrays = {}
     for layer in layers(spec):
-        if layer.kind != "batchnorm":
-            continue
+        if layer.kind != "batchnorm" or not _batch_mode(layer, True):
+            continue  # a frozen batchnorm in inference mode keeps its running statistics
         inp = outputs[layer.inputs[0]]  # (N, H, W, C)
         mean, var = _batch_statistics(inp)
         n = inp.shape[0] * inp.shape[1] * inp.shape[2]

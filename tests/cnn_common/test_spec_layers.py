@@ -166,6 +166,16 @@ def test_add_joins_a_named_layer_and_input_reads_one() -> None:
         ([{"kind": "flatten", "name": "x"}, {"kind": "dense", "name": "x", "units": 2}], ["twice"]),
         ([{"kind": "flatten", "name": "a.b"}], ["not a layer name"]),
         ([{"kind": "conv", "filters": 2, "kernel_size": 29}, {"kind": "flatten"}], ["fit"]),
+        (
+            [{"kind": "conv", "filters": 2, "trainable": "no"}, {"kind": "flatten"}],
+            ["layers[0].trainable must be true or false", "'no'"],
+        ),
+        (
+            [{"kind": "batchnorm", "frozen_batchnorm": "eval"}, {"kind": "flatten"}],
+            ["frozen_batchnorm must be one of ['batch', 'inference']", "'eval'"],
+        ),
+        ([{"kind": "maxpool", "trainable": False}], ["a maxpool layer has no field(s)"]),
+        ([{"kind": "flatten", "trainable": False}], ["trainable"]),
     ],
 )
 def test_a_wrong_layer_list_is_named(items: list[dict], words: list[str]) -> None:
@@ -183,6 +193,39 @@ def test_a_field_of_another_kind_and_both_forms_are_refused() -> None:
         ModelSpec(layers=[LayerSpec("flatten", units=3)])
     with pytest.raises(SpecError, match="one form"):
         spec_from_dict({"model": {"conv": [{"filters": 2}], "layers": [{"kind": "flatten"}]}})
+
+
+def test_a_frozen_layer_keeps_its_weights_but_is_not_trained() -> None:
+    """``trainable: false`` takes a layer's tensors out of ``trainable_shapes`` (and the
+    trained parameter count), not out of the weights; a residual block freezes all its convs
+    and batchnorms; only a frozen batchnorm in inference mode stops using batch statistics."""
+    spec = spec_from_dict(
+        {
+            "model": {
+                "input_shape": [8, 8, 1],
+                "layers": [
+                    {"kind": "conv", "name": "c", "filters": 2, "trainable": False},
+                    {"kind": "residual", "name": "r", "filters": 4, "trainable": False},
+                    {"kind": "batchnorm", "name": "b", "trainable": False},
+                    {
+                        "kind": "batchnorm",
+                        "name": "i",
+                        "trainable": False,
+                        "frozen_batchnorm": "inference",
+                    },
+                    {"kind": "global_avgpool"},
+                ],
+            }
+        }
+    )[0]
+    assert sorted(trainable_shapes(spec)) == ["logits.bias", "logits.kernel"]
+    assert param_count(spec) == 4 * 10 + 10
+    assert set(weight_shapes(spec)) > set(trainable_shapes(spec))
+    frozen = [layer.name for layer in layers(spec) if layer.params and not layer.trainable]
+    assert frozen == ["c", "r_conv1", "r_bn1", "r_conv2", "r_bn2", "r_proj", "r_projbn", "b", "i"]
+    statistics = [layer.name for layer in layers(spec) if layer.batch_statistics]
+    assert statistics == ["r_bn1", "r_bn2", "r_projbn", "b"]
+    assert spec_from_dict(spec_to_dict(spec))[0] == spec
 
 
 @pytest.mark.parametrize("name", ["resnet_small", "vgg_small", "mobilenet_small"])

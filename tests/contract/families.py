@@ -1,5 +1,6 @@
 """The example specs of the model families (``examples/*_small.yaml``), a small spec with
-every layer kind (``KINDS``), and the weights and images the tests give them."""
+every layer kind (``KINDS``), one with frozen layers (``frozen_spec``), and the weights and
+images the tests give them."""
 
 from __future__ import annotations
 
@@ -46,6 +47,24 @@ KINDS = ModelSpec(
         LayerSpec("dropout", rate=0.5),
     ),
 )
+
+
+def frozen_spec(frozen_batchnorm: str) -> ModelSpec:
+    """A frozen conv and batchnorm under a trained conv, batchnorm and the logits."""
+    return ModelSpec(
+        input_shape=(6, 6, 2),
+        num_classes=3,
+        layers=(
+            LayerSpec("conv", name="c1", filters=4, kernel_size=3, padding="same", trainable=False),
+            LayerSpec("batchnorm", name="bn1", trainable=False, frozen_batchnorm=frozen_batchnorm),
+            LayerSpec("activation", name="relu1", activation="relu"),
+            LayerSpec("conv", name="c2", filters=4, kernel_size=3, stride=2),
+            LayerSpec("batchnorm", name="bn2"),
+            LayerSpec("global_avgpool", name="pool"),
+        ),
+    )
+
+
 # Where each kind of tensor is drawn from when it is no kernel: biases off zero (so no ReLU
 # sits on its kink), batchnorm's scale and shift off the identity, running statistics off
 # their initial 0 and 1 (so a framework that ignores or swaps them shows).

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnn_common.spec import LayerSpec, ModelSpec, layers, trainable_shapes
-from tests.contract.families import FAMILIES, KINDS, family_weights, random_images
+from tests.contract.families import FAMILIES, KINDS, family_weights, frozen_spec, random_images
 from tests.reference import (
     numeric_gradient,
     reference_forward,
@@ -19,7 +19,12 @@ from tests.reference import (
     sample_indices,
 )
 
-SPECS = {"kinds": KINDS, **FAMILIES}
+SPECS = {
+    "kinds": KINDS,
+    **FAMILIES,
+    "frozen, batch": frozen_spec("batch"),
+    "frozen, inference": frozen_spec("inference"),
+}
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["training", "evaluation"])
@@ -134,7 +139,7 @@ def _torch_forward(spec: ModelSpec, weights: dict[str, np.ndarray], x: np.ndarra
                 var,
                 weight=w[f"{name}.gamma"],
                 bias=w[f"{name}.beta"],
-                training=training,
+                training=training and layer.batch_statistics,  # a frozen one in eval mode
                 momentum=layer.momentum,
                 eps=layer.epsilon,
             )
@@ -176,8 +181,8 @@ def test_forward_and_statistics_match_torch_functional(spec_name: str, training:
         return
     ours = reference_running_statistics(spec, weights, x)
     for layer in layers(spec):
-        if layer.kind != "batchnorm" or layer.momentum_convention != "torch":
-            continue
+        if not layer.batch_statistics or layer.momentum_convention != "torch":
+            continue  # not a batchnorm, or one that keeps its statistics, or Keras's
         for stat in ("moving_mean", "moving_variance"):
             key = f"{layer.name}.{stat}"
             np.testing.assert_allclose(ours[key], stats[key], rtol=1e-12, err_msg=key)
