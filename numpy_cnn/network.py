@@ -64,12 +64,13 @@ class CNN:
             kept.update(name for k, name in enumerate(layer.inputs) if k or name != before)
             before = layer.name
         self.kept = frozenset(kept)
-        self.trainable = [name for layer in self.layers for name in layer.params]
+        # a frozen layer's tensors (trainable: false) are weights, never trained
+        self.trainable = [name for layer in self.layers if layer.trainable for name in layer.params]
 
     @property
     def batchnorm(self) -> bool:
         """Whether any layer normalises with its batch's statistics in training."""
-        return any(layer.kind == "batchnorm" for layer in self.layers)
+        return any(layer.batch_statistics for layer in self.layers)
 
     def trainable_weights(self) -> Weights:
         """The trainable tensors (the same arrays as ``weights``), in layer order."""
@@ -246,9 +247,8 @@ def forward(
                 deferred = ""
             cache = PoolLayerCache(pool_cache, act_cache)
         elif layer.kind == "batchnorm":
-            running = (
-                None if statistics else (w[f"{name}.moving_mean"], w[f"{name}.moving_variance"])
-            )
+            batch = statistics and layer.batch_statistics  # not a frozen one in inference mode
+            running = None if batch else (w[f"{name}.moving_mean"], w[f"{name}.moving_variance"])
             gamma, beta = w[f"{name}.gamma"], w[f"{name}.beta"]
             out, cache = norm.batchnorm_forward(
                 out, gamma, beta, layer.epsilon, running, ws, combine
@@ -386,9 +386,9 @@ def backward(
 def update_running(model: CNN, caches: list[tuple[Layer, LayerCache]]) -> None:
     """Move every batchnorm layer's running statistics once, in place, from the batch
     statistics of a training-mode forward (``norm.running_update``, in the layer's
-    conventions)."""
+    conventions); a frozen one in inference mode normalised with them and keeps them."""
     for layer, cache in caches:
-        if isinstance(cache, norm.BatchNormCache):
+        if isinstance(cache, norm.BatchNormCache) and cache.batch:
             mean, variance = f"{layer.name}.moving_mean", f"{layer.name}.moving_variance"
             new_mean, new_variance = norm.running_update(
                 model.weights[mean],
