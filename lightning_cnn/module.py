@@ -77,8 +77,10 @@ class LitCNN(L.LightningModule):
     The Trainer switches the network's modes: training steps in training mode (batchnorm
     normalises with the batch's statistics and updates its running ones), validation, test and
     prediction in evaluation mode (the running statistics, dropout off), as the contract's
-    ``evaluate`` computes them. Under DDP each process normalises with its share of the batch,
-    and the running statistics are the first process's (DDP broadcasts its buffers).
+    ``evaluate`` computes them. A layer the spec freezes (``trainable: false``) is in the
+    state dict and every checkpoint but not in the optimiser: its kernel, bias, gamma and beta
+    never change. Under DDP each process normalises with its share of the batch, and the
+    running statistics are the first process's (DDP broadcasts its buffers).
 
     Input shape: ``(N, C, H, W)``. Output shape: ``(N, K)`` logits.
     """
@@ -132,9 +134,17 @@ class LitCNN(L.LightningModule):
         return self.model(x)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """``make_optimizer``'s, as the plain loop's: canonical names choose the decayed
-        weights."""
+        """``make_optimizer``'s, as the plain loop's: the trained parameters only (not those of
+        the layers the spec freezes), their canonical names choosing the decayed weights."""
         return make_optimizer(self.model.canonical_parameters(), self.train_spec)
+
+    def unfreeze(self) -> LitCNN:
+        """Lightning's ``unfreeze`` (every parameter ``requires_grad``, training mode), except
+        that the layers the spec freezes stay frozen: the spec, not the module, says which
+        layers train."""
+        super().unfreeze()
+        self.model.freeze_spec_layers()
+        return self
 
     def optimizer_step(
         self,

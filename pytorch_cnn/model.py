@@ -140,19 +140,19 @@ def set_weights(model: nn.Module, weights: Weights) -> None:
 
 
 def _canonical_grads(net: CNN, names: list[str], grads: tuple[torch.Tensor, ...]) -> Weights:
-    """Gradients of the parameters ``names`` (PyTorch's) -> canonical names and layout."""
-    canonical = {t: name for name, t in net.tensor_names.items()}
-    torch_grads = {canonical[n]: g.cpu().numpy() for n, g in zip(names, grads, strict=True)}
+    """Gradients of the parameters ``names`` (canonical) -> the canonical layout."""
+    torch_grads = {n: g.cpu().numpy() for n, g in zip(names, grads, strict=True)}
     return from_torch_layout(torch_grads, net.spec)
 
 
 def loss_and_grads(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
-    """Mean cross-entropy of the batch and the gradients of the trainable tensors, canonical
-    layout; in training mode (batchnorm normalises with the batch's statistics) with dropout
-    off, the running statistics left unchanged."""
+    """Mean cross-entropy of the batch and the gradients of the trained tensors
+    (``cnn_common.spec.trainable_shapes``: not a frozen layer's), canonical layout; in
+    training mode (batchnorm normalises with the batch's statistics, a frozen "inference" one
+    with its running statistics) with dropout off, the running statistics left unchanged."""
     net = network_of(model)
     images, labels = _inputs(net, x), _labels(net, y)
-    params = dict(net.named_parameters())
+    params = dict(net.canonical_parameters())
     with batch_statistics(net):
         loss = F.cross_entropy(net(images), labels)
         grads = torch.autograd.grad(loss, list(params.values()))
@@ -188,15 +188,15 @@ def _canonical(value: torch.Tensor, flat_chw: tuple[int, int, int] | None) -> np
 def layer_trace(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """In evaluation mode: every layer's output (``forward/<layer>``), the gradient of the
     mean loss with respect to the tensor each layer reads first (``grad_input/<layer>``: the
-    total gradient of that tensor, summed over every layer that reads it), to every trainable
-    tensor (``grad/<tensor>``) and the loss (``loss``); canonical layout (NHWC maps, flattened
-    maps in H, W, C order)."""
+    total gradient of that tensor, summed over every layer that reads it, frozen layers
+    included), to every trained tensor (``grad/<tensor>``: not a frozen layer's) and the loss
+    (``loss``); canonical layout (NHWC maps, flattened maps in H, W, C order)."""
     net = network_of(model)
     images, labels = _inputs(net, x).requires_grad_(), _labels(net, y)
     unrolled = spec_layers(net.spec)
     flat = _flattened(net.spec)
     sources = list(dict.fromkeys(layer.inputs[0] for layer in unrolled))
-    params = dict(net.named_parameters())
+    params = dict(net.canonical_parameters())
     was_training = net.training
     net.eval()
     try:
@@ -230,9 +230,11 @@ def train_steps(
 ) -> list[float]:
     """One optimiser step per ``(x: (B, H, W, C), y: (B,))`` batch from a fresh optimiser,
     in training mode: batchnorm normalises with each batch's statistics and folds them into
-    its running ones, dropout is on. The batches are the first updates of a run of
-    ``steps_per_epoch`` updates an epoch (default: they are one epoch): step ``s`` has the
-    learning rate ``cnn_common.schedule.learning_rate(train_spec, s, steps_per_epoch)``.
+    its running ones (a frozen "inference" one runs as in evaluation), dropout is on; the
+    optimiser holds the trained tensors only, so a frozen layer's stay as they are. The
+    batches are the first updates of a run of ``steps_per_epoch`` updates an epoch (default:
+    they are one epoch): step ``s`` has the learning rate
+    ``cnn_common.schedule.learning_rate(train_spec, s, steps_per_epoch)``.
 
     The weights are updated in place; returns the loss of each step (before its update).
     """

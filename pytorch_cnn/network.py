@@ -111,6 +111,11 @@ class SpecBatchNorm(nn.Module):
       ``new = (1 - m) * old + m * batch``, "keras" ``new = m * old + (1 - m) * batch``;
     - evaluation: ``y = weight * (x - running_mean) / sqrt(running_var + eps) + bias``.
 
+    A frozen layer (``trainable: false``) whose ``frozen_batchnorm`` is "inference" runs as in
+    evaluation in training mode too (``frozen_inference``): the running statistics normalise
+    and stay as they are, and its backward is evaluation's (Keras's ``trainable=False``); with
+    "batch" it trains as any other (PyTorch's module with ``requires_grad`` off).
+
     ``weight``/``bias`` are the canonical gamma/beta, ``running_mean``/``running_var`` (buffers)
     the moving mean and variance. There is no ``num_batches_tracked``.
 
@@ -128,10 +133,11 @@ class SpecBatchNorm(nn.Module):
         self.eps = layer.epsilon
         self.momentum_convention = layer.momentum_convention
         self.variance = layer.variance
+        self.frozen_inference = not layer.trainable and layer.frozen_batchnorm == "inference"
         self.update_running = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
+        if not self.training or self.frozen_inference:
             return F.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
             )
@@ -160,6 +166,7 @@ class SpecBatchNorm(nn.Module):
         return (
             f"{len(self.weight)}, eps={self.eps}, momentum={self.momentum} "
             f"({self.momentum_convention}), variance={self.variance}"
+            + (", frozen: inference" if self.frozen_inference else "")
         )
 
 
@@ -225,6 +232,9 @@ class CNN(nn.Module):
     The layers are child modules in layer order, so the block form's parameters (names, order
     and PyTorch's default initialisation draws) are those of the ``nn.Sequential`` of the same
     layers. ``forward`` keeps a layer's output only while a later layer still reads it.
+    A layer the spec freezes (``trainable: false``) has ``requires_grad`` off on its
+    parameters and is left out of ``canonical_parameters`` (the optimiser's); the gradient
+    still flows through it to the layers before.
 
     Input shape: ``(N, C, H, W)``. Output shape: ``(N, K)`` logits.
     """
@@ -242,6 +252,11 @@ class CNN(nn.Module):
             for layer in unrolled
             for name in layer.tensors
         }
+        # the canonical names of the tensors the optimiser trains: cnn_common.spec's
+        # trainable_shapes (no running statistics, no frozen layer's tensors)
+        self.trained_tensors = frozenset(
+            name for layer in unrolled if layer.trainable for name in layer.params
+        )
         last_read = {src: i for i, layer in enumerate(unrolled) for src in layer.inputs}
         # (name, what it reads, what no later layer reads once it has run)
         self.steps = [
@@ -260,16 +275,30 @@ class CNN(nn.Module):
             )
         for layer in unrolled:
             self.add_module(layer.name, _make_layer(layer, pads))
+        self.freeze_spec_layers()
 
     @property
     def has_dropout(self) -> bool:
         return "dropout" in self.layer_kinds.values()
 
-    def canonical_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        """The trainable parameters under their canonical names (``conv1.kernel``, ...), in
-        ``named_parameters`` order: what ``make_optimizer`` reads to choose the decayed ones."""
+    def freeze_spec_layers(self) -> None:
+        """``requires_grad`` as the spec says: on for the trained parameters, off for those of
+        the layers it freezes (after e.g. Lightning's ``unfreeze``, which turns all on)."""
         canonical = {torch_name: name for name, torch_name in self.tensor_names.items()}
-        return [(canonical[name], param) for name, param in self.named_parameters()]
+        for name, param in self.named_parameters():
+            param.requires_grad_(canonical[name] in self.trained_tensors)
+
+    def canonical_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The trained parameters under their canonical names (``conv1.kernel``, ...), in
+        ``named_parameters`` order, without those of the layers the spec freezes: what
+        ``make_optimizer`` reads (so a frozen tensor gets no update, decay or state) and whose
+        gradients ``loss_and_grads`` returns."""
+        canonical = {torch_name: name for name, torch_name in self.tensor_names.items()}
+        return [
+            (canonical[name], param)
+            for name, param in self.named_parameters()
+            if canonical[name] in self.trained_tensors
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.outputs(x)[0]

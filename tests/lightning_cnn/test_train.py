@@ -24,7 +24,7 @@ import pytorch_cnn  # noqa: E402
 from cnn_common.data import Data, subset  # noqa: E402
 from cnn_common.events import End, Epoch, Event, Start, Step  # noqa: E402
 from cnn_common.results import RESULT_FILE, WEIGHTS_FILE, RunResult  # noqa: E402
-from cnn_common.spec import ConvBlock, DenseLayer, ModelSpec, TrainSpec  # noqa: E402
+from cnn_common.spec import ConvBlock, DenseLayer, LayerSpec, ModelSpec, TrainSpec  # noqa: E402
 from cnn_common.weights import init_weights, load_weights  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,6 +112,25 @@ VARIANTS = {
             lr_schedule="step",
             lr_gamma=0.5,
         ),
+        True,
+    ),
+    # frozen layers (a conv, a batchnorm running as in evaluation, a residual block with its
+    # projection, a dense layer) in no optimiser and out of the l2 decay on every weight
+    "frozen-layers-l2-on-all": (
+        ModelSpec(
+            layers=(
+                LayerSpec("conv", name="c1", filters=4, padding="same", trainable=False),
+                LayerSpec("batchnorm", name="bn1", trainable=False, frozen_batchnorm="inference"),
+                LayerSpec("activation", activation="relu"),
+                LayerSpec("maxpool"),
+                LayerSpec("residual", name="r1", filters=8, stride=2, trainable=False),
+                LayerSpec("conv", name="c2", filters=8),
+                LayerSpec("batchnorm", name="bn2"),
+                LayerSpec("global_avgpool"),
+                LayerSpec("dense", name="d1", units=16, activation="relu", trainable=False),
+            )
+        ),
+        TrainSpec(epochs=1, batch_size=100, learning_rate=0.01, weight_decay=0.01),
         True,
     ),
 }
