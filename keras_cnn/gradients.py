@@ -10,7 +10,8 @@ block's input) gets the sum of their contributions: the total gradient.
 
 The layers run as the contract's queries run them (``network.call_arguments``): dropout off,
 batchnorm with the batch's statistics (training mode, running statistics left as they are)
-or with the running ones (evaluation mode).
+or with the running ones (evaluation mode). Only the trained tensors (``network.trainable``)
+get gradients: a frozen layer's are constants, which the gradient flows through.
 
 Shapes: N batch, H, W, C channels, K classes.
 """

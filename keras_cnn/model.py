@@ -9,6 +9,9 @@ Modes: ``predict_logits``, ``predict``, ``evaluate``, ``feature_maps`` and ``lay
 in evaluation mode (running statistics, dropout off); ``loss_and_grads`` normalises with the
 batch's statistics (dropout off, running statistics unchanged); ``train_steps`` and the
 ``fit`` loop train (batch statistics, running statistics updated every step, dropout on).
+A frozen layer (the spec's ``trainable: false``) is a Keras layer with ``trainable = False``:
+its tensors get no gradient and no update but are saved and loaded with the rest; a frozen
+batchnorm in training follows its ``frozen_batchnorm`` (``keras_cnn.network.BatchNorm``).
 
 Shapes: N batch, H, W, C channels, KH, KW kernel, F filters, K classes.
 """
@@ -122,10 +125,11 @@ def set_weights(model: keras.Model, weights: Weights) -> None:
 
 def loss_and_grads(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, Weights]:
     """Mean softmax cross-entropy of ``(x, y)`` and its gradients in the canonical layout, for
-    the trainable tensors (``cnn_common.spec.trainable_shapes``).
+    the trained tensors (``cnn_common.spec.trainable_shapes``: none of a frozen layer's).
 
     ``x: (N, H, W, C)``, ``y: (N,)``. Training-mode normalisation (batchnorm with the batch's
-    statistics), dropout off; the running statistics are left as they are (a query).
+    statistics; a frozen one whose ``frozen_batchnorm`` is "inference" with its running ones),
+    dropout off; the running statistics are left as they are (a query).
     TensorFlow records with ``GradientTape``, torch differentiates with ``torch.autograd.grad``,
     jax with ``jax.value_and_grad`` over ``stateless_call`` (``keras_cnn.gradients``).
     """
@@ -140,7 +144,7 @@ def loss_and_grads(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[fl
 def layer_trace(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """Every layer's output (``forward/<layer>``), the gradient of the mean loss with respect
     to the tensor every layer reads first (``grad_input/<layer>``: the total gradient of that
-    tensor, summed over every layer that reads it) and to every trainable tensor
+    tensor, summed over every layer that reads it) and to every trained tensor
     (``grad/<tensor>``), and the loss (``loss``), in evaluation mode (batchnorm with its
     running statistics, dropout off); Keras's layout is the canonical one.
 

@@ -13,6 +13,10 @@ contract without transposing anything.
 TensorFlow does, which is ``Layer.pad`` of ``cnn_common.spec.layers``; ``make_network`` checks
 every layer's output shape against the spec, so a placement that differed would fail loudly.
 
+A frozen layer of the spec (``trainable: false``) is a Keras layer with ``trainable = False``:
+out of ``model.trainable_variables`` (and so of the optimiser and of ``trainable``), kept in
+``model.variables``, the ``.keras`` file and the checkpoints.
+
 Shapes: N batch, H, W, C channels, KH, KW kernel, F filters, K classes.
 """
 
@@ -76,6 +80,13 @@ class BatchNorm(keras.layers.Layer):
     is Keras's convention with the biased variance only, and computes its own way; one layer
     for every convention keeps a change of convention a change of the update alone.
 
+    Frozen (``trainable = False``; Keras still calls the layer with ``training=True`` inside
+    ``fit``), training mode does what ``frozen_batchnorm`` says
+    (``cnn_common.spec.FROZEN_BATCHNORM``): "batch" as above, the batch's statistics updating
+    the running ones (PyTorch's module in train mode); "inference" as in evaluation, the
+    running statistics left as they are (``keras.layers.BatchNormalization``'s behaviour), so
+    its gradient is evaluation mode's.
+
     Input shape: ``(N, H, W, C)``. Output shape: the same.
     """
 
@@ -85,6 +96,7 @@ class BatchNorm(keras.layers.Layer):
         epsilon: float = 1e-5,
         momentum_convention: str = "torch",
         variance: str = "unbiased",
+        frozen_batchnorm: str = "batch",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -92,6 +104,7 @@ class BatchNorm(keras.layers.Layer):
         self.epsilon = epsilon
         self.momentum_convention = momentum_convention
         self.variance = variance
+        self.frozen_batchnorm = frozen_batchnorm
 
     def build(self, input_shape: tuple) -> None:
         channels = (input_shape[-1],)  # C
@@ -106,8 +119,9 @@ class BatchNorm(keras.layers.Layer):
 
     def call(self, inputs, training: bool | None = None, update: bool = True):
         """Normalise ``inputs``; in training mode with the batch's statistics, which update the
-        running ones unless ``update`` is False (a gradient query leaves them as they are)."""
-        if not training:
+        running ones unless ``update`` is False (a gradient query leaves them as they are),
+        except in a frozen layer whose ``frozen_batchnorm`` is "inference"."""
+        if not training or (not self.trainable and self.frozen_batchnorm == "inference"):
             return self.normalise(inputs, self.moving_mean, self.moving_variance)
         mean = ops.mean(inputs, axis=(0, 1, 2))  # (C,)
         variance = ops.mean(ops.square(ops.subtract(inputs, mean)), axis=(0, 1, 2))  # biased
@@ -151,6 +165,7 @@ class BatchNorm(keras.layers.Layer):
             "epsilon": self.epsilon,
             "momentum_convention": self.momentum_convention,
             "variance": self.variance,
+            "frozen_batchnorm": self.frozen_batchnorm,
         }
 
 
@@ -175,7 +190,17 @@ class Network(keras.Model):
 
 def keras_layer(layer: Layer, index: int, dtype: str, seed: int) -> keras.layers.Layer:
     """The Keras layer of the spec's ``layer`` (the ``index``-th), its kernel drawn from the
-    ``init`` stream of ``seed`` (a dropout's masks from its ``dropout`` stream)."""
+    ``init`` stream of ``seed`` (a dropout's masks from its ``dropout`` stream); frozen
+    (``trainable = False``, Keras's own way) where the spec freezes it."""
+    made = _new_layer(layer, index, dtype, seed)
+    if not layer.trainable:
+        # Its variables are made non-trainable as they are created (Layer._track_variable):
+        # no gradient, no update, out of model.trainable_variables; saved with the rest.
+        made.trainable = False
+    return made
+
+
+def _new_layer(layer: Layer, index: int, dtype: str, seed: int) -> keras.layers.Layer:
     named = {"name": layer.name, "dtype": dtype}
     # Per-layer seeds, not keras.utils.set_random_seed: that one imports TensorFlow
     # whenever it is installed, even on the torch backend.
@@ -198,7 +223,7 @@ def keras_layer(layer: Layer, index: int, dtype: str, seed: int) -> keras.layers
             **weighted,
         )
     if layer.kind == "batchnorm":
-        fields = ("momentum", "epsilon", "momentum_convention", "variance")
+        fields = ("momentum", "epsilon", "momentum_convention", "variance", "frozen_batchnorm")
         return BatchNorm(**{f: getattr(layer, f) for f in fields}, **named)
     if layer.kind == "activation":
         return keras.layers.Activation(layer.activation, **named)
@@ -325,8 +350,13 @@ def tensors(model: keras.Model) -> list[tuple[str, keras.Variable]]:
 
 
 def trainable(model: keras.Model) -> list[tuple[str, keras.Variable]]:
-    """``tensors`` without the running statistics: the ones with gradients."""
-    return [(name, v) for name, v in tensors(model) if name.rpartition(".")[2] not in STATE]
+    """``tensors`` that are trained (``cnn_common.spec.trainable_shapes``): without the running
+    statistics and without the variables of frozen layers (``trainable = False``)."""
+    return [
+        (name, v)
+        for name, v in tensors(model)
+        if v.trainable and name.rpartition(".")[2] not in STATE
+    ]
 
 
 def to_numpy(variable: keras.Variable) -> np.ndarray:
