@@ -24,7 +24,7 @@ from cnn_common.batches import epoch_batches
 from cnn_common.data import training_data
 from cnn_common.events import EventCallback
 from cnn_common.files import atomic_write_npz
-from cnn_common.spec import trainable_shapes
+from cnn_common.spec import layers
 from cnn_common.weights import init_weights
 from compare.engine import registry
 from compare.engine.layout import PARITY_RECORD
@@ -39,7 +39,9 @@ def run_parity_task(job: ParityJob, on_event: EventCallback | None = None) -> No
     index_batches = epoch_batches(len(data.x_train), train_spec.batch_size, train_spec.seed, 0)
     batches = [(data.x_train[i], data.y_train[i]) for i in index_batches[: job.steps]]
     start = init_weights(model_spec, train_spec.seed, train_spec.dtype)
-    trainable = trainable_shapes(model_spec)
+    # batchnorm's running statistics; every other tensor is compared as an update (a frozen
+    # layer's must stay 0 in every framework)
+    state = {tensor for layer in layers(model_spec) for tensor in layer.state}
     arrays: dict[str, np.ndarray] = {}
     for k in range(job.steps + 1):
         model = framework.build(model_spec, train_spec.dtype)
@@ -47,7 +49,7 @@ def run_parity_task(job: ParityJob, on_event: EventCallback | None = None) -> No
         if k:
             framework.train_steps(model, train_spec, batches[:k], len(index_batches))
             for name, value in framework.get_weights(model).items():
-                if name in trainable:
+                if name not in state:
                     arrays[f"step{k}/update/{name}"] = np.asarray(value) - start[name]
                 else:  # made by step k - 1's training forward pass
                     arrays[f"step{k - 1}/statistics/{name}"] = np.asarray(value)

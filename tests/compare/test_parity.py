@@ -66,7 +66,7 @@ def expected_keys(spec: ModelSpec, steps: int) -> set[tuple[int, str, str]]:
     for step in range(steps):
         for layer in layers(spec):
             keys |= {(step, "forward", layer.name), (step, "grad_input", layer.name)}
-            keys |= {(step, "grad", tensor) for tensor in layer.params}
+            keys |= {(step, "grad", tensor) for tensor in layer.params if layer.trainable}
             keys |= {(step, "statistics", tensor) for tensor in layer.state}
             keys |= {(step + 1, "update", tensor) for tensor in layer.params}
     return keys
@@ -132,12 +132,21 @@ def test_float64_the_four_agree(tmp_path: Path, data_dir: Path) -> None:
 
 def test_float64_keras_epsilon_convention_agrees(tmp_path: Path, data_dir: Path) -> None:
     """Keras's own Adam computes beta^t from float32-rounded betas, which parts from the others
-    by ~1e-8 in float64; keras_cnn.optim.KerasAdam takes them exactly."""
+    by ~1e-8 in float64; keras_cnn.optim.KerasAdam takes them exactly. With decoupled weight
+    decay on the kernels and a per-step cosine schedule after a warm-up step, each update at
+    its own rate."""
     args = ["--dtype", "float64", "--steps", "3"]
     args += ["--set", "epsilon_convention=keras", "--set", "epsilon=1e-7"]
+    for setting in ("weight_decay=0.05", "weight_decay_convention=decoupled", "lr_warmup=1"):
+        args += ["--set", setting]
+    for setting in ("weight_decay_on=kernels", "lr_schedule=cosine", "lr_interval=step"):
+        args += ["--set", setting]
     result, record = parity(tmp_path, data_dir, *args)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert record["optimizer"] == "adam (keras epsilon 1e-07)"
+    assert record["optimizer"] == (
+        "adam (keras epsilon 1e-07); decoupled weight decay 0.05 on kernels; "
+        "cosine schedule per step after 1 of warm-up"
+    )
     check_float64_agreement(record, ModelSpec())
 
 
@@ -155,6 +164,12 @@ def test_float64_wide_same_spec_agrees(tmp_path: Path, data_dir: Path) -> None:
     check_float64_agreement(record, without_dropout(spec))  # parity leaves dropout out
 
 
+# resnet_small's stem frozen, its batchnorm in inference mode: no gradient of theirs, no
+# update, the running statistics kept, in every framework
+FROZEN_STEM = ["layers.0.trainable=false", "layers.1.trainable=false"]
+FROZEN_STEM += ["layers.1.frozen_batchnorm=inference"]
+
+
 @pytest.mark.parametrize(
     "name",
     ["resnet_small", "mobilenet_small", pytest.param("vgg_small", marks=pytest.mark.grid)],
@@ -162,14 +177,21 @@ def test_float64_wide_same_spec_agrees(tmp_path: Path, data_dir: Path) -> None:
 def test_float64_every_example_spec_agrees(tmp_path: Path, data_dir: Path, name: str) -> None:
     """Batchnorm (its forward in evaluation mode, its backward, its running statistics after
     every step), residual joins and depthwise convolutions agree as the seed's layers do."""
-    from cnn_common.spec_files import load_spec
+    from cnn_common.spec_files import apply_overrides, load_spec
 
     spec_file = REPO / "examples" / f"{name}.yaml"
     args = ["--spec", str(spec_file), "--dtype", "float64", "--steps", "2", "--batch-size", "16"]
+    frozen = FROZEN_STEM if name == "resnet_small" else []
+    for setting in frozen:
+        args += ["--set", setting]
     result, record = parity(tmp_path, data_dir, *args)
     assert result.returncode == 0, result.stdout + result.stderr
-    spec, _ = load_spec(spec_file)
+    spec, _ = apply_overrides(*load_spec(spec_file), frozen)
     check_float64_agreement(record, spec, steps=2)
+    frozen_updates = [r for r in record["rows"] if r["quantity"] == "update" and frozen]
+    for row in frozen_updates:  # a frozen tensor's update is 0 in every framework
+        if row["name"].startswith("stem."):
+            assert row["max_abs"] == 0, row
     phases = {r["phase"] for r in record["rows"]}
     assert phases == {"forward", "backward", "statistics", "update"}
 

@@ -45,6 +45,8 @@ def test_contract_in_its_own_process(other: str) -> None:
             "no:cacheprovider",
             "tests/contract/test_contract.py",
             "tests/contract/test_families.py",
+            "tests/contract/test_schedule.py",
+            "tests/contract/test_frozen.py",
         ],
         cwd=REPO,
         env=env,
