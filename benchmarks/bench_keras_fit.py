@@ -12,6 +12,9 @@ arrays.
 
 from __future__ import annotations
 
+import sys
+
+from cnn_common.errors import run_cli
 from compare.bench.measure import paired_ratio
 from compare.bench.scripts import Variant, script_measure, script_parser
 
@@ -32,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "bench_keras_fit.py"))

@@ -12,6 +12,9 @@ each step by phase (from Lightning's hooks) beside the plain loop's.
 
 from __future__ import annotations
 
+import sys
+
+from cnn_common.errors import run_cli
 from compare.bench.measure import same_step_losses
 from compare.bench.scripts import Variant, script_measure, script_parser
 
@@ -35,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "bench_lightning_vs_torch.py"))

@@ -14,14 +14,17 @@ and small temporaries only).
 from __future__ import annotations
 
 import argparse
+import sys
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from cnn_common.errors import run_cli
 from cnn_common.spec import TrainSpec, layers
 from cnn_common.spec_files import load_spec
+from compare.engine.options import at_least
 from numpy_cnn import norm, ops, pooling
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -45,6 +48,7 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=EXAMPLES / "resnet_small.yaml")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    at_least("--repeats", args.repeats, 1)
     model, train = load_spec(args.spec)
     batch = train.batch_size if isinstance(train, TrainSpec) else 128
     rng = np.random.default_rng(0)
@@ -106,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "bench_numpy_layer_allocations.py"))

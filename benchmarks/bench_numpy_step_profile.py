@@ -18,6 +18,7 @@ import argparse
 import cProfile
 import pstats
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,9 @@ import numpy as np
 
 import numpy_cnn
 import pytorch_cnn
+from cnn_common.errors import run_cli
 from cnn_common.spec_files import load_spec
+from compare.engine.options import at_least
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BATCH = 128
@@ -73,6 +76,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="timed steps (default: 12)")
     parser.add_argument("--top", type=int, default=12, help="functions listed (default: 12)")
     args = parser.parse_args()
+    at_least("--steps", args.steps, 1)
+    at_least("--top", args.top, 1)
     import torch
 
     torch.set_num_threads(1)
@@ -104,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "bench_numpy_step_profile.py"))

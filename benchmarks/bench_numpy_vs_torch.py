@@ -13,6 +13,9 @@ time goes.
 
 from __future__ import annotations
 
+import sys
+
+from cnn_common.errors import run_cli
 from compare.bench.scripts import Variant, script_measure, script_parser
 
 TARGET = 1.5  # numpy_cnn's epoch and inference at most this many times PyTorch's
@@ -41,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "bench_numpy_vs_torch.py"))

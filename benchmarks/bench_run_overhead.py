@@ -34,8 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from cnn_common.errors import run_cli
 from cnn_common.results import RESULT_FILE
 from compare.engine.layout import CROSSEVAL_FILE, FEATURES_FILE, JOB_FILE, RUNS_DIR
+from compare.engine.options import at_least
 
 HERE = Path(__file__).resolve().parent.parent
 PARTS = ("start", "runs", "between", "crosseval", "report")
@@ -96,6 +98,7 @@ def main() -> int:
     )
     parser.add_argument("args", nargs="*", help="arguments for cnn-compare run (after --)")
     options = parser.parse_args()
+    at_least("--rounds", options.rounds, 1)
     checkouts = {"this": HERE}
     if options.against is not None:
         checkouts["against"] = options.against.resolve()
@@ -135,4 +138,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, "bench_run_overhead.py"))

@@ -21,6 +21,7 @@ import base64
 import http.client
 import json
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -28,6 +29,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from cnn_common.errors import UserError, run_cli
+from compare.engine.options import at_least
 from compare.serve.process import serving
 
 UPDATE_GOAL_MS, PAGE_GOAL_S = 150.0, 1.0
@@ -101,6 +104,10 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=40, help="updates per client")
     parser.add_argument("--data-dir", type=Path, help="dataset folder (None: $CNN_DATA_DIR)")
     args = parser.parse_args()
+    at_least("--clients", args.clients, 1)
+    at_least("--updates", args.updates, 1)
+    if not args.dir.is_dir():
+        raise UserError(f"{args.dir} is not a folder", "give the --out folder of a cnn-compare run")
     with serving(args.dir, args.data_dir, "--frameworks", args.frameworks) as (address, _):
         parts = urlsplit(address)
         warm = [[], []]
@@ -146,4 +153,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "bench_serve.py"))

@@ -12,6 +12,9 @@ machine ``cnn_common.machine.set_openmp_wait_policy`` makes them sleep soon.
 
 from __future__ import annotations
 
+import sys
+
+from cnn_common.errors import run_cli
 from cnn_common.machine import usable_cores
 from compare.bench.measure import cpu_hog
 from compare.bench.scripts import Variant, script_measure, script_parser
@@ -38,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "bench_under_load.py"))

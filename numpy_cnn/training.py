@@ -153,9 +153,13 @@ def phase_times(
         clock.mark("data")
         train_step(model, optimizer, xb, yb, rng, clock)
         clock.end_step()
+    split = (
+        "one shard of the batch per thread (batchnorm normalises with the whole batch)"
+        if model.batchnorm
+        else f"pieces of {PIECE} images on each thread"
+    )
     clock.phases.note = (
-        f"forward and backward alternate in pieces of {PIECE} images on each of "
-        f"{parallel.workers()} threads: the wall time of that part is split between them in "
-        "the proportion of the threads' time in each"
+        f"forward and backward alternate in {split}, {parallel.workers()} threads: the wall "
+        "time of that part is split between them in the proportion of the threads' time in each"
     )
     return clock.phases

@@ -108,3 +108,32 @@ def test_numpy_step_profile() -> None:
     numpy_rows = out.split("numpy, by own time (cProfile):\n")[1].split("pytorch, by own")[0]
     assert len(numpy_rows.splitlines()) == 3 and "ops.py:" in numpy_rows
     assert "aten::" in out.split("pytorch, by own time (torch.profiler):\n")[1]
+
+
+# One bad input per script, and what its message must say.
+BAD = {
+    "bench_keras_fit.py": (["--processes", "0"], "--processes must be at least 1"),
+    "bench_lightning_vs_torch.py": (["--epochs", "0"], "--epochs must be at least 1"),
+    "bench_numpy_layer_allocations.py": (["--repeats", "0"], "--repeats must be at least 1"),
+    "bench_numpy_step_profile.py": (["--steps", "0"], "--steps must be at least 1"),
+    "bench_numpy_vs_torch.py": (["--train-images", "0"], "--train-images must be at least 1"),
+    "bench_run_overhead.py": (["--rounds", "0"], "--rounds must be at least 1"),
+    "bench_serve.py": (["--dir", "{tmp}/nowhere"], "nowhere is not a folder"),
+    "bench_under_load.py": (["--spec", "{tmp}/none.yaml"], "cannot read spec file"),
+}
+
+
+def test_every_script_has_a_bad_input_case() -> None:
+    assert sorted(BAD) == sorted(p.name for p in (REPO / "benchmarks").glob("bench_*.py"))
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_a_user_error_exits_2_with_the_fix_and_no_traceback(name: str, tmp_path: Path) -> None:
+    """Every script answers bad input as the commands do: its message and the fix, exit 2."""
+    args, says = BAD[name]
+    command = [sys.executable, str(REPO / "benchmarks" / name)]
+    command += [arg.format(tmp=tmp_path) for arg in args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and f"{name}: error: " in done.stderr, done.stderr
+    assert says in done.stderr and "fix:" in done.stderr, done.stderr

@@ -23,7 +23,7 @@ from compare.bench.tables import busy_warning, describe, phase_table, table
 from compare.engine import registry
 from compare.engine.layout import BENCH_FILE
 from compare.engine.lock import FolderLock
-from compare.engine.options import add_arguments, at_least, folder_arguments, option_fields
+from compare.engine.options import add_arguments, folder_arguments, option_fields
 
 DESCRIPTION = (
     "Time each framework against the plain PyTorch loop (the pytorch framework), every "
@@ -85,21 +85,13 @@ def main(args: argparse.Namespace) -> int:
     """``cnn-compare bench``: the reference first, then the other frameworks."""
     names = registry.parse_frameworks(args.frameworks)
     model, train = specs_from_args(args)
-    for flag, value, low in (
-        ("--train-images", args.train_images, 1),
-        ("--timed-epochs", args.timed_epochs, 1),
-        ("--processes", args.processes, 1),
-        ("--infer-images", args.infer_images, 0),
-        ("--phase-steps", args.phase_steps, 0),
-        ("--threads", args.threads, 1),
-    ):
-        at_least(flag, value, low)
+    timing = timing_fields(args, args.timed_epochs, "--timed-epochs")
     first = [REFERENCE] if REFERENCE else []
     timed = [*first, *(n for n in names if n != REFERENCE)]
     return run_bench(
         BenchOptions(
             **option_fields(args, timed, model, train),
             variants=tuple(Variant(n) for n in timed),
-            **timing_fields(args, args.timed_epochs),
+            **timing,
         )
     )

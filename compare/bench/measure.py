@@ -34,7 +34,7 @@ from compare.bench.job import BenchJob
 from compare.engine import registry
 from compare.engine.launch import run_checked
 from compare.engine.layout import BENCH_JOBS_DIR, BENCH_RECORD
-from compare.engine.options import Options
+from compare.engine.options import Options, at_least
 
 # The framework the others are timed against, from the declarations (``bench_reference``).
 REFERENCE = registry.bench_reference()
@@ -74,9 +74,19 @@ class BenchOptions(Options):
             object.__setattr__(self, "frameworks", names)
 
 
-def timing_fields(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
+def timing_fields(args: argparse.Namespace, epochs: int, epochs_flag: str) -> dict[str, Any]:
     """The ``BenchOptions`` fields of what to time, from the options ``cnn-compare bench`` and
-    the ``benchmarks/`` scripts share (``epochs``: their timed epochs, named differently)."""
+    the ``benchmarks/`` scripts share (``epochs``: their timed epochs, ``epochs_flag`` its
+    name), each checked (``UserError`` naming the flag)."""
+    for flag, value, low in (
+        ("--train-images", args.train_images, 1),
+        (epochs_flag, epochs, 1),
+        ("--processes", args.processes, 1),
+        ("--infer-images", args.infer_images, 0),
+        ("--phase-steps", args.phase_steps, 0),
+        ("--threads", args.threads, 1),
+    ):
+        at_least(flag, value, low)
     return {
         "train_images": args.train_images,
         "epochs": epochs,

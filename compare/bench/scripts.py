@@ -60,13 +60,14 @@ def script_measure(
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Measure ``variants`` as a script's arguments say, write ``<out>/<name>.json``; return
     what ``bench_result`` returns and its rows by variant label."""
+    timing = timing_fields(args, args.epochs, "--epochs")
     model_spec, train_spec = load_spec(args.spec) if args.spec else (ModelSpec(), TrainSpec())
     options = BenchOptions(
         variants=tuple(variants),
         model_spec=model_spec,
         train_spec=train_spec,
         data_dir=args.data_dir,
-        **timing_fields(args, args.epochs),
+        **timing,
         out=args.out / name,
     )
     with FolderLock(options.out):
