@@ -31,7 +31,7 @@ import numpy as np
 from keras import ops
 
 from cnn_common.seeds import int_seed
-from cnn_common.spec import IMAGE, Layer, ModelSpec, layers
+from cnn_common.spec import BATCHNORM_FIELDS, IMAGE, Layer, ModelSpec, layers
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -82,7 +82,7 @@ class BatchNorm(keras.layers.Layer):
 
     Frozen (``trainable = False``; Keras still calls the layer with ``training=True`` inside
     ``fit``), training mode does what ``frozen_batchnorm`` says
-    (``cnn_common.spec.FROZEN_BATCHNORM``): "batch" as above, the batch's statistics updating
+    (``cnn_common.graph.FROZEN_BATCHNORM``): "batch" as above, the batch's statistics updating
     the running ones (PyTorch's module in train mode); "inference" as in evaluation, the
     running statistics left as they are (``keras.layers.BatchNormalization``'s behaviour), so
     its gradient is evaluation mode's.
@@ -223,8 +223,7 @@ def _new_layer(layer: Layer, index: int, dtype: str, seed: int) -> keras.layers.
             **weighted,
         )
     if layer.kind == "batchnorm":
-        fields = ("momentum", "epsilon", "momentum_convention", "variance", "frozen_batchnorm")
-        return BatchNorm(**{f: getattr(layer, f) for f in fields}, **named)
+        return BatchNorm(**{f: getattr(layer, f) for f in BATCHNORM_FIELDS}, **named)
     if layer.kind == "activation":
         return keras.layers.Activation(layer.activation, **named)
     if layer.kind == "pool":

@@ -133,7 +133,7 @@ class SpecBatchNorm(nn.Module):
         self.eps = layer.epsilon
         self.momentum_convention = layer.momentum_convention
         self.variance = layer.variance
-        self.frozen_inference = not layer.trainable and layer.frozen_batchnorm == "inference"
+        self.frozen_inference = not layer.batch_statistics  # frozen, in inference mode
         self.update_running = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
