@@ -352,6 +352,8 @@ def network_of(model: nn.Module) -> CNN:
 def to_nchw(x: np.ndarray, dtype: str | torch.dtype = "float32") -> torch.Tensor:
     """Images ``(N, H, W, C)`` (NumPy) -> a contiguous tensor ``(N, C, H, W)`` of ``dtype``."""
     nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (N, C, H, W)
+    if not nchw.flags.writeable:  # a read-only buffer (np.frombuffer: the explorer's images),
+        nchw = nchw.copy()  # which torch.from_numpy would share and warn about
     return torch.from_numpy(nchw).to(TORCH_DTYPES.get(dtype, dtype))
 
 

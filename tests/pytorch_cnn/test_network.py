@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,15 @@ def test_to_nchw_transposes_and_casts() -> None:
     t = to_nchw(x, "float64")
     assert t.shape == (2, 5, 3, 4) and t.dtype == torch.float64 and t.is_contiguous()
     assert float(t[1, 4, 2, 3]) == float(x[1, 2, 3, 4])
+
+
+def test_to_nchw_copies_a_read_only_buffer_without_a_warning() -> None:
+    """One-channel images read from bytes (the explorer's) are already contiguous as NCHW:
+    the tensor must not share their read-only buffer."""
+    x = np.frombuffer(np.arange(2 * 3 * 4, dtype=np.float32).tobytes(), np.float32)
+    x = x.reshape(2, 3, 4, 1)  # (N, H, W, 1), read-only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "not writable" UserWarning would raise
+        t = to_nchw(x)
+    t[0, 0, 0, 0] = -1.0  # the tensor's own memory
+    assert float(x[0, 0, 0, 0]) == 0.0
