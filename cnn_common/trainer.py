@@ -30,6 +30,7 @@ from cnn_common.framework import FrameworkInfo, check_native
 from cnn_common.memory import check_training, human
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult
+from cnn_common.schedule import describe
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.weights import Weights
 
@@ -176,11 +177,14 @@ class TrainCall(TrainingRun):
     def check_memory(self) -> None:
         """Refuse the run (``UserError``) when what training will allocate, estimated from the
         spec (``cnn_common.memory``), exceeds the memory available now: before anything is
-        built. With ``progress``, show the estimate."""
+        built. With ``progress``, show the estimate (and the weight decay and schedule, where
+        the spec has them)."""
         need, free = check_training(self.info, self.spec, self.train_spec, self.devices)
         if self.progress:
             room = f"; {human(free)} available" if free is not None else ""
             print(f"{self.info.package}: memory (estimate) {need.describe()}{room}", flush=True)
+            if describe(self.train_spec):  # what changes the optimiser's step, said once
+                print(f"{self.info.package}: {describe(self.train_spec)}", flush=True)
 
     def new_recorder(self, steps: int | None = None) -> RunRecorder:
         """The call's ``RunRecorder`` (``steps``: this process's steps per epoch, when it trains

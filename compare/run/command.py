@@ -29,6 +29,7 @@ from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.machine import thread_setting
 from cnn_common.memory import available_memory, check_fits, framework_estimate, human
+from cnn_common.schedule import describe
 from cnn_common.spec import spec_from_dict, spec_to_dict
 from compare.crosseval.evaluate import run_crosseval
 from compare.engine import registry
@@ -130,6 +131,8 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
     how to resume.
     """
     log(memory_needs(options))
+    if describe(options.train_spec):
+        log(f"every framework trains with {describe(options.train_spec)}")
     resume = f"cnn-compare run --resume --out {shlex.quote(str(options.out))}"
     with FolderLock(options.out, log, resume):
         return _run(options, log)

@@ -128,6 +128,19 @@ def test_cli_trains_a_subset(data_dir: Path, tmp_path: Path) -> None:
     result = RunResult.from_json(out / RESULT_FILE)
     assert len(result.step_losses) == steps_per_epoch(500, 64)
     assert result.train_spec["batch_size"] == 64
+    assert "weight decay" not in done.stdout and "schedule" not in done.stdout
+
+
+def test_cli_says_the_decay_and_schedule_it_trains_with(data_dir: Path, tmp_path: Path) -> None:
+    settings = ["--set", "weight_decay=0.01", "--set", "lr_schedule=cosine"]
+    args = ["--subset", "300", "--epochs", "1", *settings, "--out", str(tmp_path / "run")]
+    done = subprocess.run(cli(*args, data_dir=data_dir), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "numpy_cnn: l2 weight decay 0.01 on all; cosine schedule per epoch\n" in done.stdout
+    result = RunResult.from_json(tmp_path / "run" / RESULT_FILE)
+    assert (
+        result.train_spec["weight_decay"] == 0.01 and result.train_spec["lr_schedule"] == "cosine"
+    )
 
 
 @pytest.mark.slow
