@@ -7,7 +7,6 @@ model frozen (on the backend this process has: TensorFlow unless ``KERAS_BACKEND
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import ModuleType
 
@@ -19,34 +18,8 @@ from cnn_common.results import WEIGHTS_FILE
 from cnn_common.spec import LayerSpec, ModelSpec, TrainSpec, trainable_shapes, weight_shapes
 from cnn_common.weights import init_weights, load_weights
 
-
 # keras is imported by fixtures, not at collection: conftest points KERAS_HOME at a temporary
 # folder first (importing keras writes keras.json there).
-@pytest.fixture(scope="module")
-def km() -> ModuleType:
-    """keras_cnn.model."""
-    pytest.importorskip("keras")
-    return importlib.import_module("keras_cnn.model")
-
-
-@pytest.fixture(scope="module")
-def kn(km: ModuleType) -> ModuleType:
-    """keras_cnn.network."""
-    return importlib.import_module("keras_cnn.network")
-
-
-@pytest.fixture(scope="module")
-def ko(km: ModuleType) -> ModuleType:
-    """keras_cnn.optim."""
-    return importlib.import_module("keras_cnn.optim")
-
-
-@pytest.fixture(scope="module")
-def kt(km: ModuleType) -> ModuleType:
-    """keras_cnn.training."""
-    return importlib.import_module("keras_cnn.training")
-
-
 FROZEN = ("c1.kernel", "c1.bias", "bn1.gamma", "bn1.beta", "d1.kernel", "d1.bias")
 
 

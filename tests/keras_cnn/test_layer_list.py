@@ -44,19 +44,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # keras is imported by fixtures, not at collection: conftest points KERAS_HOME at a temporary
 # folder first (importing keras writes keras.json there).
-@pytest.fixture(scope="module")
-def km() -> ModuleType:
-    """keras_cnn.model."""
-    pytest.importorskip("keras")
-    return importlib.import_module("keras_cnn.model")
-
-
-@pytest.fixture(scope="module")
-def kn(km: ModuleType) -> ModuleType:
-    """keras_cnn.network."""
-    return importlib.import_module("keras_cnn.network")
-
-
 def images(spec: ModelSpec, n: int = 4, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).random((n, *spec.input_shape), dtype=np.float32)
 

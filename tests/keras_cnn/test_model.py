@@ -5,7 +5,6 @@ own), train_steps as gradient descent, and the .keras file (TensorFlow backend).
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
 import numpy as np
@@ -16,32 +15,8 @@ from cnn_common.spec import ConvBlock, DenseLayer, ModelSpec, TrainSpec, layers,
 from cnn_common.weights import init_weights
 from tests.reference import reference_logits
 
-
 # keras is imported by fixtures, not at collection: conftest points KERAS_HOME at a temporary
 # folder first (importing keras writes keras.json there).
-@pytest.fixture(scope="module")
-def keras() -> ModuleType:
-    return pytest.importorskip("keras")
-
-
-@pytest.fixture(scope="module")
-def km(keras: ModuleType) -> ModuleType:
-    """keras_cnn.model (the contract's module)."""
-    return importlib.import_module("keras_cnn.model")
-
-
-@pytest.fixture(scope="module")
-def kn(keras: ModuleType) -> ModuleType:
-    """keras_cnn.network."""
-    return importlib.import_module("keras_cnn.network")
-
-
-@pytest.fixture(scope="module")
-def ko(keras: ModuleType) -> ModuleType:
-    """keras_cnn.optim."""
-    return importlib.import_module("keras_cnn.optim")
-
-
 # Specs the contract suite does not build (it builds the seed model and three 3x3 blocks).
 SPECS = {
     "same-stride2-even-kernel": ModelSpec(

@@ -14,7 +14,6 @@ its usual use starts from 0, so its first update would not move. The spec's warm
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 from types import ModuleType
@@ -36,35 +35,6 @@ TINY = ModelSpec(input_shape=(5, 5, 2), conv=(), dense=(DenseLayer(units=6, acti
 
 # keras is imported by fixtures, not at collection: conftest points KERAS_HOME at a temporary
 # folder first (importing keras writes keras.json there).
-@pytest.fixture(scope="module")
-def keras() -> ModuleType:
-    return pytest.importorskip("keras")
-
-
-@pytest.fixture(scope="module")
-def km(keras: ModuleType) -> ModuleType:
-    """keras_cnn.model."""
-    return importlib.import_module("keras_cnn.model")
-
-
-@pytest.fixture(scope="module")
-def kn(keras: ModuleType) -> ModuleType:
-    """keras_cnn.network."""
-    return importlib.import_module("keras_cnn.network")
-
-
-@pytest.fixture(scope="module")
-def ko(keras: ModuleType) -> ModuleType:
-    """keras_cnn.optim."""
-    return importlib.import_module("keras_cnn.optim")
-
-
-@pytest.fixture(scope="module")
-def kt(keras: ModuleType) -> ModuleType:
-    """keras_cnn.training."""
-    return importlib.import_module("keras_cnn.training")
-
-
 def keras_rates(keras: ModuleType, schedule, steps) -> np.ndarray:  # noqa: ANN001 - a Keras schedule
     return np.array([float(keras.ops.convert_to_numpy(schedule(s))) for s in steps])
 
