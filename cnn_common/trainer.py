@@ -183,8 +183,8 @@ class TrainCall(TrainingRun):
         if self.progress:
             room = f"; {human(free)} available" if free is not None else ""
             print(f"{self.info.package}: memory (estimate) {need.describe()}{room}", flush=True)
-            if describe(self.train_spec):  # what changes the optimiser's step, said once
-                print(f"{self.info.package}: {describe(self.train_spec)}", flush=True)
+            if words := describe(self.train_spec):  # what changes the optimiser's step
+                print(f"{self.info.package}: {words}", flush=True)
 
     def new_recorder(self, steps: int | None = None) -> RunRecorder:
         """The call's ``RunRecorder`` (``steps``: this process's steps per epoch, when it trains

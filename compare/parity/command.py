@@ -128,8 +128,14 @@ def summary(rows: list[Row], options: ParityOptions, causes: dict[str, str]) -> 
         "dtype": train.dtype,
         "steps": options.steps,
         "batch_size": train.batch_size,
-        "optimizer": f"{train.optimizer} ({train.epsilon_convention} epsilon {train.epsilon})"
-        + (f"; {describe(train)}" if describe(train) else ""),
+        "optimizer": "; ".join(
+            part
+            for part in (
+                f"{train.optimizer} ({train.epsilon_convention} epsilon {train.epsilon})",
+                describe(train),
+            )
+            if part
+        ),
         "tolerances": TOLERANCES[train.dtype],
         "rows": [row.to_dict() for row in rows],
         "departures": {

@@ -131,8 +131,8 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
     how to resume.
     """
     log(memory_needs(options))
-    if describe(options.train_spec):
-        log(f"every framework trains with {describe(options.train_spec)}")
+    if words := describe(options.train_spec):
+        log(f"every framework trains with {words}")
     resume = f"cnn-compare run --resume --out {shlex.quote(str(options.out))}"
     with FolderLock(options.out, log, resume):
         return _run(options, log)
