@@ -14,8 +14,10 @@ Its modules (a test checks that this list names every one, and nothing else):
   the recorder, resume or start clean, warnings);
 - ``recorder`` (the run record and the progress events of a training run), ``events``,
   ``results`` (the record), ``files`` (atomic writes, checkpoint files), ``progress``;
-- ``framework`` (what a framework package declares, the contract's names), ``cli`` (the flags
-  every trainer shares), ``errors`` (user errors: a message and the fix);
+- ``framework`` (what a framework package declares, the contract's names), ``conventions``
+  (each framework's own batchnorm, weight-decay, schedule and freezing conventions, and a run
+  that hands topics back to them), ``cli`` (the flags every trainer shares), ``errors`` (user
+  errors: a message and the fix);
 - ``phases`` (where a training step's time goes), ``machine`` (the machine a run measured on),
   ``memory`` (what a run needs, estimated from the spec; a run that cannot fit refused),
   ``numeric`` (central finite differences for gradient checks).

@@ -22,11 +22,20 @@ import importlib.util
 import pkgutil
 import sys
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnn_common.conventions import (
+    NATIVE_TOPICS,
+    TRAIN_CHOICES,
+    Convention,
+    check_conventions,
+    check_topics,
+    not_native,
+)
 from cnn_common.errors import FrameworkMissingError
+from cnn_common.spec import ModelSpec, TrainSpec, layers, native_pads
 
 # The functions every framework package exports (see docs/design.md for their signatures).
 CONTRACT = (
@@ -48,19 +57,13 @@ CONTRACT = (
 # and says so in its record when it is not.
 OPTIONAL_CONTRACT = ("phase_times",)
 
-# What ``train(..., native=...)`` can hand back to a framework's own default (the shared,
-# neutralised choice is the default): its own shuffling, its own 'same' padding placement,
-# its own optimiser class where the project writes the spec's update rule with another one.
-NATIVE_CHOICES = ("order", "padding", "optimizer")
-
 
 def check_native(native: object) -> frozenset[str]:
-    """``train``'s ``native`` argument as a set; an unknown choice raises ``ValueError``."""
-    chosen = frozenset(native or ())
-    unknown = sorted(chosen - set(NATIVE_CHOICES))
-    if unknown:
-        raise ValueError(f"unknown native choice(s) {unknown}; choose from {NATIVE_CHOICES}")
-    return chosen
+    """``train``'s ``native`` argument as a set (``cnn_common.conventions.TRAIN_CHOICES``: its
+    own shuffling, 'same' placement, optimiser class and conventions); an unknown choice raises
+    ``ValueError``. ``epsilon`` brings the framework's own optimiser class with it."""
+    chosen = check_topics(native or (), TRAIN_CHOICES)
+    return chosen | {"optimizer"} if "epsilon" in chosen else chosen
 
 
 # The topics of the report's differences table, in its order.
@@ -83,11 +86,11 @@ class FrameworkInfo:
     """One framework, as the rest of the project needs to know it.
 
     ``native`` maps each of ``TOPICS`` to a sentence on what the framework does by default;
-    ``native_epsilon`` is its own Adam ``(epsilon, convention)``, None when it has no default of
-    its own (it follows the spec). ``float64_exact`` is False for a framework that cannot
-    compute the whole model in float64 (its ``native["float64"]`` says why). ``env`` is set in
-    the framework's worker process before anything is imported (Keras reads its backend once,
-    at import).
+    ``conventions`` holds its own choice on each topic of
+    ``cnn_common.conventions.CONVENTION_TOPICS`` it decides for itself (none: it follows the
+    spec there). ``float64_exact`` is False for a framework that cannot compute the whole
+    model in float64 (its ``native["float64"]`` says why). ``env`` is set in the framework's
+    worker process before anything is imported (Keras reads its backend once, at import).
     """
 
     name: str  # on the command line and in the run record: numpy, keras-jax, ...
@@ -97,10 +100,11 @@ class FrameworkInfo:
     extra: str  # the pip extra that installs them ("" = the base install)
     native: Mapping[str, str]
     model_suffix: str  # the file suffix of ``save``/``load``: .npz, .keras, .ckpt, .pt
-    native_epsilon: tuple[float, str] | None = None
+    conventions: Mapping[str, Convention] = field(default_factory=dict)
     native_init: bool = True  # False: it has no initialisers of its own (the canonical ones)
     float64_exact: bool = True  # False: dtype float64 is computed (partly) in float32
     padding_convention: str = "tensorflow"  # its own 'same' placement (cnn_common.spec)
+    native_order_augments: bool = True  # its own batch order can carry the shared augmentation
     data_parallel: bool = False  # train(devices=N > 1) trains in N processes (DDP)
     env: Mapping[str, str] = field(default_factory=dict)
     default: bool = False  # part of the default --frameworks
@@ -116,9 +120,57 @@ class FrameworkInfo:
         missing = [topic for topic in TOPICS if topic not in self.native]
         if missing:
             raise ValueError(f"framework {self.name!r} declares no native default for {missing}")
+        check_conventions(self.name, self.conventions)
         # Frozen mappings: a declaration is shared by everything that reads it.
         object.__setattr__(self, "native", types.MappingProxyType(dict(self.native)))
+        object.__setattr__(self, "conventions", types.MappingProxyType(dict(self.conventions)))
         object.__setattr__(self, "env", types.MappingProxyType(dict(self.env)))
+
+
+def not_native_here(
+    info: FrameworkInfo, topic: str, model: ModelSpec, train: TrainSpec, threads: int = 1
+) -> str:
+    """Why handing ``topic`` (``NATIVE_TOPICS``) back to ``info``'s framework changes nothing
+    in a run of ``model`` and ``train``, or cannot ("" when it does): what the ablation
+    reports instead of running an arm, and what ``cnn-compare run --native`` says it skipped."""
+    name = info.name
+    if topic == "init":
+        return "" if info.native_init else f"{name} has no initialisers of its own"
+    if topic == "order":
+        if train.augment_shift and not info.native_order_augments:
+            return (
+                f"{name}'s own order (fit on arrays, shuffle=True) cannot apply the spec's "
+                "augmentation"
+            )
+        return ""
+    if topic == "padding":
+        if not any(layer.padding == "same" for layer in layers(model)):
+            return "not applicable: the spec has no 'same' padding"
+        if not native_pads(model, info.padding_convention):
+            return f"{name} places this spec's 'same' padding as the spec does"
+        return ""
+    return not_native(name, info.conventions, topic, model, train)
+
+
+def native_settings(
+    info: FrameworkInfo, topics: Iterable[str], model: ModelSpec, train: TrainSpec
+) -> tuple[str, tuple[str, ...], dict[str, str]]:
+    """``(init, native, skipped)`` of a run with ``topics`` native for ``info``'s framework:
+    its ``init`` (shared | native), its ``train(native=...)``, and why each topic that changes
+    nothing (or cannot) is left out."""
+    init, native, skipped = "shared", [], {}
+    chosen = frozenset(topics)
+    for topic in NATIVE_TOPICS:  # one order for every table
+        if topic not in chosen:
+            continue
+        why = not_native_here(info, topic, model, train)
+        if why:
+            skipped[topic] = why
+        elif topic == "init":
+            init = "native"
+        else:
+            native.append(topic)
+    return init, tuple(native), skipped
 
 
 def require(info: FrameworkInfo) -> None:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cnn_common.batches import steps_per_epoch
+from cnn_common.conventions import native_specs
 from cnn_common.data import Data
 from cnn_common.errors import UserError
 from cnn_common.events import EventCallback
@@ -50,8 +52,9 @@ Args:
     resume: continue from the newest readable checkpoint in ``out_dir``, if any.
     device: auto | cpu | gpu.
     progress: print a progress bar and a line per epoch.
-    native: the topics (``cnn_common.framework.NATIVE_CHOICES``) handed back to the framework's
-        own defaults; an unknown one raises ``ValueError``.
+    native: the topics (``cnn_common.conventions.TRAIN_CHOICES``) handed back to the
+        framework's own defaults: the loop reads (and the record keeps) a spec with the
+        framework's own conventions there; an unknown one raises ``ValueError``.
     name: the framework name the record carries (default: the declaration's).
     devices: processes or GPUs to train on, where the declaration says it can
         (``FrameworkInfo.data_parallel``); elsewhere more than one raises ``UserError``.
@@ -166,8 +169,13 @@ class TrainCall(TrainingRun):
         devices: int,
     ) -> None:
         super().__init__(info, out_dir, init_weights, native=native, devices=devices, name=name)
-        self.spec = spec
-        self.train_spec = train_spec
+        # A native topic runs as the framework's users write it: the spec the loop reads (and
+        # the record keeps) has the framework's own values there.
+        # (the steps per epoch convert a schedule's counts when its interval changes)
+        steps = steps_per_epoch(len(data.x_train), train_spec.batch_size) if self.native else 1
+        self.spec, self.train_spec = native_specs(
+            info.conventions, self.native, spec, train_spec, steps
+        )
         self.data = data
         self.on_event = on_event
         self.resume = resume

@@ -8,7 +8,53 @@ the ``cnn_rosetta.frameworks`` entry points.
 
 from dataclasses import dataclass
 
+from cnn_common.conventions import Convention
 from cnn_common.framework import FrameworkInfo
+
+DOCS = "https://keras.io/api"
+BATCHNORM_DOCS = f"{DOCS}/layers/normalization_layers/batch_normalization/"
+# What a Keras user gets without saying otherwise, on every backend.
+CONVENTIONS = {
+    "epsilon": Convention(
+        {"epsilon": 1e-7, "epsilon_convention": "keras"},
+        "keras.optimizers.Adam(epsilon=1e-7): w -= lr_t * m / (sqrt(v) + epsilon), "
+        "lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)",
+        f"{DOCS}/optimizers/adam/",
+    ),
+    "bn_momentum": Convention(
+        {"momentum": 0.99, "momentum_convention": "keras"},
+        "BatchNormalization(momentum=0.99): moving = moving * momentum + batch * (1 - momentum)",
+        BATCHNORM_DOCS,
+    ),
+    "bn_epsilon": Convention(
+        {"epsilon": 1e-3},
+        "BatchNormalization(epsilon=1e-3): gamma * (x - mean) / sqrt(var + epsilon) + beta",
+        BATCHNORM_DOCS,
+    ),
+    "bn_variance": Convention(
+        {"variance": "biased"},
+        "moving_var is updated with the batch's variance as it normalises with it (biased, "
+        "keras.ops.moments)",
+        BATCHNORM_DOCS,
+    ),
+    "frozen_bn": Convention(
+        {"frozen_batchnorm": "inference"},
+        "layer.trainable = False runs BatchNormalization in inference mode: moving mean and "
+        "variance normalise, and nothing updates them",
+        BATCHNORM_DOCS,
+    ),
+    "weight_decay": Convention(
+        {"weight_decay_convention": "decoupled", "weight_decay_on": "all"},
+        "Adam(weight_decay=wd): w = w - w * wd * lr before the update, on every trainable "
+        "variable (exclude_from_weight_decay to spare some)",
+        f"{DOCS}/optimizers/",
+    ),
+    "schedule": Convention(
+        {"lr_interval": "step"},
+        "a LearningRateSchedule is called with optimizer.iterations: the rate changes every step",
+        f"{DOCS}/optimizers/learning_rate_schedules/",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -86,7 +132,8 @@ def _keras(backend: str, row: Backend) -> FrameworkInfo:
             "float64": row.float64,
         },
         model_suffix=".keras",
-        native_epsilon=(1e-7, "keras"),
+        conventions=CONVENTIONS,
+        native_order_augments=False,  # fit(x, y, shuffle=True) has no per-batch hook
         float64_exact=row.float64_exact,
         env={"KERAS_BACKEND": backend},
         default=backend == DEFAULT_BACKEND,

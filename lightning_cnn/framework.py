@@ -7,6 +7,7 @@ Registered in ``pyproject.toml`` under the ``cnn_rosetta.frameworks`` entry poin
 
 import dataclasses
 
+from cnn_common.conventions import Convention
 from pytorch_cnn.framework import FRAMEWORK as PYTORCH
 
 FRAMEWORK = dataclasses.replace(
@@ -22,6 +23,16 @@ FRAMEWORK = dataclasses.replace(
         "loss_logging": "per step (self.log on_step)",
         "accuracy": "torchmetrics MulticlassAccuracy: macro by default",
         "float64": "float64 throughout (parameters created in the spec's dtype)",
+    },
+    conventions={
+        **PYTORCH.conventions,
+        "schedule": Convention(
+            {"lr_interval": "epoch"},
+            "configure_optimizers' lr_scheduler config: interval='epoch' by default, one "
+            "scheduler.step() per epoch",
+            "https://lightning.ai/docs/pytorch/stable/common/lightning_module.html"
+            "#configure-optimizers",
+        ),
     },
     model_suffix=".ckpt",
     default=True,

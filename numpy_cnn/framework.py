@@ -25,7 +25,6 @@ FRAMEWORK = FrameworkInfo(
         "kernels": "NumPy + BLAS GEMM (im2col), one batch shard per core",
     },
     model_suffix=".npz",
-    native_epsilon=None,
     native_init=False,
     default=True,
     order=10,

@@ -3,7 +3,53 @@
 Registered in ``pyproject.toml`` under the ``cnn_rosetta.frameworks`` entry points.
 """
 
+from cnn_common.conventions import Convention
 from cnn_common.framework import FrameworkInfo
+
+DOCS = "https://pytorch.org/docs/stable"
+BATCHNORM_DOCS = f"{DOCS}/generated/torch.nn.BatchNorm2d.html"
+# What a PyTorch user gets without saying otherwise (the spec's defaults are these, but for
+# the schedule's interval, which the spec counts per epoch too).
+CONVENTIONS = {
+    "epsilon": Convention(
+        {"epsilon": 1e-8, "epsilon_convention": "torch"},
+        "torch.optim.Adam(eps=1e-8): p -= lr * m_hat / (sqrt(v_hat) + eps)",
+        f"{DOCS}/generated/torch.optim.Adam.html",
+    ),
+    "bn_momentum": Convention(
+        {"momentum": 0.1, "momentum_convention": "torch"},
+        "BatchNorm2d(momentum=0.1): running = (1 - momentum) * running + momentum * batch",
+        BATCHNORM_DOCS,
+    ),
+    "bn_epsilon": Convention(
+        {"epsilon": 1e-5},
+        "BatchNorm2d(eps=1e-5): y = (x - mean) / sqrt(var + eps) * weight + bias",
+        BATCHNORM_DOCS,
+    ),
+    "bn_variance": Convention(
+        {"variance": "unbiased"},
+        "running_var is updated with the batch's unbiased variance, var * n / (n - 1) "
+        "(training normalises with the biased one)",
+        BATCHNORM_DOCS,
+    ),
+    "frozen_bn": Convention(
+        {"frozen_batchnorm": "batch"},
+        "requires_grad_(False) freezes weight and bias only: in model.train() the layer still "
+        "normalises with the batch and updates running_mean and running_var",
+        f"{DOCS}/notes/autograd.html#locally-disabling-gradient-computation",
+    ),
+    "weight_decay": Convention(
+        {"weight_decay_convention": "l2", "weight_decay_on": "all"},
+        "torch.optim.Adam(weight_decay=wd): g = g + wd * p, on every parameter it is given "
+        "(AdamW: p = p - lr * wd * p)",
+        f"{DOCS}/generated/torch.optim.Adam.html",
+    ),
+    "schedule": Convention(
+        {"lr_interval": "epoch"},
+        "scheduler.step() once per epoch, after the epoch's optimizer.step() calls",
+        f"{DOCS}/optim.html#how-to-adjust-learning-rate",
+    ),
+}
 
 FRAMEWORK = FrameworkInfo(
     name="pytorch",
@@ -24,7 +70,7 @@ FRAMEWORK = FrameworkInfo(
         "kernels": "PyTorch/oneDNN (or cuDNN)",
     },
     model_suffix=".pt",
-    native_epsilon=(1e-8, "torch"),
+    conventions=CONVENTIONS,
     padding_convention="torch",
     data_parallel=True,
     default=False,

@@ -137,7 +137,7 @@ def test_a_declaration_missing_a_topic_is_refused() -> None:
             declare(native)
         assert "'demo'" in str(info.value) and repr(topic) in str(info.value)
     info_ = declare(dict.fromkeys(TOPICS, "x"))
-    assert (info_.default, info_.order, info_.native_epsilon) == (False, 100, None)
+    assert (info_.default, info_.order, dict(info_.conventions)) == (False, 100, {})
 
 
 def test_native_and_env_are_read_only() -> None:

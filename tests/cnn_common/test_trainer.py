@@ -43,7 +43,7 @@ def test_devices_are_refused_where_the_declaration_says_one_process(tmp_path: Pa
 
 
 def test_native_choices_are_checked_and_kept(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown native choice"):
+    with pytest.raises(ValueError, match="unknown native topic"):
         TrainingRun(ONE_PROCESS, tmp_path, None, native=["shuffle"])
     run = TrainingRun(ONE_PROCESS, tmp_path, None, native=["order"])
     assert run.native == frozenset({"order"})

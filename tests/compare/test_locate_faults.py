@@ -136,7 +136,7 @@ def plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
         label="numpy_cnn with a planted fault (test only)",
         init=FAULTY_INIT,
         modules={"model.py": FAULTY_MODEL},
-        info={"native_init": False, "native_epsilon": None, "order": 300},
+        info={"native_init": False, "order": 300},
     )
 
 
