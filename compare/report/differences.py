@@ -13,11 +13,13 @@ from typing import Any
 
 from cnn_common.errors import SpecError
 from cnn_common.framework import TOPICS
+from cnn_common.graph import LayerSpec
 from cnn_common.schedule import describe
 from cnn_common.spec import TrainSpec
 from compare.engine import registry
 
 NOT_INSTALLED = "unknown: the framework is not installed here"
+DEFAULT_LAYER = vars(LayerSpec(kind="batchnorm"))  # a field a spec file left out: its default
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,85 @@ def native_default(framework: str, topic: str) -> str:
     return info.native[topic] if info is not None else NOT_INSTALLED
 
 
+def native_formula(framework: str, topic: str) -> str:
+    """``framework``'s own rule on a convention topic as it writes it, with its source."""
+    info = registry.frameworks().get(framework)
+    if info is None:
+        return NOT_INSTALLED
+    convention = info.conventions.get(topic)
+    if convention is None:
+        return "none of its own: follows the spec"
+    # the page named, not linked: the report is self-contained and loads nothing
+    return f"{convention.formula} (docs: {convention.source.removeprefix('https://')})"
+
+
+# The convention topics' rows (cnn_common.conventions), after the TOPICS rows.
+CONVENTION_ROWS = {
+    "bn_momentum": "BatchNorm running average",
+    "bn_epsilon": "BatchNorm epsilon",
+    "bn_variance": "BatchNorm running variance",
+    "frozen_bn": "Frozen BatchNorm",
+    "weight_decay": "Weight decay",
+    "schedule": "Schedule stepping",
+}
+
+
+def _batchnorm_values(model: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+    """The distinct values of ``fields`` over the spec's batchnorm-bearing layers, in words."""
+    found = []
+    for item in model.get("layers", []):
+        if item.get("kind") not in ("batchnorm", "residual"):
+            continue
+        if fields == ("frozen_batchnorm",) and item.get("trainable", True):
+            continue
+        words = ", ".join(f"{field} {item.get(field, DEFAULT_LAYER[field])}" for field in fields)
+        if words not in found:
+            found.append(words)
+    return found
+
+
+def _convention_rows(config: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """topic -> (this run, neutralised) for each convention topic."""
+    model, train = config.get("model", {}), config.get("train", {})
+    native = set(config.get("native", []))
+    fields = {
+        "bn_momentum": ("momentum", "momentum_convention"),
+        "bn_epsilon": ("epsilon",),
+        "bn_variance": ("variance",),
+        "frozen_bn": ("frozen_batchnorm",),
+    }
+    rows = {}
+    for topic in CONVENTION_ROWS:
+        if topic in fields:
+            values = _batchnorm_values(model, fields[topic])
+            used = "; ".join(values) or (
+                "no frozen batchnorm" if topic == "frozen_bn" else "no batchnorm"
+            )
+        elif topic == "weight_decay":
+            used = (
+                f"{train.get('weight_decay')} ({train.get('weight_decay_convention')}, on "
+                f"{train.get('weight_decay_on')})"
+                if train.get("weight_decay")
+                else "none"
+            )
+            values = [used] if train.get("weight_decay") else []
+        else:
+            constant = train.get("lr_schedule", "constant") == "constant"
+            values = [] if constant and not train.get("lr_warmup") else ["scheduled"]
+            used = (
+                f"{train.get('lr_schedule')}, per {train.get('lr_interval')}"
+                if values
+                else "constant learning rate"
+            )
+        if not values:
+            rows[topic] = (used, "n/a")
+        elif topic in native:
+            rows[topic] = (f"each framework's own (--native); the spec: {used}", "no (--native)")
+        else:
+            rows[topic] = (used, "yes: every framework implements the spec's")
+    return rows
+
+
 def _decay_and_schedule(train: dict[str, Any]) -> str:
     """``; <weight decay and schedule in words>`` when the run had either (a record written
     before they existed has neither)."""
@@ -50,21 +131,26 @@ def _run_level(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     """topic -> (title, this run, neutralised), from the run configuration alone."""
     train = config.get("train", {})
     model = config.get("model", {})
-    shared = config.get("init") == "shared"
+    shared = config.get("init") == "shared" and "init" not in config.get("native", [])
     eps = f"{train.get('epsilon')} ({train.get('epsilon_convention')} convention)"
-    has_same = any(block.get("padding") == "same" for block in model.get("conv", []))
+    native = set(config.get("native", []))
+    has_same = any(
+        item.get("padding") == "same" for item in (*model.get("conv", []), *model.get("layers", []))
+    )
     return {
         "adam_epsilon": (
             "Adam epsilon",
             f"{train.get('optimizer')}: epsilon {eps}" + _decay_and_schedule(train),
-            "yes: each framework implements the spec's convention",
+            "no (--native)"
+            if "epsilon" in native
+            else "yes: each framework implements the spec's convention",
         ),
         "init": (
             "Initial weights",
             "shared: one Glorot-uniform set from cnn_common, loaded into every framework"
             if shared
             else "native: each framework's own initialisers",
-            "yes: identical starting weights" if shared else "no (--init native)",
+            "yes: identical starting weights" if shared else "no (native initialisers)",
         ),
         "layout": (
             "Tensor layout",
@@ -79,12 +165,20 @@ def _run_level(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
         "same_padding": (
             "'same' padding",
             "TensorFlow's placement, explicit pads" if has_same else "not used (valid)",
-            "yes: pads computed once in cnn_common.spec" if has_same else "n/a",
+            (
+                "no (--native)"
+                if "padding" in native
+                else "yes: pads computed once in cnn_common.spec"
+            )
+            if has_same
+            else "n/a",  # fmt: skip
         ),
         "batch_order": (
             "Batch order",
             "cnn_common.batches.epoch_batches(seed, epoch)",
-            "yes: the same index batches in every framework",
+            "no (--native)"
+            if "order" in native
+            else "yes: the same index batches in every framework",
         ),
         "loss_logging": (
             "Loss curve",
@@ -120,6 +214,9 @@ def differences(config: dict[str, Any], frameworks: list[str]) -> list[Differenc
         title, this_run, neutralised = run_level[topic]
         native = {name: native_default(name, topic) for name in frameworks}
         rows.append(Difference(title, native, this_run, neutralised, topic))
+    for topic, (this_run, neutralised) in _convention_rows(config).items():
+        native = {name: native_formula(name, topic) for name in frameworks}
+        rows.append(Difference(CONVENTION_ROWS[topic], native, this_run, neutralised, topic))
     dense = config.get("model", {}).get("dense", [])
     if any(layer.get("dropout", 0) > 0 for layer in dense):
         rows.append(

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from cnn_common.conventions import CONVENTION_TOPICS
 from cnn_common.results import RunResult
 from compare.engine import registry
 from compare.report.collect import Collected
@@ -31,6 +32,7 @@ RESULTS_HEAD = [
     "other load (cores)",
     "device",
     "init",
+    "native",
     "versions",
 ]
 SIZE_NAMES = (("train", "training"), ("val", "validation"), ("test", "test"))
@@ -40,6 +42,7 @@ FACTOR_OF_TOPIC = {
     "adam_epsilon": "epsilon",
     "batch_order": "order",
     "same_padding": "padding",
+    **{topic: topic for topic in CONVENTION_TOPICS if topic != "epsilon"},
 }
 
 
@@ -86,6 +89,7 @@ def summary_rows(found: Collected) -> list[dict[str, Any]]:
                 "busy": any(r.load.get("busy", False) for r in runs),
                 "device": runs[0].device,
                 "init": runs[0].init,
+                "native": ", ".join(runs[0].native) or "none",
                 "versions": ", ".join(f"{k} {v}" for k, v in runs[0].versions.items()),
             }
         )
@@ -111,6 +115,7 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
             f"{r['other_cores']:.2f}" + (" BUSY" if r["busy"] else ""),
             r["device"],
             r["init"],
+            r["native"],
             r["versions"],
         ]
         for r in rows

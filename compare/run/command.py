@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from cnn_common.cli import add_device_arguments, specs_from_args
+from cnn_common.conventions import NATIVE_TOPICS
 from cnn_common.data import split_sizes
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_json
+from cnn_common.framework import native_settings
 from cnn_common.machine import thread_setting
 from cnn_common.memory import available_memory, check_fits, framework_estimate, human
 from cnn_common.schedule import describe
@@ -69,6 +71,7 @@ class RunOptions(SweepOptions):
     """Everything ``cnn-compare run`` was asked to do."""
 
     init: str = "shared"
+    native: tuple[str, ...] = ()  # topics run with each framework's own conventions
     device: str = "auto"
     out: Path = Path("runs/compare")
     in_process: bool = False
@@ -94,6 +97,7 @@ class RunOptions(SweepOptions):
             "frameworks": list(self.frameworks),
             "dataset": self.dataset,
             "init": self.init,
+            "native": list(self.native),
             "device": self.device,
             "subset": self.subset,
             "eval_subset": self.eval_subset,
@@ -105,8 +109,38 @@ class RunOptions(SweepOptions):
         }
 
 
+def native_plan(options: RunOptions, framework: str) -> tuple[str, tuple[str, ...], dict]:
+    """``(init, native, skipped)`` of ``framework``'s runs: ``--init``, and the ``--native``
+    topics that change something for it (``cnn_common.framework.native_settings``)."""
+    init, native, skipped = native_settings(
+        registry.get(framework), options.native, options.model_spec, options.train_spec
+    )
+    return ("native" if options.init == "native" else init), native, skipped
+
+
+def native_lines(options: RunOptions) -> list[str]:
+    """What ``--native`` hands back to each framework, and what it leaves, grouped by why."""
+    lines = []
+    for name in options.frameworks if options.native else ():
+        init, native, skipped = native_plan(options, name)
+        groups: dict[str, list[str]] = {}
+        for topic, why in skipped.items():
+            if why.startswith("not applicable"):
+                why = "not applicable to this spec"
+            elif why.endswith(("is the spec's", "as the spec does")):
+                why = "its own is the spec's"
+            elif " has no " in why:
+                why = "none of its own"
+            groups.setdefault(why, []).append(topic)
+        took = ", ".join((("init",) if init == "native" else ()) + native) or "nothing"
+        left = "".join(f"; {why}: {', '.join(topics)}" for why, topics in groups.items())
+        lines.append(f"{name}: native {took}{left}")
+    return lines
+
+
 def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
     """The job that trains ``framework`` on ``seed`` into its run folder."""
+    init, native, _ = native_plan(options, framework)
     return options.job(
         TrainJob,
         framework,
@@ -115,7 +149,8 @@ def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
         seed=seed,
         subset=options.subset,
         eval_subset=options.eval_subset,
-        init=options.init,
+        init=init,
+        native=list(native),
         device=options.device,
         devices=options.devices,
         resume=True,  # continue from the folder's checkpoints if a killed run left any
@@ -133,6 +168,8 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
     log(memory_needs(options))
     if words := describe(options.train_spec):
         log(f"every framework trains with {words}")
+    for line in native_lines(options):
+        log(line)
     resume = f"cnn-compare run --resume --out {shlex.quote(str(options.out))}"
     with FolderLock(options.out, log, resume):
         return _run(options, log)
@@ -332,6 +369,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="shared",
         help="shared: identical starting weights everywhere; native: each framework's own",
     )
+    parser.add_argument(
+        "--native",
+        type=native_argument,
+        default=(),
+        metavar="TOPICS|all",
+        help="run these topics with each framework's own conventions instead of the spec's "
+        f"(comma-separated): {', '.join(NATIVE_TOPICS)}; all: every one",
+    )
     add_device_arguments(
         parser,
         "processes (CPU) or GPUs each run of lightning and pytorch trains on, with "
@@ -368,6 +413,7 @@ RESUMED = (
     "frameworks",
     "dataset",
     "init",
+    "native",
     "device",
     "subset",
     "eval_subset",
@@ -401,6 +447,18 @@ def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
             f"run `{PROG} run --resume --out {args.out}` alone, or start a new --out",
         )
     return saved
+
+
+def native_argument(text: str) -> tuple[str, ...]:
+    """``--native``: ``all`` or a comma-separated list of ``NATIVE_TOPICS``, in their order."""
+    names = NATIVE_TOPICS if text.strip() == "all" else [n.strip() for n in text.split(",")]
+    unknown = [name for name in names if name not in NATIVE_TOPICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown topic(s) {', '.join(map(repr, unknown))}; use all or a comma-separated "
+            f"list of: {', '.join(NATIVE_TOPICS)}"
+        )
+    return tuple(topic for topic in NATIVE_TOPICS if topic in names)
 
 
 def main(args: argparse.Namespace) -> int:

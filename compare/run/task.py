@@ -16,7 +16,7 @@ from cnn_common.data import Data, training_data
 from cnn_common.events import EventCallback
 from cnn_common.files import atomic_write_npz
 from cnn_common.machine import is_main_process
-from cnn_common.spec import ModelSpec, TrainSpec
+from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict
 from cnn_common.weights import Weights, init_weights, load_weights
 from compare.engine import registry
 from compare.engine.layout import FEATURES_FILE, WEIGHTS_FILE
@@ -54,7 +54,9 @@ def run_train_task(job: TrainJob, on_event: EventCallback | None) -> None:
         devices=job.devices if registry.get(job.framework).data_parallel else 1,
     )
     if job.feature_maps and is_main_process():  # DDP runs this task in every process
-        save_feature_maps(job, framework, data, np.asarray(result.predictions))
+        # the model as it trained: native conventions (a batchnorm's epsilon) are in the record
+        trained, _ = spec_from_dict({"model": result.model_spec})
+        save_feature_maps(job, trained, framework, data, np.asarray(result.predictions))
 
 
 def flip_last_bit(weights: Weights) -> Weights:
@@ -78,10 +80,11 @@ def initial_weights(init: str, model_spec: ModelSpec, train_spec: TrainSpec) -> 
 
 
 def save_feature_maps(
-    job: TrainJob, framework: ModuleType, data: Data, predictions: np.ndarray
+    job: TrainJob, model_spec: ModelSpec, framework: ModuleType, data: Data, predictions: np.ndarray
 ) -> None:
-    """Feature maps of a few test images and the misclassified ones, beside the run."""
-    model_spec, train_spec = job.specs()
+    """Feature maps of a few test images and the misclassified ones, beside the run (of the
+    model ``model_spec``, the one the run trained)."""
+    _, train_spec = job.specs()
     # Feature maps of the trained model, rebuilt from the canonical weights it wrote.
     weights, _, _ = load_weights(job.path / WEIGHTS_FILE)
     model = framework.build(model_spec, train_spec.dtype)
