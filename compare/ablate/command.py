@@ -9,12 +9,18 @@ on the same seeds, so each arm pairs with the baseline seed by seed:
 - ``epsilon``: its own Adam epsilon and where it adds it;
 - ``order``: its own shuffling (``train(native={"order"})``);
 - ``padding``: its own 'same' placement (``train(native={"padding"})``);
+- its own conventions (``FrameworkInfo.conventions``, ``train(native={topic})``):
+  ``epsilon`` (Adam's), ``bn_momentum``, ``bn_epsilon``, ``bn_variance``, ``frozen_bn``,
+  ``weight_decay`` and ``schedule``;
 - two noise floors that change no default at all: ``threads`` (one thread instead of all
   cores: only the order of summation changes) and ``ulp`` (the last bit of one initial weight
   flipped).
 
 A factor a framework has no default of its own for (NumPy has no Adam epsilon of its own) is
-reported as such, not run. The runs of one framework share one worker process (one per thread
+reported as such, not run; so is one the spec gives nothing to change (batchnorm's conventions
+in a model without batchnorm). ``--cumulative`` adds the stages of ``compare.ablate.cumulative``
+for two frameworks: everything native, then one topic aligned at a time, the gap at each. The
+runs of one framework share one worker process (one per thread
 setting), so the framework is imported once. Layout under ``OUT``::
 
     OUT/ablation/config.json                         what was asked (--resume reads it back)
@@ -40,7 +46,8 @@ from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.machine import matmul_gflops, thread_setting
 from cnn_common.spec import TrainSpec, flops, spec_to_dict
-from compare.ablate.arms import FACTORS, Arm, check_factors, plan_arms
+from compare.ablate.arms import FACTORS, Arm, check_factors, plan_arms, plan_stages
+from compare.ablate.cumulative import cumulative_lines, summarize_cumulative
 from compare.ablate.effects import summarize
 from compare.engine import registry
 from compare.engine.executors import make_executor
@@ -87,6 +94,7 @@ class AblateOptions(SweepOptions):
     out: Path = Path("runs/ablate")
     subset: int | None = 20000
     margin: Margins = Margins()  # how close to the baseline counts as equivalent
+    cumulative: bool = False  # also the stages from everything native to the baseline
     # executor: local runs a worker per framework and thread count; ray a task per run
 
     def config(self) -> dict[str, Any]:
@@ -100,6 +108,7 @@ class AblateOptions(SweepOptions):
             "eval_subset": self.eval_subset,
             "threads": self.threads or thread_setting(),
             "margin": self.margin.to_dict(),
+            "cumulative": self.cumulative,
             **spec_to_dict(self.model_spec, self.train_spec),
         }
 
@@ -113,7 +122,7 @@ def run_folder(options: AblateOptions, arm: Arm, seed: int) -> Path:
 
 
 def arm_job(options: AblateOptions, arm: Arm, seed: int) -> TrainJob:
-    train = dataclasses.replace(options.train_spec, seed=seed, **dict(arm.train_changes))
+    train = dataclasses.replace(options.train_spec, seed=seed)
     return options.job(
         TrainJob,
         arm.framework,
@@ -162,13 +171,16 @@ def _run_ablation(options: AblateOptions, log: Callable[[str], None]) -> int:
         different="an ablation of another configuration",
         existing="ablation runs",
     )
-    arms = plan_arms(
-        options.frameworks,
-        options.factors,
-        options.model_spec,
-        options.train_spec,
-        options.threads or thread_setting(),
+    model, train = options.model_spec, options.train_spec
+    factor_arms = plan_arms(
+        options.frameworks, options.factors, model, train, options.threads or thread_setting()
     )
+    stages = (
+        plan_stages(options.frameworks, options.factors, model, train, factor_arms)
+        if options.cumulative
+        else []
+    )
+    arms = factor_arms + stages
     seeds = options.seed_list()
     todo = [
         (arm, seed)
@@ -193,6 +205,9 @@ def _run_ablation(options: AblateOptions, log: Callable[[str], None]) -> int:
     for arm in arms:
         if not arm.runs:
             log(f"  {arm.framework} {arm.factor}: not run ({arm.why})")
+        elif arm in stages:
+            what = ", ".join(arm.native + (("init",) if arm.init == "native" else ()))
+            log(f"  {arm.framework} {arm.factor}: native {what or 'nothing'}")
     labels = {key: f"{key[0]}" + (f" ({key[1]} thread)" if key[1] else "") for key in groups}
     display = RunDisplay(
         list(labels.values()),
@@ -229,7 +244,11 @@ def _run_ablation(options: AblateOptions, log: Callable[[str], None]) -> int:
             if not completed(job.path):
                 failure = read_failure(job.path, 1)
                 worst = max(worst, 2 if failure["kind"] == "user" else 1)
-    summary = summarize(options.folder, arms, seeds, options.margin)
+    summary = summarize(options.folder, factor_arms, seeds, options.margin)
+    if stages:
+        summary["cumulative"] = summarize_cumulative(
+            options.folder, stages, options.factors, seeds, options.margin
+        )
     atomic_write_json(options.out / ABLATION_FILE, summary)
     for line in summary_lines(summary):
         log(line)
@@ -254,6 +273,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f"{'':<3}{loss['difference']:+.4f} [{loss['low']:+.4f}, {loss['high']:+.4f}]  "
             f"{row['verdict']}"
         )
+    if "cumulative" in summary:
+        lines += cumulative_lines(summary["cumulative"])
     return lines
 
 
@@ -270,8 +291,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--factors",
         default=",".join(FACTORS),
-        help="comma-separated factors: init, epsilon, order, padding, and the noise floors "
+        help=f"comma-separated factors: {', '.join(FACTORS[:-2])}, and the noise floors "
         "threads and ulp",
+    )
+    parser.add_argument(
+        "--cumulative",
+        action="store_true",
+        help="two frameworks: also run them with every factor native, then align one factor "
+        "at a time in the order of --factors, and show the gap between them at each stage",
     )
     add_spec_arguments(parser, TrainSpec(epochs=1))
     add_data_arguments(parser, default_subset=20000)
@@ -302,6 +329,11 @@ def main(args: argparse.Namespace) -> int:
     if args.epochs is None:
         train = dataclasses.replace(train, epochs=1)
     factors = check_factors(args.factors.split(","))
+    if args.cumulative and len(names) != 2:
+        raise UserError(
+            f"--cumulative compares two frameworks, got {len(names)}: {', '.join(names)}",
+            "give two with --frameworks, for example --frameworks keras,pytorch",
+        )
     fields = sweep_fields(args, names, model, train)
     saved_path = args.out / ABLATION_DIR / CONFIG_FILE
     saved = read_config(saved_path) if args.resume and saved_path.is_file() else None

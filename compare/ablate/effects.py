@@ -36,8 +36,8 @@ from compare.stats.margins import Margins
 from compare.stats.pairs import METRICS
 
 
-def _outcomes(folder: Path, framework: str, factor: str, seeds: list[int]) -> dict[str, dict]:
-    """metric -> {seed: value} of the finished runs of one arm."""
+def outcomes(folder: Path, framework: str, factor: str, seeds: list[int]) -> dict[str, dict]:
+    """metric -> {seed: value} of the finished runs of one arm (``factor``: its folder)."""
     found: dict[str, dict[int, float]] = {metric: {} for metric in METRICS}
     for seed in seeds:
         path = folder / RUNS_DIR / framework / f"{factor}-seed{seed}" / RESULT_FILE
@@ -56,7 +56,7 @@ def _comparison(arm: dict[int, float], base: dict[int, float], margin: float) ->
     return compare_samples({s: arm[s] for s in common}, {s: base[s] for s in common}, margin)
 
 
-def _effect(result: Comparison) -> dict[str, Any]:
+def effect_json(result: Comparison) -> dict[str, Any]:
     """A comparison as the JSON the ablation keeps."""
     return {
         "difference": result.difference,
@@ -79,7 +79,7 @@ def summarize(
     """Every arm's effect on each metric, the noise bands and the verdicts (JSON-safe)."""
     margins = margins or Margins()
     baselines = {
-        arm.framework: _outcomes(folder, arm.framework, BASELINE, seeds)
+        arm.framework: outcomes(folder, arm.framework, BASELINE, seeds)
         for arm in arms
         if arm.factor == BASELINE
     }
@@ -95,16 +95,16 @@ def summarize(
             "why": arm.why,
         }
         if arm.runs:
-            outcome = _outcomes(folder, arm.framework, arm.factor, seeds)
+            outcome = outcomes(folder, arm.framework, arm.source, seeds)
             base = baselines[arm.framework]
             for metric in METRICS:
                 result = _comparison(outcome[metric], base[metric], margins.of(metric))
-                row[metric] = _effect(result)
+                row[metric] = effect_json(result)
                 if arm.factor not in NOISE_FLOORS:
                     family.append((row, metric, result))
         rows.append(row)
     for (row, metric, _), result in zip(family, adjust([r for *_, r in family]), strict=True):
-        row[metric] = _effect(result)
+        row[metric] = effect_json(result)
     bands = noise_bands(rows)
     for row in rows:
         row["noise_band"] = bands.get(row["framework"], {})

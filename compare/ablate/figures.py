@@ -58,3 +58,55 @@ def fig_forest(ablation: dict[str, Any], path: Path) -> Path | None:
     axes[0].invert_yaxis()
     fig.suptitle("Effect of each default against the neutralised baseline", fontsize=10)
     return save_figure(fig, path)
+
+
+def fig_waterfall(cumulative: dict[str, Any], path: Path) -> Path | None:
+    """The cumulative mode: the gap between two frameworks with everything native, what each
+    aligned topic closed (a floating bar from the gap before to the gap after, filled where
+    the step is a real difference), and the gap with everything aligned; 95% intervals on the
+    gaps."""
+    stages, steps = cumulative["stages"], cumulative["steps"]
+    if not stages or not all(math.isfinite(s["accuracy"]["difference"]) for s in stages):
+        return None
+    a, b = cumulative["frameworks"]
+    names = ["all native", *(f"+ {step['topic']}" for step in steps)]
+    fig = Figure(figsize=(max(7.0, 1.0 + 0.9 * len(names)), 6.5), layout="constrained")
+    axes = fig.subplots(2, 1, sharex=True)
+    for ax, metric, scale, unit in (
+        (axes[0], "accuracy", 100.0, "points"),
+        (axes[1], "loss", 1.0, "nats"),
+    ):
+        gaps = [scale * stage[metric]["difference"] for stage in stages]
+        for k, step in enumerate(steps):
+            real = step[metric]["verdict"] == "real difference"
+            ax.bar(
+                k + 1,
+                gaps[k + 1] - gaps[k],
+                bottom=gaps[k],
+                width=0.6,
+                color="#4c72b0" if real else "white",
+                edgecolor="#4c72b0",
+            )
+        low = [scale * stage[metric]["low"] for stage in stages]
+        high = [scale * stage[metric]["high"] for stage in stages]
+        positions = range(len(stages))
+        ax.errorbar(
+            positions,
+            gaps,
+            yerr=[[g - lo for g, lo in zip(gaps, low, strict=True)],
+                  [hi - g for g, hi in zip(gaps, high, strict=True)]],
+            fmt="o",
+            color="black",
+            capsize=4,
+        )  # fmt: skip
+        ax.step(positions, gaps, where="post", color="grey", linewidth=0.6)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_ylabel(f"{metric} gap {a} - {b} ({unit})")
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    fig.suptitle(
+        "Aligning one topic at a time: the gap after each step, with 95% intervals "
+        "(filled bar: the step is a real difference)",
+        fontsize=10,
+    )
+    return save_figure(fig, path)

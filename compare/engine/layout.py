@@ -85,6 +85,7 @@ FEATURE_MAPS_FIGURE = "feature_maps.png"
 FILTERS_FIGURE = "filters.png"
 MISCLASSIFIED_FIGURE = "misclassified.png"
 ABLATION_FIGURE = "ablation.png"
+CUMULATIVE_FIGURE = "ablation-cumulative.png"  # the cumulative mode's waterfall
 PARITY_FIGURE = "parity.png"
 CROSSEVAL_FIGURE = "crosseval.png"
 BENCH_PHASES_FIGURE = "bench_phases.png"
@@ -103,6 +104,7 @@ ROSETTA_RECORD = "sources.json"
 __all__ = [
     "ABLATION_DIR",
     "ABLATION_FIGURE",
+    "CUMULATIVE_FIGURE",
     "ABLATION_FILE",
     "BATCHES_DIR",
     "BENCH_FILE",
