@@ -352,7 +352,12 @@ CASES = [
         setup=numpy_run,
         data=True,
     ),
-    # --init-from: a run of another spec
+    # --init-from: a missing run, a run of another spec
+    Case(
+        "run-init-from-missing",
+        compare("run", "--init-from", "{tmp}/nothere"),
+        ("--init-from", "nothere: no such run folder or weight file"),
+    ),
     Case(
         "numpy-init-from-another-spec",
         trainer("numpy-cnn", "--init-from", "{tmp}/good.safetensors", "--set", "conv.0.filters=8"),

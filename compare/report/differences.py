@@ -51,6 +51,16 @@ def _run_level(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     train = config.get("train", {})
     model = config.get("model", {})
     shared = config.get("init") == "shared"
+    start = (
+        "shared: one Glorot-uniform set from cnn_common, loaded into every framework"
+        if shared
+        else "native: each framework's own initialisers"
+    )
+    if config.get("init_from"):  # cnn-compare run --init-from (cnn_common.transfer)
+        start = (
+            f"transfer: the matching layers of {config['init_from']}, the others one "
+            "Glorot-uniform set from cnn_common, loaded into every framework"
+        )
     eps = f"{train.get('epsilon')} ({train.get('epsilon_convention')} convention)"
     has_same = any(block.get("padding") == "same" for block in model.get("conv", []))
     return {
@@ -61,9 +71,7 @@ def _run_level(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
         ),
         "init": (
             "Initial weights",
-            "shared: one Glorot-uniform set from cnn_common, loaded into every framework"
-            if shared
-            else "native: each framework's own initialisers",
+            start,
             "yes: identical starting weights" if shared else "no (--init native)",
         ),
         "layout": (

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnn_common.cli import add_device_arguments, specs_from_args
+from cnn_common.cli import add_device_arguments, init_from_argument, specs_from_args
 from cnn_common.data import split_sizes
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_json
 from cnn_common.machine import thread_setting
 from cnn_common.memory import available_memory, check_fits, framework_estimate, human
 from cnn_common.schedule import describe
-from cnn_common.spec import spec_from_dict, spec_to_dict
+from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
+from cnn_common.transfer import transfer_weights
 from compare.crosseval.evaluate import run_crosseval
 from compare.engine import registry
 from compare.engine.executors import LocalExecutor, RayExecutor, make_executor
@@ -69,6 +70,7 @@ class RunOptions(SweepOptions):
     """Everything ``cnn-compare run`` was asked to do."""
 
     init: str = "shared"
+    init_from: str | None = None  # a trained run whose matching layers every framework loads
     device: str = "auto"
     out: Path = Path("runs/compare")
     in_process: bool = False
@@ -94,6 +96,8 @@ class RunOptions(SweepOptions):
             "frameworks": list(self.frameworks),
             "dataset": self.dataset,
             "init": self.init,
+            # only when given: a folder saved before --init-from existed resumes as it was
+            **({"init_from": self.init_from} if self.init_from else {}),
             "device": self.device,
             "subset": self.subset,
             "eval_subset": self.eval_subset,
@@ -116,6 +120,7 @@ def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
         subset=options.subset,
         eval_subset=options.eval_subset,
         init=options.init,
+        init_from=options.init_from,
         device=options.device,
         devices=options.devices,
         resume=True,  # continue from the folder's checkpoints if a killed run left any
@@ -131,6 +136,9 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
     how to resume.
     """
     log(memory_needs(options))
+    if options.init_from:  # a bad run is refused here, before the folder is touched
+        start = transfer_weights(options.model_spec, options.train_spec, options.init_from)
+        log(start.plan.describe())
     if words := describe(options.train_spec):
         log(f"every framework trains with {words}")
     resume = f"cnn-compare run --resume --out {shlex.quote(str(options.out))}"
@@ -332,6 +340,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="shared",
         help="shared: identical starting weights everywhere; native: each framework's own",
     )
+    init_from_argument(parser)
     add_device_arguments(
         parser,
         "processes (CPU) or GPUs each run of lightning and pytorch trains on, with "
@@ -368,6 +377,7 @@ RESUMED = (
     "frameworks",
     "dataset",
     "init",
+    "init_from",
     "device",
     "subset",
     "eval_subset",
@@ -403,6 +413,26 @@ def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
     return saved
 
 
+def init_from_path(run: str, init: str, out: Path, model: ModelSpec, train: TrainSpec) -> str:
+    """``--init-from``'s weight file as an absolute path (the workers and a later --resume
+    read it from anywhere), once the run is found to fit the spec (``UserError`` before the
+    data is read); refused with ``--init native`` and from inside ``--out``, whose runs this
+    command replaces."""
+    if init == "native":
+        raise UserError(
+            "--init-from gives every framework the same starting weights; --init native "
+            "cannot go with it",
+            "drop --init native (the layers not in the run start from the shared weights)",
+        )
+    path = Path(transfer_weights(model, train, run).plan.source)
+    if path.is_relative_to(out.resolve()):
+        raise UserError(
+            f"--init-from {run} is inside --out {out}, whose runs this command replaces",
+            "copy the run elsewhere, or choose another --out",
+        )
+    return str(path)
+
+
 def main(args: argparse.Namespace) -> int:
     """``cnn-compare run``: check the options, train, report; 2 when a framework failed."""
     names = registry.parse_frameworks(args.frameworks)
@@ -428,6 +458,8 @@ def main(args: argparse.Namespace) -> int:
     if args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}", "use --devices 1+")
     make_executor(args.executor, args.threads, args.in_process, args.ray_address)  # checks
+    if args.init_from and not saved:
+        args.init_from = init_from_path(args.init_from, args.init, args.out, model, train)
     fields = sweep_fields(args, names, model, train)
     fields.update(seeds=seeds, first_seeds=first, margin=margin_from(args, saved))
     options = from_args(RunOptions, args, **fields)
