@@ -8,7 +8,8 @@ Its modules (a test checks that this list names every one, and nothing else):
 - ``datasets`` (the registry), ``data`` (where the files are looked for, the split),
   ``idx`` (parsing and checking a file), ``download`` (checksum-verified download);
 - ``batches`` (THE batch order), ``seeds`` (named streams);
-- ``weights`` (canonical layout, initialisation, the PyTorch conversion, files);
+- ``weights`` (canonical layout, initialisation, the PyTorch conversion, files),
+  ``transfer`` (a trained run's matching layers in a new spec's starting weights);
 - ``metrics`` (loss, accuracy and predictions from logits; confusion matrix, report);
 - ``trainer`` (what every framework's train function does around its own loop: the checks,
   the recorder, resume or start clean, warnings);

@@ -23,6 +23,7 @@ from cnn_common.memory import check_training
 from cnn_common.results import RESULT_FILE, RunResult
 from cnn_common.spec import ModelSpec, TrainSpec
 from cnn_common.spec_files import apply_overrides, load_spec
+from cnn_common.transfer import TransferWeights, transfer_weights
 from cnn_common.weights import Weights, init_weights
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -100,7 +101,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_subset: int | No
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, default_init: str = "native") -> None:
-    """Everything a ``train`` command takes: spec, data, --out, --resume, --init."""
+    """Everything a ``train`` command takes: spec, data, --out, --resume, --init, --init-from."""
     add_spec_arguments(parser)
     add_data_arguments(parser)
     parser.add_argument(
@@ -114,6 +115,18 @@ def add_train_arguments(parser: argparse.ArgumentParser, default_init: str = "na
         default=default_init,
         help="initial weights: shared = cnn_common's canonical Glorot-uniform set, "
         f"native = the framework's own initialisers (default: {default_init})",
+    )
+    init_from_argument(parser)
+
+
+def init_from_argument(parser: argparse.ArgumentParser) -> None:
+    """``--init-from RUN``: transfer learning (``cnn_common.transfer``)."""
+    parser.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="start from a trained run (its folder or its weights.safetensors): every layer "
+        "whose name and shapes match is loaded, batchnorm statistics included; the others "
+        "and logits start from the shared initial weights",
     )
 
 
@@ -197,7 +210,11 @@ def data_from_args(args: argparse.Namespace, train: TrainSpec) -> Data:
 
 
 def init_from_args(args: argparse.Namespace, model: ModelSpec, train: TrainSpec) -> Weights | None:
-    """Shared initial weights for --init shared, else None (the framework initialises)."""
+    """A trained run's layers in the shared initial weights for --init-from
+    (``TransferWeights``), the shared initial weights for --init shared, else None (the
+    framework initialises)."""
+    if getattr(args, "init_from", None):
+        return transfer_weights(model, train, args.init_from)
     if args.init == "shared":
         return init_weights(model, train.seed, train.dtype)
     return None
@@ -215,13 +232,16 @@ def train_from_args(args: argparse.Namespace, train: Callable[..., RunResult]) -
             "pass --resume to extend it (e.g. with more --epochs), --overwrite to replace it, "
             "or choose another --out",
         )
+    start = init_from_args(args, model_spec, train_spec)  # a bad --init-from: before the data
+    if isinstance(start, TransferWeights) and not args.quiet and is_main_process():
+        print(start.plan.describe(), flush=True)
     data = data_from_args(args, train_spec)
     result = train(
         model_spec,
         train_spec,
         data,
         out,
-        init_weights=init_from_args(args, model_spec, train_spec),
+        init_weights=start,
         resume=args.resume,
         device=args.device,
         progress=not args.quiet,

@@ -43,7 +43,9 @@ class RunRecorder:
         model_spec, train_spec: the run's specs.
         data: the prepared dataset (its size, class names and test labels are read here).
         out_dir: the run's folder: ``run.json`` and ``weights.safetensors`` go there.
-        init: ``shared`` (canonical initial weights) or ``native`` (the framework's own).
+        init: ``shared`` (canonical initial weights), ``native`` (the framework's own) or
+            ``transfer`` (``cnn_common.transfer``: layers of a trained run in shared ones).
+        init_from: with ``transfer``, the weight file the loaded layers came from.
         on_event: receives every event; None sends them nowhere.
         progress: also print a progress bar and one line per epoch on the terminal.
         steps: training steps per epoch in this process (default: the whole training set in
@@ -60,6 +62,7 @@ class RunRecorder:
         out_dir: str | Path,
         *,
         init: str,
+        init_from: str = "",
         on_event: EventCallback | None = None,
         progress: bool = False,
         steps: int | None = None,
@@ -74,7 +77,7 @@ class RunRecorder:
                 f"{self.out_dir} is a file, not a folder",
                 "give --out a folder (it is created when missing)",
             )
-        self.init = init
+        self.init, self.init_from = init, init_from
         self.native = native
         self.steps = steps or steps_per_epoch(len(data.x_train), train_spec.batch_size)
         self.history: list[EpochRecord] = []
@@ -104,6 +107,7 @@ class RunRecorder:
             "history": [vars(record) for record in self.history],
             "step_losses": list(self.step_losses),
             "init": self.init,
+            "init_from": self.init_from,
             "init_digest": self.init_digest,
             "spec": spec_to_dict(self.model_spec, self.train_spec),
         }
@@ -113,6 +117,7 @@ class RunRecorder:
         self.history = [EpochRecord(**record) for record in state["history"]]
         self.step_losses = [float(v) for v in state["step_losses"]]
         self.init = state.get("init", self.init)
+        self.init_from = state.get("init_from", "")
         self.init_digest = state.get("init_digest", "")
         self.resumed_from = len(self.history)
 
@@ -217,6 +222,7 @@ class RunRecorder:
             model_spec=self.model_spec,
             train_spec=self.train_spec,
             init=self.init,
+            init_from=self.init_from,
             history=self.history,
             step_losses=self.step_losses,
             test_loss=test_loss,

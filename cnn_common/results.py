@@ -62,7 +62,9 @@ class RunResult:
     dataset: str
     model_spec: dict[str, Any]
     train_spec: dict[str, Any]
-    init: str  # shared (canonical init_weights) | native (framework's own initialisers)
+    # shared (canonical init_weights) | native (framework's own initialisers) | transfer
+    # (cnn_common.transfer: a trained run's matching layers in the shared weights)
+    init: str
     device: str
     versions: dict[str, str]
     param_count: int
@@ -83,6 +85,7 @@ class RunResult:
     wall_time_s: float = 0.0
     sizes: dict[str, int] = field(default_factory=dict)  # images used: train, val, test
     init_digest: str = ""  # cnn_common.weights.weights_digest of the initial weights
+    init_from: str = ""  # init transfer: the weight file the loaded layers came from
     native: list[str] = field(default_factory=list)  # defaults handed back: order, padding
     threads: int = 0  # CPU threads the framework computed with
     load: dict[str, Any] = field(default_factory=dict)  # cnn_common.machine.LoadMeter.read
@@ -176,6 +179,7 @@ def finish_result(
     wall_time_s: float,
     n_val: int = 0,
     init_digest: str = "",
+    init_from: str = "",
     native: Iterable[str] = (),
     extra: dict[str, Any] | None = None,
 ) -> RunResult:
@@ -206,6 +210,7 @@ def finish_result(
         samples_per_s=n_train / median_time if median_time else 0.0,
         sizes={"train": n_train, "val": n_val, "test": len(y_test)},
         init_digest=init_digest,
+        init_from=init_from,
         native=sorted(native),
         peak_memory_mb=peak_memory_mb(),
         wall_time_s=wall_time_s,

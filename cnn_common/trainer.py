@@ -34,6 +34,7 @@ from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult
 from cnn_common.schedule import describe
 from cnn_common.spec import ModelSpec, TrainSpec
+from cnn_common.transfer import TransferWeights
 from cnn_common.weights import Weights
 
 T = TypeVar("T")  # what a framework's checkpoint reader returns
@@ -46,7 +47,8 @@ Args:
     train_spec: optimiser, epochs, batch size, seed, augmentation, dtype.
     data: the prepared dataset (images ``(N, H, W, C)`` in [0, 1], int64 labels, already split).
     out_dir: where run.json, weights.safetensors and checkpoints/ go.
-    init_weights: canonical starting weights (``init="shared"``); None -> the framework's own
+    init_weights: canonical starting weights (``init="shared"``; ``init="transfer"`` when they
+        are ``cnn_common.transfer.TransferWeights``); None -> the framework's own
         initialisers, from the run seed's ``init`` stream (``init="native"``).
     on_event: receives the events of ``cnn_common.events``.
     resume: continue from the newest readable checkpoint in ``out_dir``, if any.
@@ -69,8 +71,9 @@ class TrainingRun:
         info: the framework's declaration (the record's name, its package for messages, whether
             it trains on several devices).
         out_dir: the run's folder.
-        init_weights: canonical starting weights (``init="shared"``), or None for the
-            framework's own initialisers (``init="native"``).
+        init_weights: canonical starting weights (``init="shared"``, or ``"transfer"`` for
+            ``TransferWeights``, whose source the record names), or None for the framework's
+            own initialisers (``init="native"``).
         native: ``train``'s ``native`` argument; an unknown choice raises ``ValueError``.
         devices: processes or GPUs to train on; more than one for a framework whose declaration
             says it cannot (``data_parallel=False``) raises ``UserError``.
@@ -98,6 +101,9 @@ class TrainingRun:
         self.out_dir = Path(out_dir)
         self.init_weights = init_weights
         self.init = "native" if init_weights is None else "shared"
+        self.init_from = ""  # init transfer: the weight file the loaded layers came from
+        if isinstance(init_weights, TransferWeights):
+            self.init, self.init_from = "transfer", init_weights.plan.source
         self.name = name or info.name
 
     def initialise(self, model: Any, set_weights: Callable[[Any, Weights], None]) -> None:
@@ -124,6 +130,7 @@ class TrainingRun:
             data,
             self.out_dir,
             init=self.init,
+            init_from=self.init_from,
             on_event=on_event,
             progress=progress,
             native=self.native,

@@ -37,6 +37,7 @@ from tests.bad_input_setups import (
     one_pixel,
     truncated_gz,
     truncated_weights,
+    weights_file,
     weights_of_another_spec,
     write,
 )
@@ -350,6 +351,18 @@ CASES = [
         ("belong to a run with another spec", "model.conv"),
         setup=numpy_run,
         data=True,
+    ),
+    # --init-from: a missing run, a run of another spec
+    Case(
+        "run-init-from-missing",
+        compare("run", "--init-from", "{tmp}/nothere"),
+        ("--init-from", "nothere: no such run folder or weight file"),
+    ),
+    Case(
+        "numpy-init-from-another-spec",
+        trainer("numpy-cnn", "--init-from", "{tmp}/good.safetensors", "--set", "conv.0.filters=8"),
+        ("conv1.kernel: the run's (5, 5, 1, 16), this spec's (5, 5, 1, 8)",),
+        setup=weights_file,
     ),
     # a folder that already holds results
     *(

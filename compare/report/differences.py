@@ -132,6 +132,16 @@ def _run_level(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     train = config.get("train", {})
     model = config.get("model", {})
     shared = config.get("init") == "shared" and "init" not in config.get("native", [])
+    start = (
+        "shared: one Glorot-uniform set from cnn_common, loaded into every framework"
+        if shared
+        else "native: each framework's own initialisers"
+    )
+    if config.get("init_from"):  # cnn-compare run --init-from (cnn_common.transfer)
+        start = (
+            f"transfer: the matching layers of {config['init_from']}, the others one "
+            "Glorot-uniform set from cnn_common, loaded into every framework"
+        )
     eps = f"{train.get('epsilon')} ({train.get('epsilon_convention')} convention)"
     native = set(config.get("native", []))
     has_same = any(
@@ -147,9 +157,7 @@ def _run_level(config: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
         ),
         "init": (
             "Initial weights",
-            "shared: one Glorot-uniform set from cnn_common, loaded into every framework"
-            if shared
-            else "native: each framework's own initialisers",
+            start,
             "yes: identical starting weights" if shared else "no (native initialisers)",
         ),
         "layout": (

@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnn_common.cli import add_device_arguments, specs_from_args
+from cnn_common.cli import add_device_arguments, init_from_argument, specs_from_args
 from cnn_common.conventions import NATIVE_TOPICS
 from cnn_common.data import split_sizes
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_json
-from cnn_common.framework import native_settings
 from cnn_common.machine import thread_setting
 from cnn_common.memory import available_memory, check_fits, framework_estimate, human
 from cnn_common.schedule import describe
-from cnn_common.spec import spec_from_dict, spec_to_dict
+from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
+from cnn_common.transfer import transfer_weights
 from compare.crosseval.evaluate import run_crosseval
 from compare.engine import registry
 from compare.engine.executors import LocalExecutor, RayExecutor, make_executor
@@ -56,6 +56,7 @@ from compare.engine.worker import write_failure
 from compare.report.collect import completed
 from compare.report.outputs import write_outputs
 from compare.run.job import TrainJob
+from compare.run.native import native_argument, native_line, native_plan
 from compare.run.rounds import next_round, seed_plan, seeds_argument
 from compare.stats.inference import look_schedule
 from compare.stats.margins import Margins, margin_argument, margin_from
@@ -72,6 +73,7 @@ class RunOptions(SweepOptions):
 
     init: str = "shared"
     native: tuple[str, ...] = ()  # topics run with each framework's own conventions
+    init_from: str | None = None  # a trained run whose matching layers every framework loads
     device: str = "auto"
     out: Path = Path("runs/compare")
     in_process: bool = False
@@ -98,6 +100,8 @@ class RunOptions(SweepOptions):
             "dataset": self.dataset,
             "init": self.init,
             "native": list(self.native),
+            # only when given: a folder saved before --init-from existed resumes as it was
+            **({"init_from": self.init_from} if self.init_from else {}),
             "device": self.device,
             "subset": self.subset,
             "eval_subset": self.eval_subset,
@@ -109,38 +113,12 @@ class RunOptions(SweepOptions):
         }
 
 
-def native_plan(options: RunOptions, framework: str) -> tuple[str, tuple[str, ...], dict]:
-    """``(init, native, skipped)`` of ``framework``'s runs: ``--init``, and the ``--native``
-    topics that change something for it (``cnn_common.framework.native_settings``)."""
-    init, native, skipped = native_settings(
-        registry.get(framework), options.native, options.model_spec, options.train_spec
-    )
-    return ("native" if options.init == "native" else init), native, skipped
-
-
-def native_lines(options: RunOptions) -> list[str]:
-    """What ``--native`` hands back to each framework, and what it leaves, grouped by why."""
-    lines = []
-    for name in options.frameworks if options.native else ():
-        init, native, skipped = native_plan(options, name)
-        groups: dict[str, list[str]] = {}
-        for topic, why in skipped.items():
-            if why.startswith("not applicable"):
-                why = "not applicable to this spec"
-            elif why.endswith(("is the spec's", "as the spec does")):
-                why = "its own is the spec's"
-            elif " has no " in why:
-                why = "none of its own"
-            groups.setdefault(why, []).append(topic)
-        took = ", ".join((("init",) if init == "native" else ()) + native) or "nothing"
-        left = "".join(f"; {why}: {', '.join(topics)}" for why, topics in groups.items())
-        lines.append(f"{name}: native {took}{left}")
-    return lines
-
-
 def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
     """The job that trains ``framework`` on ``seed`` into its run folder."""
-    init, native, _ = native_plan(options, framework)
+    init, native, _ = native_plan(
+        framework, options.native, options.init, options.init_from, options.model_spec,
+        options.train_spec,
+    )  # fmt: skip
     return options.job(
         TrainJob,
         framework,
@@ -151,6 +129,7 @@ def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
         eval_subset=options.eval_subset,
         init=init,
         native=list(native),
+        init_from=options.init_from,
         device=options.device,
         devices=options.devices,
         resume=True,  # continue from the folder's checkpoints if a killed run left any
@@ -166,10 +145,14 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
     how to resume.
     """
     log(memory_needs(options))
+    if options.init_from:  # a bad run is refused here, before the folder is touched
+        start = transfer_weights(options.model_spec, options.train_spec, options.init_from)
+        log(start.plan.describe())
     if words := describe(options.train_spec):
         log(f"every framework trains with {words}")
-    for line in native_lines(options):
-        log(line)
+    for name in options.frameworks if options.native else ():
+        log(native_line(name, options.native, options.init, options.init_from,
+                        options.model_spec, options.train_spec))  # fmt: skip
     resume = f"cnn-compare run --resume --out {shlex.quote(str(options.out))}"
     with FolderLock(options.out, log, resume):
         return _run(options, log)
@@ -377,6 +360,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="run these topics with each framework's own conventions instead of the spec's "
         f"(comma-separated): {', '.join(NATIVE_TOPICS)}; all: every one",
     )
+    init_from_argument(parser)
     add_device_arguments(
         parser,
         "processes (CPU) or GPUs each run of lightning and pytorch trains on, with "
@@ -414,6 +398,7 @@ RESUMED = (
     "dataset",
     "init",
     "native",
+    "init_from",
     "device",
     "subset",
     "eval_subset",
@@ -449,16 +434,24 @@ def _saved_config(args: argparse.Namespace) -> dict[str, Any]:
     return saved
 
 
-def native_argument(text: str) -> tuple[str, ...]:
-    """``--native``: ``all`` or a comma-separated list of ``NATIVE_TOPICS``, in their order."""
-    names = NATIVE_TOPICS if text.strip() == "all" else [n.strip() for n in text.split(",")]
-    unknown = [name for name in names if name not in NATIVE_TOPICS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown topic(s) {', '.join(map(repr, unknown))}; use all or a comma-separated "
-            f"list of: {', '.join(NATIVE_TOPICS)}"
+def init_from_path(run: str, init: str, out: Path, model: ModelSpec, train: TrainSpec) -> str:
+    """``--init-from``'s weight file as an absolute path (the workers and a later --resume
+    read it from anywhere), once the run is found to fit the spec (``UserError`` before the
+    data is read); refused with ``--init native`` and from inside ``--out``, whose runs this
+    command replaces."""
+    if init == "native":
+        raise UserError(
+            "--init-from gives every framework the same starting weights; --init native "
+            "cannot go with it",
+            "drop --init native (the layers not in the run start from the shared weights)",
         )
-    return tuple(topic for topic in NATIVE_TOPICS if topic in names)
+    path = Path(transfer_weights(model, train, run).plan.source)
+    if path.is_relative_to(out.resolve()):
+        raise UserError(
+            f"--init-from {run} is inside --out {out}, whose runs this command replaces",
+            "copy the run elsewhere, or choose another --out",
+        )
+    return str(path)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -486,6 +479,8 @@ def main(args: argparse.Namespace) -> int:
     if args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}", "use --devices 1+")
     make_executor(args.executor, args.threads, args.in_process, args.ray_address)  # checks
+    if args.init_from and not saved:
+        args.init_from = init_from_path(args.init_from, args.init, args.out, model, train)
     fields = sweep_fields(args, names, model, train)
     fields.update(seeds=seeds, first_seeds=first, margin=margin_from(args, saved))
     options = from_args(RunOptions, args, **fields)

@@ -22,6 +22,7 @@ class TrainJob(Job):
     # shared: cnn_common's initial weights; native: the framework's own initialisers;
     # shared-ulp: the shared weights with the last bit of one weight flipped (a noise floor).
     init: str = "shared"
+    init_from: str | None = None  # a trained run's weight file: its matching layers loaded
     native: list[str] = dataclasses.field(default_factory=list)  # train(native=...)
     device: str = "auto"
     devices: int = 1  # processes or GPUs (DDP) for frameworks that can

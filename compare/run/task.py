@@ -17,6 +17,7 @@ from cnn_common.events import EventCallback
 from cnn_common.files import atomic_write_npz
 from cnn_common.machine import is_main_process
 from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict
+from cnn_common.transfer import transfer_weights
 from cnn_common.weights import Weights, init_weights, load_weights
 from compare.engine import registry
 from compare.engine.layout import FEATURES_FILE, WEIGHTS_FILE
@@ -38,7 +39,11 @@ def run_train_task(job: TrainJob, on_event: EventCallback | None) -> None:
         subset_size=job.subset,
         eval_size=job.eval_subset,
     )
-    start = initial_weights(job.init, model_spec, train_spec)
+    start = (
+        transfer_weights(model_spec, train_spec, job.init_from)
+        if job.init_from
+        else initial_weights(job.init, model_spec, train_spec)
+    )
     result = framework.train(
         model_spec,
         train_spec,
