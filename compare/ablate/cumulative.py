@@ -104,11 +104,9 @@ def cumulative_lines(summary: dict[str, Any]) -> list[str]:
     lines = [f"cumulative: the gap {a} - {b}, aligning one topic at a time"]
     lines.append(f"  {'stage':<30} {'accuracy gap (points)':<30} {'loss gap':<28} verdict")
     for row in summary["stages"]:
-        title = (
-            "all native"
-            if not row["aligned"]
-            else ("all aligned (baseline)" if not row["native"] else f"+ {row['aligned'][-1]}")
-        )
+        title = "all native" if not row["aligned"] else f"{row['aligned'][-1]} aligned"
+        if row["aligned"] and not row["native"]:
+            title = "all aligned (baseline)"
         lines.append(f"  {row['stage']:<2} {title:<27} " + _cells(row))
     lines.append(f"  {'step (gap closed)':<30}")
     for step in summary["steps"]:
