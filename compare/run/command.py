@@ -113,12 +113,15 @@ class RunOptions(SweepOptions):
         }
 
 
+def framework_plan(options: RunOptions, framework: str) -> tuple[str, tuple[str, ...], dict]:
+    """``(init, native, skipped)`` of ``framework``'s runs (``compare.run.native``)."""
+    return native_plan(framework, options.native, options.init, options.init_from,
+                       options.model_spec, options.train_spec)  # fmt: skip
+
+
 def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:
     """The job that trains ``framework`` on ``seed`` into its run folder."""
-    init, native, _ = native_plan(
-        framework, options.native, options.init, options.init_from, options.model_spec,
-        options.train_spec,
-    )  # fmt: skip
+    init, native, _ = framework_plan(options, framework)
     return options.job(
         TrainJob,
         framework,
@@ -151,8 +154,7 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> int:
     if words := describe(options.train_spec):
         log(f"every framework trains with {words}")
     for name in options.frameworks if options.native else ():
-        log(native_line(name, options.native, options.init, options.init_from,
-                        options.model_spec, options.train_spec))  # fmt: skip
+        log(native_line(name, framework_plan(options, name)))
     resume = f"cnn-compare run --resume --out {shlex.quote(str(options.out))}"
     with FolderLock(options.out, log, resume):
         return _run(options, log)

@@ -48,16 +48,10 @@ def native_plan(
     return ("native" if init == "native" else start), native, skipped
 
 
-def native_line(
-    framework: str,
-    topics: tuple[str, ...],
-    init: str,
-    init_from: str | None,
-    model: ModelSpec,
-    train: TrainSpec,
-) -> str:
-    """What ``--native`` hands back to ``framework``, and what it leaves, grouped by why."""
-    start, native, skipped = native_plan(framework, topics, init, init_from, model, train)
+def native_line(framework: str, plan: tuple[str, tuple[str, ...], dict[str, str]]) -> str:
+    """What ``--native`` hands back to ``framework`` (its ``native_plan``), and what it
+    leaves, grouped by why."""
+    start, native, skipped = plan
     groups: dict[str, list[str]] = {}
     for topic, why in skipped.items():
         if why.startswith("not applicable"):
