@@ -2,7 +2,8 @@
 
 Its modules (a test checks that this list names every one, and nothing else):
 
-- ``spec`` (the model and training spec), ``graph`` (the unrolled layers and the layer list),
+- ``spec`` (the model and training spec), ``train_spec`` (the training half, which ``spec``
+  re-exports), ``graph`` (the unrolled layers and the layer list),
   ``spec_checks`` (the checks of a spec's values, window sizes), ``schedule`` (weight decay
   and the learning-rate schedule), ``spec_files`` (YAML/JSON, ``--set`` overrides);
 - ``datasets`` (the registry), ``data`` (where the files are looked for, the split),
@@ -17,13 +18,16 @@ Its modules (a test checks that this list names every one, and nothing else):
   ``results`` (the record), ``files`` (atomic writes, checkpoint files), ``progress``;
 - ``framework`` (what a framework package declares, the contract's names), ``conventions``
   (each framework's own batchnorm, weight-decay, schedule and freezing conventions, and a run
-  that hands topics back to them), ``cli`` (the flags every trainer shares), ``errors`` (user
-  errors: a message and the fix);
+  that hands topics back to them), ``gpu`` (TensorFloat-32 and deterministic kernels: each
+  library's own, and the spec's set in its words), ``cli`` (the flags every trainer shares),
+  ``errors`` (user errors: a message and the fix);
 - ``phases`` (where a training step's time goes), ``machine`` (the machine a run measured on),
   ``memory`` (what a run needs, estimated from the spec; a run that cannot fit refused),
   ``numeric`` (central finite differences for gradient checks).
 
-Imports NumPy (and PyYAML, safetensors, pooch lazily) only: never torch, TensorFlow or keras.
+Imports NumPy (and PyYAML, safetensors, pooch lazily) only: never torch, TensorFlow or keras,
+but in ``gpu``'s setters, which import their library when that library's training calls them
+on a GPU.
 """
 
 from cnn_common.batches import augment_batch, epoch_batches, shard_batches, steps_per_epoch

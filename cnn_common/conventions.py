@@ -15,7 +15,8 @@ The topics a run can hand back (``NATIVE_TOPICS``; ``cnn-compare run --native``)
 - ``CONVENTION_TOPICS``, each a set of spec fields: ``epsilon`` (Adam's, and the framework's
   own optimiser class), ``bn_momentum``, ``bn_epsilon``, ``bn_variance``, ``frozen_bn``
   (the batchnorm fields of every batchnorm and residual layer), ``weight_decay`` (its
-  convention and what it touches), ``schedule`` (whether it advances per step or per epoch).
+  convention and what it touches), ``schedule`` (whether it advances per step or per epoch),
+  and the GPU's ``tf32`` and ``deterministic`` (``cnn_common.gpu``; not applicable on a CPU).
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ CONVENTION_TOPICS = (
     "frozen_bn",
     "weight_decay",
     "schedule",
+    "tf32",
+    "deterministic",
 )
 BATCHNORM_TOPICS = ("bn_momentum", "bn_epsilon", "bn_variance", "frozen_bn")
+GPU_TOPICS = ("tf32", "deterministic")  # cnn_common.gpu: they change nothing on a CPU
 NATIVE_TOPICS = ("init", "order", "padding", *CONVENTION_TOPICS)
 # What a framework's ``train(native=...)`` takes: every topic but ``init`` (the absence of
 # shared initial weights says it), and ``optimizer``, the framework's own optimiser class
@@ -58,6 +62,8 @@ TOPIC_WORDS: Mapping[str, str] = types.MappingProxyType(
         "frozen_bn": "frozen batchnorm",
         "weight_decay": "weight decay",
         "schedule": "schedule stepping",
+        "tf32": "TensorFloat-32",
+        "deterministic": "deterministic kernels",
     }
 )
 # The spec fields each convention topic may set.
@@ -70,6 +76,8 @@ TOPIC_FIELDS: Mapping[str, frozenset[str]] = types.MappingProxyType(
         "frozen_bn": frozenset({"frozen_batchnorm"}),
         "weight_decay": frozenset({"weight_decay_convention", "weight_decay_on"}),
         "schedule": frozenset({"lr_interval"}),
+        "tf32": frozenset({"tf32"}),
+        "deterministic": frozenset({"deterministic"}),
     }
 )
 
@@ -172,10 +180,15 @@ def not_native(
     topic: str,
     model: ModelSpec,
     train: TrainSpec,
+    gpu: bool = False,
 ) -> str:
     """Why handing ``topic`` back to the framework changes nothing in this run ("" when it
     does): the spec has nothing it applies to, the framework has no convention of its own
-    there, or its own is the spec's."""
+    there, or its own is the spec's. ``gpu``: the run can reach a GPU (``GPU_TOPICS``)."""
+    if topic in GPU_TOPICS and not gpu:
+        return "not applicable on a CPU: it computes float32 in float32, deterministically"
+    if topic == "tf32" and train.dtype != "float32":
+        return f"not applicable: TensorFloat-32 rounds float32 only, the run is {train.dtype}"
     if topic in BATCHNORM_TOPICS and not _has_batchnorm(model, frozen=topic == "frozen_bn"):
         what = "frozen batchnorm" if topic == "frozen_bn" else "batchnorm"
         return f"not applicable: the spec has no {what}"

@@ -105,6 +105,9 @@ class FrameworkInfo:
     float64_exact: bool = True  # False: dtype float64 is computed (partly) in float32
     padding_convention: str = "tensorflow"  # its own 'same' placement (cnn_common.spec)
     native_order_augments: bool = True  # its own batch order can carry the shared augmentation
+    # Its GPU kernels' determinism is fixed when its process starts (XLA reads XLA_FLAGS once):
+    # a run cannot hand it back in a process started with the spec's.
+    deterministic_at_start: bool = False
     data_parallel: bool = False  # train(devices=N > 1) trains in N processes (DDP)
     env: Mapping[str, str] = field(default_factory=dict)
     default: bool = False  # part of the default --frameworks
@@ -128,11 +131,12 @@ class FrameworkInfo:
 
 
 def not_native_here(
-    info: FrameworkInfo, topic: str, model: ModelSpec, train: TrainSpec, threads: int = 1
+    info: FrameworkInfo, topic: str, model: ModelSpec, train: TrainSpec, gpu: bool = False
 ) -> str:
     """Why handing ``topic`` (``NATIVE_TOPICS``) back to ``info``'s framework changes nothing
     in a run of ``model`` and ``train``, or cannot ("" when it does): what the ablation
-    reports instead of running an arm, and what ``cnn-compare run --native`` says it skipped."""
+    reports instead of running an arm, and what ``cnn-compare run --native`` says it skipped.
+    ``gpu``: the run can reach a GPU (``cnn_common.gpu.gpu_here``)."""
     name = info.name
     if topic == "init":
         return "" if info.native_init else f"{name} has no initialisers of its own"
@@ -149,21 +153,31 @@ def not_native_here(
         if not native_pads(model, info.padding_convention):
             return f"{name} places this spec's 'same' padding as the spec does"
         return ""
-    return not_native(name, info.conventions, topic, model, train)
+    why = not_native(name, info.conventions, topic, model, train, gpu)
+    if not why and topic == "deterministic" and info.deterministic_at_start:
+        return (
+            f"{name} fixes its kernels' determinism when its process starts "
+            "(--xla_gpu_deterministic_ops in XLA_FLAGS): run it apart, with that flag"
+        )
+    return why
 
 
 def native_settings(
-    info: FrameworkInfo, topics: Iterable[str], model: ModelSpec, train: TrainSpec
+    info: FrameworkInfo,
+    topics: Iterable[str],
+    model: ModelSpec,
+    train: TrainSpec,
+    gpu: bool = False,
 ) -> tuple[str, tuple[str, ...], dict[str, str]]:
     """``(init, native, skipped)`` of a run with ``topics`` native for ``info``'s framework:
     its ``init`` (shared | native), its ``train(native=...)``, and why each topic that changes
-    nothing (or cannot) is left out."""
+    nothing (or cannot) is left out; ``gpu`` as for ``not_native_here``."""
     init, native, skipped = "shared", [], {}
     chosen = frozenset(topics)
     for topic in NATIVE_TOPICS:  # one order for every table
         if topic not in chosen:
             continue
-        why = not_native_here(info, topic, model, train)
+        why = not_native_here(info, topic, model, train, gpu)
         if why:
             skipped[topic] = why
         elif topic == "init":

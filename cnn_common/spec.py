@@ -5,7 +5,8 @@
     Conv2D(16, 5x5) ReLU -> MaxPool 2x2 -> Conv2D(32, 5x5) ReLU -> MaxPool 2x2 -> Flatten
     -> Dense(64) ReLU -> Dense(10)
 
-and ``TrainSpec()`` its training run (Adam lr 1e-3, 5 epochs, batch 128, seed 0).
+and ``TrainSpec()`` its training run (Adam lr 1e-3, 5 epochs, batch 128, seed 0;
+``cnn_common.train_spec``, re-exported here).
 
 A model is written in one of two forms. The block form (``conv``: convolution blocks, each
 with its activation and pooling; ``dense``: hidden layers) covers plain chains like the seed.
@@ -48,7 +49,6 @@ from cnn_common.graph import (
     list_layers,
     logits_layer,
 )
-from cnn_common.schedule import check_schedule
 from cnn_common.spec_checks import (
     as_block,
     check_choice,
@@ -57,6 +57,14 @@ from cnn_common.spec_checks import (
     conv_output_size,
     refuse_unknown_fields,
     same_padding,
+)
+from cnn_common.train_spec import (
+    DTYPES,
+    EPSILON_CONVENTIONS,
+    OPTIMIZERS,
+    TF32_MODES,
+    TrainSpec,
+    validate_train,
 )
 
 __all__ = [
@@ -73,6 +81,7 @@ __all__ = [
     "OPTIMIZERS",
     "PADDINGS",
     "PADDING_CONVENTIONS",
+    "TF32_MODES",
     "VARIANCES",
     "ConvBlock",
     "DenseLayer",
@@ -96,10 +105,6 @@ __all__ = [
     "validate_train",
     "weight_shapes",
 ]
-
-OPTIMIZERS = ("adam", "sgd")
-EPSILON_CONVENTIONS = ("torch", "keras")
-DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -162,43 +167,6 @@ class ModelSpec:
         validate_model(self)
 
 
-@dataclass(frozen=True)
-class TrainSpec:
-    """How a model is trained. Every framework reads these values; none has its own defaults."""
-
-    epochs: int = 5
-    batch_size: int = 128
-    optimizer: str = "adam"  # adam | sgd
-    learning_rate: float = 1e-3
-    beta_1: float = 0.9  # Adam first-moment decay
-    beta_2: float = 0.999  # Adam second-moment decay
-    # Adam epsilon and where it is added. "torch" (Kingma & Ba, Algorithm 1; PyTorch):
-    #   w -= lr * m_hat / (sqrt(v_hat) + eps)
-    # "keras" (Keras/TensorFlow): eps is added to sqrt(v) before bias correction:
-    #   w -= lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + eps)
-    # The default is the paper's Algorithm 1 (PyTorch's form) with PyTorch's 1e-8; Keras applies
-    # it with its own class (docs/design.md: "the spec states the values").
-    epsilon: float = 1e-8
-    epsilon_convention: str = "torch"
-    momentum: float = 0.9  # SGD momentum (PyTorch's form: v = mu*v + g; w -= lr*v)
-    seed: int = 0  # initial weights, batch order, augmentation, dropout
-    validation_size: int = 5000  # training images held out for validation
-    augment_shift: int = 0  # 0 = no augmentation; N = random shift of up to N pixels
-    dtype: str = "float32"  # float32 | float64
-    # Weight decay and the learning-rate schedule: their formulas are cnn_common.schedule's.
-    weight_decay: float = 0.0
-    weight_decay_convention: str = "l2"  # l2 | decoupled
-    weight_decay_on: str = "all"  # all | kernels
-    lr_schedule: str = "constant"  # constant | step | cosine
-    lr_step_size: int = 1  # step: epochs (or steps) between two decays
-    lr_gamma: float = 0.1  # step: the factor of each decay
-    lr_warmup: int = 0  # epochs (or steps) of linear warm-up
-    lr_interval: str = "epoch"  # epoch | step: what the schedule counts
-
-    def __post_init__(self) -> None:
-        validate_train(self)
-
-
 def validate_model(spec: ModelSpec) -> None:
     """Raise ``SpecError`` naming the field or layer when ``spec`` cannot be built."""
     shape = spec.input_shape
@@ -225,24 +193,6 @@ def validate_model(spec: ModelSpec) -> None:
         check_choice(f"{where}.activation", layer.activation, ACTIVATIONS)
         check_float(f"{where}.dropout", layer.dropout, 0.0, 1.0, low_open=False)
     layers(spec)  # raises a SpecError naming the layer whose output would be empty
-
-
-def validate_train(spec: TrainSpec) -> None:
-    """Raise ``SpecError`` naming the field when a training setting is out of range."""
-    check_int("epochs", spec.epochs, 1)
-    check_int("batch_size", spec.batch_size, 1)
-    check_choice("optimizer", spec.optimizer, OPTIMIZERS)
-    check_float("learning_rate", spec.learning_rate, 0.0, math.inf, low_open=True)
-    check_float("beta_1", spec.beta_1, 0.0, 1.0, low_open=False)
-    check_float("beta_2", spec.beta_2, 0.0, 1.0, low_open=False)
-    check_float("epsilon", spec.epsilon, 0.0, 1.0, low_open=True)
-    check_choice("epsilon_convention", spec.epsilon_convention, EPSILON_CONVENTIONS)
-    check_float("momentum", spec.momentum, 0.0, 1.0, low_open=False)
-    check_int("seed", spec.seed, 0)
-    check_int("validation_size", spec.validation_size, 0)
-    check_int("augment_shift", spec.augment_shift, 0)
-    check_choice("dtype", spec.dtype, DTYPES)
-    check_schedule(spec)
 
 
 # ----------------------------------------------------------------------------- shapes

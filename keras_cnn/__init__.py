@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterator
 
 from cnn_common.framework import CONTRACT, lazy_exports
+from cnn_common.gpu import start_xla_deterministic
 from cnn_common.machine import set_openmp_wait_policy
 
 
@@ -47,10 +48,13 @@ def native_stderr_silenced() -> Iterator[None]:
 
 def _import_keras() -> None:
     """Import keras (and its backend) once, before the first contract function is used; on
-    the torch backend, OpenMP's wait policy is chosen first (``set_openmp_wait_policy``)."""
+    the torch backend, OpenMP's wait policy is chosen first (``set_openmp_wait_policy``); on
+    jax, XLA's deterministic GPU kernels, which it reads once (``start_xla_deterministic``)."""
     if "keras" not in sys.modules:
         if os.environ.get("KERAS_BACKEND") == "torch":
             set_openmp_wait_policy()
+        if os.environ.get("KERAS_BACKEND") == "jax":
+            start_xla_deterministic()
         with native_stderr_silenced():
             import keras  # noqa: F401
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 from cnn_common.conventions import Convention
 from cnn_common.framework import FrameworkInfo
+from cnn_common.gpu import GPU_CONVENTIONS
 
 DOCS = "https://keras.io/api"
 BATCHNORM_DOCS = f"{DOCS}/layers/normalization_layers/batch_normalization/"
-# What a Keras user gets without saying otherwise, on every backend.
+# What a Keras user gets without saying otherwise, on every backend (on a GPU, also the
+# backend library's TF32 and determinism: ``_keras`` adds them).
 CONVENTIONS = {
     "epsilon": Convention(
         {"epsilon": 1e-7, "epsilon_convention": "keras"},
@@ -132,9 +134,10 @@ def _keras(backend: str, row: Backend) -> FrameworkInfo:
             "float64": row.float64,
         },
         model_suffix=".keras",
-        conventions=CONVENTIONS,
+        conventions={**CONVENTIONS, **GPU_CONVENTIONS[backend]},
         native_order_augments=False,  # fit(x, y, shuffle=True) has no per-batch hook
         float64_exact=row.float64_exact,
+        deterministic_at_start=backend == "jax",  # XLA reads XLA_FLAGS once
         env={"KERAS_BACKEND": backend},
         default=backend == DEFAULT_BACKEND,
         order=row.order,

@@ -34,6 +34,7 @@ from cnn_common.batches import augment_batch, epoch_batches, steps_per_epoch
 from cnn_common.data import Data
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_npz, check_resumable, checkpoint_path
+from cnn_common.gpu import SETTERS
 from cnn_common.machine import thread_setting
 from cnn_common.phases import Phases, StepClock
 from cnn_common.recorder import RunRecorder
@@ -222,6 +223,8 @@ def train(run: TrainCall) -> RunResult:
             "set augment_shift=0 for a native-order run, or keep the shared order",
         )
     used_device, scope = device_scope(run.device)
+    if used_device == "gpu":
+        SETTERS[backend](train_spec)  # the spec's TF32 and determinism, in the backend's words
     recorder = run.new_recorder()
     with scope, floatx(train_spec.dtype):
         model = build(spec, train_spec.dtype, seed=train_spec.seed)

@@ -22,6 +22,7 @@ import torch
 from cnn_common.batches import steps_per_epoch
 from cnn_common.data import Data
 from cnn_common.files import check_resumable
+from cnn_common.gpu import set_torch
 from cnn_common.phases import Phases, StepClock
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult
@@ -112,6 +113,8 @@ def train(run: TrainCall) -> RunResult:
     """
     spec, train_spec, data, devices = run.spec, run.train_spec, run.data, run.devices
     where = torch_device(run.device)
+    if where.type == "cuda":
+        set_torch(train_spec)  # the spec's TF32 and determinism, in every DDP process
     model = LitCNN(spec, train_spec, native_padding="padding" in run.native)
     run.initialise(model, set_weights)
     recorder = run.new_recorder()

@@ -5,6 +5,7 @@ Registered in ``pyproject.toml`` under the ``cnn_rosetta.frameworks`` entry poin
 
 from cnn_common.conventions import Convention
 from cnn_common.framework import FrameworkInfo
+from cnn_common.gpu import GPU_CONVENTIONS
 
 DOCS = "https://pytorch.org/docs/stable"
 BATCHNORM_DOCS = f"{DOCS}/generated/torch.nn.BatchNorm2d.html"
@@ -49,6 +50,7 @@ CONVENTIONS = {
         "scheduler.step() once per epoch, after the epoch's optimizer.step() calls",
         f"{DOCS}/optim.html#how-to-adjust-learning-rate",
     ),
+    **GPU_CONVENTIONS["torch"],  # TF32 and deterministic kernels on a GPU (cnn_common.gpu)
 }
 
 FRAMEWORK = FrameworkInfo(

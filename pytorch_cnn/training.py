@@ -27,6 +27,7 @@ from cnn_common.batches import epoch_batches, shard_batches, steps_per_epoch
 from cnn_common.data import Data
 from cnn_common.errors import FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_bytes, check_resumable, checkpoint_path
+from cnn_common.gpu import set_torch
 from cnn_common.phases import Phases, StepClock, step_batches
 from cnn_common.recorder import RunRecorder
 from cnn_common.results import RunResult, package_versions
@@ -174,6 +175,8 @@ def train(run: TrainCall) -> RunResult:
     """
     spec, train_spec, data, devices = run.spec, run.train_spec, run.data, run.devices
     where = torch_device(run.device)
+    if where.type == "cuda":
+        set_torch(train_spec)  # the spec's TF32 and determinism, before cuBLAS starts
     replicas = data_parallel(devices, where)
     net = build(
         spec, train_spec.dtype, seed=train_spec.seed, native_padding="padding" in run.native

@@ -3,6 +3,7 @@ write their results (the timing itself is ``compare.bench``'s, tested in tests/c
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -136,4 +137,59 @@ def test_a_user_error_exits_2_with_the_fix_and_no_traceback(name: str, tmp_path:
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and f"{name}: error: " in done.stderr, done.stderr
+    assert says in done.stderr and "fix:" in done.stderr, done.stderr
+
+
+def load_gpu_checks():  # noqa: ANN201 - the script as a module
+    spec = importlib.util.spec_from_file_location(
+        "gpu_checks", REPO / "benchmarks" / "gpu_checks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_gpu_checks_run_their_steps_on_the_cpu(tmp_path: Path, data_dir: Path) -> None:
+    """``--device cpu`` checks the script: the probe's float32 products, two runs' bits."""
+    pytest.importorskip("torch")
+    command = [sys.executable, str(REPO / "benchmarks" / "gpu_checks.py"), "--device", "cpu"]
+    command += ["--frameworks", "pytorch", "--subset", "256", "--out", str(tmp_path)]
+    env = {**os.environ, "CNN_DATA_DIR": str(data_dir)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 processes in" in done.stdout and "every check passed" in done.stdout
+    (found,) = json.loads((tmp_path / "gpu-checks.json").read_text())["results"]
+    assert [(row["tf32"], row["op"]) for row in found["switch"]] == [
+        (mode, op) for mode in ("off", "conv", "all") for op in ("matmul", "conv")
+    ]
+    assert all(0 < row["error"] < 2e-5 and not row["tf32_expected"] for row in found["switch"])
+    assert found["deterministic_difference"] == 0 == found["nondeterministic_difference"]
+
+
+def test_gpu_checks_name_what_failed() -> None:
+    module = load_gpu_checks()
+    row = {"tf32": "off", "op": "conv", "error": 3e-3, "tf32_expected": False, "ok": False}
+    found = {"framework": "pytorch", "switch": [row], "deterministic_difference": 1e-6}
+    assert module.failures(found) == [
+        "tf32 off conv: error 3.0e-03",
+        "two deterministic runs differ by 1.0e-06",
+    ]
+    assert module.failures({"framework": "keras", "error": "exit 1"}) == ["exit 1"]
+    assert module.summary_line({**found, "process_s": 3.0}).startswith("FAIL pytorch")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--frameworks", "numpy"], "no GPU checks for numpy"),
+        (["--subset", "0"], "--subset must be at least 1"),
+        ([], "no GPU is visible here"),
+    ],
+)
+def test_gpu_checks_refuse_bad_input(args: list[str], says: str, tmp_path: Path) -> None:
+    command = [sys.executable, str(REPO / "benchmarks" / "gpu_checks.py"), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "gpu_checks.py: error: " in done.stderr
     assert says in done.stderr and "fix:" in done.stderr, done.stderr

@@ -61,10 +61,16 @@ def check_factors(names: list[str]) -> tuple[str, ...]:
 
 
 def topic_arm(
-    info: FrameworkInfo, factor: str, spec: ModelSpec, train: TrainSpec, threads: int
+    info: FrameworkInfo,
+    factor: str,
+    spec: ModelSpec,
+    train: TrainSpec,
+    threads: int,
+    gpu: bool = False,
 ) -> Arm:
     """The arm that hands ``factor`` back to ``info``'s framework (a noise floor: changes no
-    default); ``threads`` is the run's thread count (the ``threads`` arm runs one)."""
+    default); ``threads`` is the run's thread count (the ``threads`` arm runs one); ``gpu``:
+    the runs can reach a GPU (the ``tf32`` and ``deterministic`` arms need one)."""
     name = info.name
     if factor == "threads":
         if threads > 1:
@@ -72,7 +78,7 @@ def topic_arm(
         return Arm(name, factor, False, "the run already uses one thread")
     if factor == "ulp":
         return Arm(name, factor, True, init="shared-ulp")
-    why = not_native_here(info, factor, spec, train)
+    why = not_native_here(info, factor, spec, train, gpu)
     if why:
         return Arm(name, factor, False, why)
     if factor == "init":
@@ -86,14 +92,15 @@ def plan_arms(
     spec: ModelSpec,
     train: TrainSpec,
     threads: int,
+    gpu: bool = False,
 ) -> list[Arm]:
     """The baseline and every factor in ``factors``, for every framework, in table order;
-    ``threads`` is the run's thread count (the ``threads`` arm runs one)."""
+    ``threads`` and ``gpu`` as for ``topic_arm``."""
     arms = []
     for name in frameworks:
         info = registry.get(name)
         arms.append(Arm(name, BASELINE, True))
-        arms += [topic_arm(info, factor, spec, train, threads) for factor in factors]
+        arms += [topic_arm(info, factor, spec, train, threads, gpu) for factor in factors]
     return arms
 
 
@@ -108,18 +115,19 @@ def plan_stages(
     spec: ModelSpec,
     train: TrainSpec,
     planned: list[Arm],
+    gpu: bool = False,
 ) -> list[Arm]:
     """The cumulative mode's arms: stage ``k`` has the first ``k`` topics of ``factors``
     aligned (the spec's) and the rest native; stage 0 is everything native, the last stage is
     the baseline. A stage whose settings an arm of ``planned`` (or an earlier stage) already
-    has is not run again: it reads that arm's runs (``same_as``)."""
+    has is not run again: it reads that arm's runs (``same_as``). ``gpu`` as for ``topic_arm``."""
     topics = stage_topics(factors)
     stages = []
     for name in frameworks:
         info = registry.get(name)
         known = {arm.settings: arm.factor for arm in planned if arm.framework == name and arm.runs}
         for k in range(len(topics) + 1):
-            init, native, _ = native_settings(info, topics[k:], spec, train)
+            init, native, _ = native_settings(info, topics[k:], spec, train, gpu)
             arm = Arm(name, f"{STAGE}{k}", True, init=init, native=native)
             if arm.settings in known:
                 source = known[arm.settings]

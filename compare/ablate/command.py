@@ -44,6 +44,7 @@ from cnn_common.batches import steps_per_epoch
 from cnn_common.cli import add_data_arguments, add_spec_arguments, specs_from_args
 from cnn_common.errors import UserError
 from cnn_common.files import atomic_write_json
+from cnn_common.gpu import gpu_here
 from cnn_common.machine import matmul_gflops, thread_setting
 from cnn_common.spec import TrainSpec, flops, spec_to_dict
 from compare.ablate.arms import FACTORS, Arm, check_factors, plan_arms, plan_stages
@@ -172,11 +173,11 @@ def _run_ablation(options: AblateOptions, log: Callable[[str], None]) -> int:
         existing="ablation runs",
     )
     model, train = options.model_spec, options.train_spec
-    factor_arms = plan_arms(
-        options.frameworks, options.factors, model, train, options.threads or thread_setting()
-    )
+    gpu = gpu_here()  # ablation runs train on the device each framework finds (auto)
+    threads = options.threads or thread_setting()
+    factor_arms = plan_arms(options.frameworks, options.factors, model, train, threads, gpu)
     stages = (
-        plan_stages(options.frameworks, options.factors, model, train, factor_arms)
+        plan_stages(options.frameworks, options.factors, model, train, factor_arms, gpu)
         if options.cumulative
         else []
     )
@@ -258,21 +259,22 @@ def _run_ablation(options: AblateOptions, log: Callable[[str], None]) -> int:
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The effects table as text lines, one per framework and factor."""
+    width = max(len(name) for name in FACTORS)
     lines = [
-        f"{'framework':<12} {'factor':<8} {'accuracy effect (points)':<28} "
+        f"{'framework':<12} {'factor':<{width}} {'accuracy effect (points)':<28} "
         f"{'loss effect':<26} verdict"
     ]
     for row in summary["effects"]:
+        head = f"{row['framework']:<12} {row['factor']:<{width}} "
         if not row["runs"]:
-            lines.append(f"{row['framework']:<12} {row['factor']:<8} {row['why']}")
+            lines.append(head + row["why"])
             continue
         acc, loss = row["accuracy"], row["loss"]
-        lines.append(
-            f"{row['framework']:<12} {row['factor']:<8} "
+        points = (
             f"{100 * acc['difference']:+.3f} [{100 * acc['low']:+.3f}, {100 * acc['high']:+.3f}]"
-            f"{'':<3}{loss['difference']:+.4f} [{loss['low']:+.4f}, {loss['high']:+.4f}]  "
-            f"{row['verdict']}"
         )
+        losses = f"{loss['difference']:+.4f} [{loss['low']:+.4f}, {loss['high']:+.4f}]"
+        lines.append(f"{head}{points:<28} {losses:<26} {row['verdict']}")
     if "cumulative" in summary:
         lines += cumulative_lines(summary["cumulative"])
     return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cnn_common.conventions import GPU_TOPICS
 from cnn_common.errors import SpecError
 from cnn_common.framework import TOPICS
 from cnn_common.graph import LayerSpec
@@ -58,6 +59,8 @@ CONVENTION_ROWS = {
     "frozen_bn": "Frozen BatchNorm",
     "weight_decay": "Weight decay",
     "schedule": "Schedule stepping",
+    "tf32": "TensorFloat-32 (GPU)",
+    "deterministic": "Deterministic kernels (GPU)",
 }
 
 
@@ -100,6 +103,10 @@ def _convention_rows(config: dict[str, Any]) -> dict[str, tuple[str, str]]:
                 else "none"
             )
             values = [used] if train.get("weight_decay") else []
+        elif topic in GPU_TOPICS:
+            value = train.get(topic, TrainSpec.__dataclass_fields__[topic].default)
+            used = f"{topic} {str(value).lower()}"
+            values = [used]
         else:
             constant = train.get("lr_schedule", "constant") == "constant"
             values = [] if constant and not train.get("lr_warmup") else ["scheduled"]
@@ -112,6 +119,8 @@ def _convention_rows(config: dict[str, Any]) -> dict[str, tuple[str, str]]:
             rows[topic] = (used, "n/a")
         elif topic in native:
             rows[topic] = (f"each framework's own (--native); the spec: {used}", "no (--native)")
+        elif topic in GPU_TOPICS:
+            rows[topic] = (used, "yes on a GPU: every framework sets the spec's; n/a on a CPU")
         else:
             rows[topic] = (used, "yes: every framework implements the spec's")
     return rows

@@ -28,6 +28,7 @@ from cnn_common.conventions import NATIVE_TOPICS
 from cnn_common.data import split_sizes
 from cnn_common.errors import EXIT_USER_ERROR, FrameworkMissingError, UserError
 from cnn_common.files import atomic_write_json
+from cnn_common.gpu import gpu_here
 from cnn_common.machine import thread_setting
 from cnn_common.memory import available_memory, check_fits, framework_estimate, human
 from cnn_common.schedule import describe
@@ -115,8 +116,9 @@ class RunOptions(SweepOptions):
 
 def framework_plan(options: RunOptions, framework: str) -> tuple[str, tuple[str, ...], dict]:
     """``(init, native, skipped)`` of ``framework``'s runs (``compare.run.native``)."""
+    gpu = gpu_here(options.device)
     return native_plan(framework, options.native, options.init, options.init_from,
-                       options.model_spec, options.train_spec)  # fmt: skip
+                       options.model_spec, options.train_spec, gpu)  # fmt: skip
 
 
 def train_job(options: RunOptions, framework: str, seed: int) -> TrainJob:

@@ -35,11 +35,13 @@ def native_plan(
     init_from: str | None,
     model: ModelSpec,
     train: TrainSpec,
+    gpu: bool = False,
 ) -> tuple[str, tuple[str, ...], dict[str, str]]:
     """``(init, native, skipped)`` of ``framework``'s runs: its start (``--init``, ``--init-from``
     and the ``init`` topic), the ``--native`` topics that change something for it, and why
-    each of the others does not."""
-    start, native, skipped = native_settings(registry.get(framework), topics, model, train)
+    each of the others does not; ``gpu``: its runs can reach a GPU."""
+    info = registry.get(framework)
+    start, native, skipped = native_settings(info, topics, model, train, gpu)
     if init_from and "init" in topics:
         start, skipped = (
             "shared",
@@ -54,7 +56,9 @@ def native_line(framework: str, plan: tuple[str, tuple[str, ...], dict[str, str]
     start, native, skipped = plan
     groups: dict[str, list[str]] = {}
     for topic, why in skipped.items():
-        if why.startswith("not applicable"):
+        if why.startswith("not applicable on a CPU"):
+            why = "not applicable on a CPU"
+        elif why.startswith("not applicable"):
             why = "not applicable to this spec"
         elif why.endswith(("is the spec's", "as the spec does")):
             why = "its own is the spec's"
