@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 from cnn_common.cli import add_data_arguments, add_spec_arguments
 from cnn_common.data import check_image_count, load_dataset
-from cnn_common.errors import UserError
+from cnn_common.errors import SpecError, UserError
 from cnn_common.files import atomic_write_json
-from cnn_common.spec import ModelSpec, TrainSpec
+from cnn_common.spec import ModelSpec, TrainSpec, spec_from_dict, spec_to_dict
 from compare.engine import registry
 from compare.engine.executors import EXECUTORS
 from compare.engine.jobs import Job
@@ -89,7 +89,21 @@ def read_config(path: Path) -> dict[str, Any]:
             f"{path} is not a readable run configuration ({config})",
             f"choose another --out, or --overwrite to train every run in {path.parent} again",
         )
-    return config
+    return in_this_version(config)
+
+
+def in_this_version(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with its spec as this version writes it: a spec field added since the folder
+    was written takes its default, so the folder resumes and compares as before. (The
+    defaults are what earlier versions did on a CPU; on a GPU they left TF32 and determinism to
+    each library.) A spec this version cannot read stays as written."""
+    if not isinstance(config.get("model"), dict) or not isinstance(config.get("train"), dict):
+        return config
+    try:
+        model, train = spec_from_dict({"model": config["model"], "train": config["train"]})
+    except (SpecError, TypeError):
+        return config
+    return {**config, **spec_to_dict(model, train)}
 
 
 def check_out(

@@ -211,3 +211,25 @@ def test_a_different_configuration_is_refused_before_anything_runs(tmp_path: Pat
         run(other)
     assert json.loads((out / CONFIG_FILE).read_text()) == config
     assert sorted(p.name for p in out.iterdir()) == [CONFIG_FILE]
+
+
+def test_a_folder_written_before_a_spec_field_existed_resumes(tmp_path: Path) -> None:
+    """A configuration saved without ``tf32`` and ``deterministic`` (an earlier version) reads
+    with their defaults, so its folder resumes; a real difference is still refused."""
+    from cnn_common.errors import UserError
+    from compare.engine.options import check_out, read_config
+
+    out = tmp_path / "o"
+    config = saved_config(out)
+    earlier = json.loads(json.dumps(config))
+    del earlier["train"]["tf32"], earlier["train"]["deterministic"]
+    (out / CONFIG_FILE).write_text(json.dumps(earlier))
+    assert read_config(out / CONFIG_FILE) == config
+    check_out(out, config, resume=True, overwrite=False)
+    (out / CONFIG_FILE).write_text(json.dumps(earlier))
+    changed = {**config, "train": {**config["train"], "epochs": 2}}
+    with pytest.raises(UserError, match=r"differs in: train\)"):
+        check_out(out, changed, resume=True, overwrite=False)
+    damaged = {**earlier, "train": {**earlier["train"], "dtype": "float16"}}
+    (out / CONFIG_FILE).write_text(json.dumps(damaged))
+    assert read_config(out / CONFIG_FILE) == damaged  # a spec it cannot read stays as written
