@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from cnn_common.conventions import Convention
 from cnn_common.errors import UserError
@@ -100,13 +99,14 @@ def _one_switch(library: str, train: TrainSpec) -> None:
         )
 
 
-def set_torch(train: TrainSpec) -> dict[str, Any]:
-    """Set PyTorch's TF32 and determinism switches to ``train``'s; returns what was set.
+def set_torch(train: TrainSpec) -> None:
+    """Set PyTorch's TF32 and determinism switches to ``train``'s.
 
-    Call it before the first CUDA operation: cuBLAS reads ``CUBLAS_WORKSPACE_CONFIG`` when it
-    starts, and needs that fixed workspace to be deterministic. ``warn_only``: an operation
-    with no deterministic CUDA kernel warns instead of failing the run (the GPU checks compare
-    two runs' bits, which says whether it mattered).
+    Call it before the first CUDA operation: cuBLAS reads ``CUBLAS_WORKSPACE_CONFIG`` once,
+    when it starts, and needs that fixed workspace to be deterministic; it is set whatever this
+    run asks, so that a later run of the process may ask. ``warn_only``: an operation with no
+    deterministic CUDA kernel warns instead of failing the run (the GPU checks compare two
+    runs' bits, which says whether it mattered).
     """
     import torch
 
@@ -114,15 +114,13 @@ def set_torch(train: TrainSpec) -> dict[str, Any]:
     matmul = "tf32" if train.tf32 == "all" else "ieee"
     torch.backends.cudnn.conv.fp32_precision = conv
     torch.backends.cuda.matmul.fp32_precision = matmul
-    if train.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(train.deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = False  # timing-based algorithm choice: off, as by default
-    return {"conv": conv, "matmul": matmul, "deterministic": train.deterministic}
 
 
-def set_tensorflow(train: TrainSpec) -> dict[str, Any]:
-    """Set TensorFlow's TF32 and op-determinism switches to ``train``'s; returns what was set."""
+def set_tensorflow(train: TrainSpec) -> None:
+    """Set TensorFlow's TF32 and op-determinism switches to ``train``'s."""
     _one_switch("TensorFlow", train)
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
@@ -133,7 +131,6 @@ def set_tensorflow(train: TrainSpec) -> dict[str, Any]:
     elif tf_config.is_op_determinism_enabled():
         # The public API has no way back; a later run of the same process may want it off.
         tf_config.disable_op_determinism()
-    return {"tf32": train.tf32 == "all", "deterministic": train.deterministic}
 
 
 def xla_deterministic(flags: str | None = None) -> bool:
@@ -151,7 +148,7 @@ def start_xla_deterministic() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --{XLA_FLAG}=true".strip()
 
 
-def set_jax(train: TrainSpec) -> dict[str, Any]:
+def set_jax(train: TrainSpec) -> None:
     """Set JAX's default precision to ``train``'s TF32; check its deterministic kernels.
 
     XLA reads ``--xla_gpu_deterministic_ops`` once, when its GPU backend starts, so a process
@@ -170,7 +167,6 @@ def set_jax(train: TrainSpec) -> dict[str, Any]:
             f"process's XLA started with --{XLA_FLAG}={str(not train.deterministic).lower()}",
             f"start it with XLA_FLAGS=--{XLA_FLAG}={value} (XLA reads it once, at start)",
         )
-    return {"precision": precision, "deterministic": train.deterministic}
 
 
 # Each library's setter, by the name ``GPU_CONVENTIONS`` and Keras's backends use.
