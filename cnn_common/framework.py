@@ -156,8 +156,9 @@ def not_native_here(
     why = not_native(name, info.conventions, topic, model, train, gpu)
     if not why and topic == "deterministic" and info.deterministic_at_start:
         return (
-            f"{name} fixes its kernels' determinism when its process starts "
-            "(--xla_gpu_deterministic_ops in XLA_FLAGS): run it apart, with that flag"
+            f"{name} fixes its kernels' determinism when its process starts (XLA reads "
+            "--xla_gpu_deterministic_ops from XLA_FLAGS once): its own needs a process started "
+            "with --xla_gpu_deterministic_ops=false"
         )
     return why
 
