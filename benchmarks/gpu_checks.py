@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,8 @@ from cnn_common.gpu import GPU_CONVENTIONS, SETTERS, XLA_FLAG, gpu_here
 from cnn_common.spec_files import load_spec
 from cnn_common.weights import init_weights, load_weights
 from compare.engine import registry
+from compare.engine.launch import child_env as worker_env
+from numpy_cnn.ops import conv2d_forward
 
 FRAMEWORKS = ("pytorch", "lightning", "keras", "keras-torch", "keras-jax")
 LIBRARY = {  # the library that computes each framework's layers
@@ -71,11 +72,9 @@ def probe_inputs() -> tuple[np.ndarray, ...]:
 
 
 def reference(a: np.ndarray, b: np.ndarray, x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The float64 matmul and 'valid' convolution (NHWC, HWCF) of the probe's inputs."""
+    """The float64 matmul and 'valid' convolution (NumPy's own layer) of the probe's inputs."""
     a, b, x, k = (v.astype(np.float64) for v in (a, b, x, k))
-    kh, kw = k.shape[:2]
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))
-    conv = np.einsum("nhwcij,ijcf->nhwf", windows, k)  # (N, H', W', F)
+    conv, _ = conv2d_forward(x, k, np.zeros(k.shape[-1]))  # (N, H', W', F)
     return a @ b, conv
 
 
@@ -191,11 +190,10 @@ def check_framework(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def child_env(framework: str, deterministic: str) -> dict[str, str]:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    )
-    env.update(registry.get(framework).env)
-    if framework == "keras-jax":
+    """A worker's environment (``compare.engine.launch``), with XLA's determinism flag for a
+    framework that reads it once, at start."""
+    env = worker_env(framework, None)
+    if registry.get(framework).deterministic_at_start:
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --{XLA_FLAG}={deterministic}".strip()
     return env
 

@@ -104,7 +104,7 @@ def _convention_rows(config: dict[str, Any]) -> dict[str, tuple[str, str]]:
             )
             values = [used] if train.get("weight_decay") else []
         elif topic in GPU_TOPICS:
-            value = train.get(topic, TrainSpec.__dataclass_fields__[topic].default)
+            value = train.get(topic, getattr(TrainSpec(), topic))  # an older record
             used = f"{topic} {str(value).lower()}"
             values = [used]
         else:
